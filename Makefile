@@ -1,0 +1,24 @@
+# One command each for a fresh machine: `make demo` (the built-in HIR run) and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# torch first and pinned: an unpinned torch can pull several GB of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench-tasks
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/hir demo --output-dir runs/demo
+
+test: setup
+	$(PYTHON) -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks && $(VENV)/bin/ruff format --check src tests benchmarks

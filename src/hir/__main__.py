@@ -1,0 +1,3 @@
+from hir.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""The `hir` command. Each subcommand is a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hir.errors import HIRError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except HIRError as exc:
+        print(f"hir: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hir: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hir", description="Hindsight Instruction Relabeling for Hugging Face language models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="list built-in tasks or export a task's prompts")
+    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    listing = task_commands.add_parser("list", help="name every built-in task")
+    listing.set_defaults(handler=run_tasks_list)
+    export = task_commands.add_parser(
+        "export", help="write a split's rendered prompts and targets as JSONL"
+    )
+    export.add_argument("task", help="task name, jsonl:<file> or hf:<dataset>")
+    export.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    export.add_argument(
+        "--instruction", help="instruction to render (default: the correct-answer one)"
+    )
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    add_task_options(export)
+    export.set_defaults(handler=run_tasks_export)
+
+    evaluation = commands.add_parser(
+        "eval", help="greedy accuracy of a model on a task's test split"
+    )
+    evaluation.add_argument("--model", required=True, help="Hub model id or local folder")
+    evaluation.add_argument("--task", required=True, help="task name, jsonl:<file> or hf:<dataset>")
+    evaluation.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluation.add_argument(
+        "--instruction", help="instruction to decode under (default: the correct-answer one)"
+    )
+    evaluation.add_argument(
+        "--output-dir", default="outputs/eval", help="where predictions.jsonl and summary.json go"
+    )
+    evaluation.add_argument("--batch-size", type=int, default=32)
+    evaluation.add_argument("--max-new-tokens", type=int, default=32)
+    evaluation.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    evaluation.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)"
+    )
+    evaluation.add_argument("--seed", type=int, default=0)
+    add_task_options(evaluation)
+    evaluation.set_defaults(handler=run_eval)
+
+    build = commands.add_parser(
+        "build-model",
+        help="build a small untrained model with a tokenizer trained on a task's text",
+    )
+    build.add_argument("--arch", required=True, choices=["gpt2", "t5"])
+    build.add_argument(
+        "--task", required=True, help="task whose training text the tokenizer learns"
+    )
+    build.add_argument("--output-dir", required=True)
+    build.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
+    build.add_argument("--vocab-size", type=int, default=2000)
+    build.add_argument("--seed", type=int, default=0)
+    add_task_options(build)
+    build.set_defaults(handler=run_build_model)
+    return parser
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("task data")
+    group.add_argument(
+        "--bigbench-dir",
+        help="folder with <task>/task.json (default: $HIR_BIGBENCH_DIR, else download once)",
+    )
+    group.add_argument("--no-download", action="store_true", help="never download BIG-bench data")
+    group.add_argument(
+        "--feedback",
+        help="feedback function module:function or file.py:function, (output, example) -> float",
+    )
+    group.add_argument("--query-field", default="query", help="query column of user data")
+    group.add_argument("--answer-field", default="answer", help="answer column of user data")
+    group.add_argument(
+        "--hf-split", default="train", help="split of a Hugging Face dataset to read"
+    )
+    group.add_argument("--num-examples", type=int, default=1000, help="size of a synthetic task")
+    group.add_argument(
+        "--data-seed", type=int, default=0, help="seed of a synthetic task's generator"
+    )
+    group.add_argument(
+        "--split-seed", type=int, help="seed of the train/test permutation (protocol: 1)"
+    )
+    group.add_argument(
+        "--validation-fraction", type=float, help="share of train held out for validation"
+    )
+
+
+def task_from_args(args: argparse.Namespace, spec: str | None = None):
+    from hir.tasks import load_task
+
+    return load_task(
+        spec or args.task,
+        bigbench_dir=args.bigbench_dir,
+        download=not args.no_download,
+        feedback=args.feedback,
+        query_field=args.query_field,
+        answer_field=args.answer_field,
+        hf_split=args.hf_split,
+        num_examples=args.num_examples,
+        data_seed=args.data_seed,
+        split_seed=args.split_seed,
+        validation_fraction=args.validation_fraction,
+    )
+
+
+def run_tasks_list(args: argparse.Namespace) -> None:
+    from hir.tasks import list_tasks
+
+    tasks = list_tasks()
+    width = max(map(len, tasks))
+    for name, description in tasks.items():
+        print(f"{name:<{width}}  {description}")
+    print(
+        "\nAlso: jsonl:<file> and hf:<dataset> (columns 'query' and 'answer', see --query-field)."
+    )
+
+
+def run_tasks_export(args: argparse.Namespace) -> None:
+    task = task_from_args(args)
+    lines = []
+    for example in task.split(args.split):
+        row = {
+            "id": example.id,
+            "prompt": task.prompt(example.query, args.instruction),
+            "target": example.target,
+        }
+        if example.accepted:
+            row["accepted"] = list(example.accepted)
+        lines.append(json.dumps(row, ensure_ascii=False))
+    text = "".join(line + "\n" for line in lines)
+    if args.output:
+        from hir.fileio import atomic_write_text
+
+        atomic_write_text(args.output, text)
+        print(
+            f"wrote {len(lines)} examples of {task.name} ({args.split}) to {args.output}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    from transformers import set_seed
+
+    from hir.evaluate import evaluate, write_evaluation
+    from hir.models import load_policy
+
+    set_seed(args.seed)
+    task = task_from_args(args)
+    policy = load_policy(args.model, device=args.device)
+    result = evaluate(
+        policy,
+        task,
+        split=args.split,
+        instruction=args.instruction,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+    )
+    config = {k: v for k, v in vars(args).items() if k != "handler"}
+    summary = write_evaluation(result, args.output_dir, {**config, "task_name": task.name})
+    print(
+        f"{task.name} [{args.split}] model={args.model}: accuracy {result.accuracy:.4f} "
+        f"({result.num_examples} examples, {result.wall_seconds:.1f}s); wrote {summary}"
+    )
+
+
+def run_build_model(args: argparse.Namespace) -> None:
+    from hir.small_models import build_small_model, task_corpus
+
+    task = task_from_args(args)
+    path = build_small_model(
+        args.arch, task_corpus(task), args.output_dir, args.size, args.vocab_size, args.seed
+    )
+    print(f"built an untrained {args.size} {args.arch} for {task.name} in {Path(path)}")

@@ -1,0 +1,78 @@
+"""Accuracy on held-out queries: batched greedy decoding under the target instruction."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hir.fileio import atomic_write_json, atomic_write_jsonl
+from hir.models import Policy
+from hir.runinfo import library_versions
+from hir.tasks.base import Task
+
+
+@dataclass
+class EvalResult:
+    accuracy: float  # share of outputs with score 1.0
+    mean_score: float
+    num_examples: int
+    wall_seconds: float
+    records: list[dict] = field(repr=False, default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "mean_score": self.mean_score,
+            "num_examples": self.num_examples,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+def evaluate(
+    policy: Policy,
+    task: Task,
+    *,
+    split: str = "test",
+    instruction: str | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 32,
+    limit: int | None = None,
+) -> EvalResult:
+    """Greedy-decode every example of `split` under `instruction` (default: the task's
+    correct-answer instruction) and score the outputs with the task's feedback function."""
+    start = time.perf_counter()
+    examples = task.split(split)[:limit]
+    prompts = [task.prompt(e.query, instruction) for e in examples]
+    outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    records = []
+    for example, prompt, (prediction,) in zip(examples, prompts, outputs):
+        score = task.score(prediction, example)
+        records.append(
+            {
+                "id": example.id,
+                "prompt": prompt,
+                "prediction": prediction,
+                "target": example.target,
+                "score": score,
+            }
+        )
+    scores = [r["score"] for r in records]
+    return EvalResult(
+        accuracy=sum(s == 1.0 for s in scores) / max(len(scores), 1),
+        mean_score=sum(scores) / max(len(scores), 1),
+        num_examples=len(records),
+        wall_seconds=time.perf_counter() - start,
+        records=records,
+    )
+
+
+def write_evaluation(result: EvalResult, output_dir: str | Path, config: dict) -> Path:
+    """predictions.jsonl (one line per example) and summary.json (numbers, config, versions)."""
+    output_dir = Path(output_dir)
+    atomic_write_jsonl(output_dir / "predictions.jsonl", result.records)
+    summary_path = output_dir / "summary.json"
+    atomic_write_json(
+        summary_path, {**result.summary(), "config": config, "versions": library_versions()}
+    )
+    return summary_path

@@ -1,0 +1,267 @@
+"""Loading Hugging Face models, and the one place where encoder-decoder and decoder-only models
+differ: how (prompt, output) text becomes tensors and how output tokens get their logits.
+
+Everything downstream (sampling, losses, trainers, evaluation) talks to a `Policy`:
+
+    policy = load_policy("google/flan-t5-base")      # or a local folder, or "gpt2"
+    outputs = policy.generate(prompts, num_samples=4, do_sample=True)
+    batch = policy.encode(prompts, outputs)           # padded tensors
+    logits, labels = policy.output_logits(batch)      # aligned: logits[b, t] predicts labels[b, t]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+from transformers.utils import logging as hf_logging
+
+from hir.errors import HIRError
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodedBatch:
+    """Padded model inputs for (prompt, output) pairs. `labels` holds the output token ids
+    (with EOS) and IGNORE_INDEX elsewhere, in the layout `Policy.output_logits` aligns to."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> EncodedBatch:
+        return EncodedBatch(
+            {k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device)
+        )
+
+    @property
+    def num_output_tokens(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+
+class Policy:
+    """A model, its tokenizer, and how text becomes tensors for it."""
+
+    is_encoder_decoder: bool = False
+    # Text put before an output when it follows the prompt in one sequence ("A: (B)").
+    completion_prefix: str = ""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        max_prompt_tokens: int = 1024,
+        max_output_tokens: int = 256,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_output_tokens = max_output_tokens
+        if tokenizer.pad_token_id is None:
+            # GPT-2 style tokenizers have no pad token; padding is masked out anyway.
+            tokenizer.pad_token = tokenizer.eos_token
+        if tokenizer.eos_token_id is None:
+            raise HIRError("the tokenizer has no EOS token; set tokenizer.eos_token before use")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- text -> token ids ------------------------------------------------------------------
+
+    def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        # Keep the end of an over-long prompt: the query and "A:" matter more than the start.
+        ids = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        return [row[-self.max_prompt_tokens :] for row in ids]
+
+    def output_ids(self, outputs: list[str]) -> list[list[int]]:
+        texts = [self.completion_prefix + o for o in outputs]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        return [row[: self.max_output_tokens - 1] + [eos] for row in ids]
+
+    def decode(self, token_ids: torch.Tensor) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+    # -- the model-kind specific part ------------------------------------------------------
+
+    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+        raise NotImplementedError
+
+    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, T, V] and labels [B, T], aligned so that logits[b, t] predicts labels[b, t]."""
+        raise NotImplementedError
+
+    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # -- generation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        num_samples: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 32,
+        batch_size: int = 32,
+    ) -> list[list[str]]:
+        """`num_samples` outputs per prompt. Prompts are grouped by length so that each
+        `generate` call serves many prompts with little padding; results keep input order."""
+        if num_samples > 1 and not do_sample:
+            raise HIRError(
+                "num_samples > 1 needs do_sample=True (greedy decoding gives one output)"
+            )
+        was_training = self.model.training
+        self.model.eval()
+        ids = self.prompt_ids(prompts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[list[str]] = [[] for _ in prompts]
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            inputs = {
+                k: v.to(self.device) for k, v in self._pad_prompts([ids[i] for i in chunk]).items()
+            }
+            generated = self.model.generate(
+                **inputs,
+                **(sampling if do_sample else {"do_sample": False}),
+                num_return_sequences=num_samples,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+            )
+            texts = self.decode(self._new_tokens(generated, inputs))
+            for j, i in enumerate(chunk):
+                results[i] = texts[j * num_samples : (j + 1) * num_samples]
+        self.model.train(was_training)
+        return results
+
+    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return generated
+
+    def save(self, path: str | os.PathLike) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+class Seq2SeqPolicy(Policy):
+    """Encoder-decoder (T5, FLAN-T5, BART): the prompt feeds the encoder, the output the decoder."""
+
+    is_encoder_decoder = True
+
+    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=False)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+        inputs = self._pad_prompts(self.prompt_ids(prompts))
+        labels, _ = _pad(self.output_ids(outputs), IGNORE_INDEX, left=False)
+        # The decoder reads the labels shifted right behind the start token (teacher forcing).
+        inputs["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(
+            labels=labels
+        )
+        inputs["decoder_attention_mask"] = (labels != IGNORE_INDEX).long()
+        return EncodedBatch(inputs, labels)
+
+    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(**batch.inputs).logits, batch.labels
+
+
+class CausalPolicy(Policy):
+    """Decoder-only (GPT-2, Llama, Qwen): prompt and output are one sequence; the loss covers
+    the output tokens only."""
+
+    completion_prefix = " "
+
+    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        # Left padding, so that every prompt ends where generation starts.
+        input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=True)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+        sequences, labels = [], []
+        for prompt, output in zip(self.prompt_ids(prompts), self.output_ids(outputs)):
+            sequences.append(prompt + output)
+            labels.append([IGNORE_INDEX] * len(prompt) + output)
+        input_ids, attention_mask = _pad(sequences, self.tokenizer.pad_token_id, left=False)
+        label_tensor, _ = _pad(labels, IGNORE_INDEX, left=False)
+        return EncodedBatch(
+            {"input_ids": input_ids, "attention_mask": attention_mask}, label_tensor
+        )
+
+    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        # Position t predicts token t+1; drop the last logit and the first label to align them.
+        logits = self.model(**batch.inputs).logits
+        return logits[:, :-1], batch.labels[:, 1:]
+
+    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return generated[:, inputs["input_ids"].shape[1] :]
+
+
+def _pad(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    padded = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        padded[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return padded, mask
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def wrap_policy(model: PreTrainedModel, tokenizer, **kwargs) -> Policy:
+    """The right `Policy` for an already loaded model."""
+    cls = Seq2SeqPolicy if model.config.is_encoder_decoder else CausalPolicy
+    return cls(model, tokenizer, **kwargs)
+
+
+def load_policy(
+    name_or_path: str | os.PathLike,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    **kwargs,
+) -> Policy:
+    """Load a model and its tokenizer by Hub name or local path; picks the model class from
+    the config (`is_encoder_decoder`). `dtype` is e.g. "bfloat16"; default float32."""
+    name = str(name_or_path)
+    # Hub ids are "name" or "org/name"; anything else is meant as a folder on disk.
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().exists():
+        raise HIRError(
+            f"model path {name!r} does not exist; give a folder with config.json or a Hub model id"
+        )
+    hf_logging.disable_progress_bar()
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+        model = model_class.from_pretrained(name, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HIRError(
+            f"cannot load model {name!r}: {first_line} (a local folder needs config.json, the "
+            "weights and the tokenizer files; a Hub id needs the network or a filled cache)"
+        ) from exc
+    model.to(resolve_device(device))
+    return wrap_policy(model, tokenizer, **kwargs)

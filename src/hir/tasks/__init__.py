@@ -1,0 +1,103 @@
+"""Tasks: what to solve and how to check it.
+
+`load_task("bigbench/object_counting")`, `load_task("synthetic/count")`,
+`load_task("jsonl:data.jsonl")` or `load_task("hf:path_or_name")`; `list_tasks()` names the
+built-in ones; `expand_task_names("bigbench/paper-12")` gives the paper's twelve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+from hir.errors import HIRError
+from hir.tasks.base import (
+    CORRECT_INSTRUCTION,
+    WRONG_INSTRUCTION,
+    Example,
+    Task,
+    exact_match,
+    exact_match_any,
+    normalize_answer,
+    render_prompt,
+)
+from hir.tasks.bigbench import PAPER_TASKS, load_bigbench_task
+from hir.tasks.synthetic import SYNTHETIC_TASKS, load_synthetic_task
+from hir.tasks.user_data import load_feedback, load_hf_task, load_jsonl_task, task_from_dataset
+
+PAPER_12 = "bigbench/paper-12"
+
+__all__ = [
+    "CORRECT_INSTRUCTION",
+    "WRONG_INSTRUCTION",
+    "Example",
+    "Task",
+    "exact_match",
+    "exact_match_any",
+    "expand_task_names",
+    "list_tasks",
+    "load_feedback",
+    "load_task",
+    "normalize_answer",
+    "render_prompt",
+    "task_from_dataset",
+]
+
+
+def list_tasks() -> dict[str, str]:
+    """Every built-in task name with a one-line description."""
+    tasks = {f"bigbench/{name}": f"BIG-bench {folder}" for name, folder in PAPER_TASKS.items()}
+    tasks[PAPER_12] = "all twelve BIG-bench tasks of the HIR paper"
+    tasks.update(
+        {f"synthetic/{k}": f"synthetic: {s.description}" for k, s in SYNTHETIC_TASKS.items()}
+    )
+    return tasks
+
+
+def expand_task_names(spec: str) -> list[str]:
+    return [f"bigbench/{name}" for name in PAPER_TASKS] if spec == PAPER_12 else [spec]
+
+
+def load_task(
+    spec: str,
+    *,
+    bigbench_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    feedback: str | Callable | None = None,
+    query_field: str = "query",
+    answer_field: str = "answer",
+    hf_split: str = "train",
+    num_examples: int = 1000,
+    data_seed: int = 0,
+    split_seed: int | None = None,
+    validation_fraction: float | None = None,
+) -> Task:
+    """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
+    path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier."""
+    if spec == PAPER_12:
+        raise HIRError(
+            f"{PAPER_12} names twelve tasks; load them one by one with expand_task_names"
+        )
+    family, _, name = spec.partition("/")
+    if family == "bigbench" and name:
+        task = load_bigbench_task(name, bigbench_dir, download)
+    elif family == "synthetic" and name in SYNTHETIC_TASKS:
+        task = load_synthetic_task(name, num_examples=num_examples, data_seed=data_seed)
+    elif spec.startswith("jsonl:") or spec.endswith(".jsonl"):
+        task = load_jsonl_task(spec.removeprefix("jsonl:"), query_field, answer_field)
+    elif spec.startswith("hf:"):
+        task = load_hf_task(spec.removeprefix("hf:"), hf_split, query_field, answer_field)
+    else:
+        raise HIRError(
+            f"unknown task {spec!r}: use a name from `hir tasks list` (e.g. synthetic/count, "
+            "bigbench/object_counting), jsonl:<file> or hf:<dataset>"
+        )
+    overrides = {
+        "feedback": None if feedback is None else load_feedback(feedback),
+        "split_seed": split_seed,
+        "validation_fraction": validation_fraction,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # replace() runs the Task's checks again on the new values.
+    return dataclasses.replace(task, **overrides) if overrides else task

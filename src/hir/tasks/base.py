@@ -1,0 +1,151 @@
+"""What a task is: examples, a feedback function, a prompt template and a deterministic split.
+
+The defaults reproduce the public HIR code's BIG-bench protocol (METHOD.md section 4):
+prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation with the first
+80% for training, and a normalized exact match for correctness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from hir.errors import HIRError
+
+CORRECT_INSTRUCTION = "Solve the question with correct answer."
+WRONG_INSTRUCTION = "Solve the question with wrong answer."
+PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}\nA:"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One query and what counts as a right answer to it.
+
+    `target` is the canonical answer (what SFT trains on and what the default feedback checks);
+    `accepted` lists other forms a lenient verifier may accept; `meta` carries any extra columns
+    of user data, for user feedback functions.
+    """
+
+    id: str
+    query: str
+    target: str
+    accepted: tuple[str, ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+Feedback = Callable[[str, Example], float]
+
+
+def normalize_answer(text: str) -> str:
+    """The public code's normalization: newlines to spaces, drop spaces and periods, lowercase."""
+    return str(text).replace("\n", " ").replace(" ", "").replace(".", "").lower()
+
+
+def exact_match(output: str, example: Example) -> float:
+    """1.0 if the output equals the target after normalization (the paper's metric), else 0.0."""
+    return float(normalize_answer(output) == normalize_answer(example.target))
+
+
+def exact_match_any(output: str, example: Example) -> float:
+    """Like `exact_match`, but any form in `example.accepted` also counts (e.g. "nine" or "9")."""
+    forms = (example.target, *example.accepted)
+    return float(any(normalize_answer(output) == normalize_answer(f) for f in forms))
+
+
+def render_prompt(instruction: str, query: str, template: str = PROMPT_TEMPLATE) -> str:
+    # str.format only interprets the template's braces, never those inside the query.
+    return template.format(instruction=instruction, query=query)
+
+
+def split_indices(
+    num_examples: int, seed: int = 1, train_fraction: float = 0.8, validation_fraction: float = 0.0
+) -> dict[str, list[int]]:
+    """The public code's split: `np.random.seed(seed); np.random.permutation(n)`, the first
+    int(0.8 n) for training, the rest for test. A validation split, when asked for, is carved
+    from the end of the training part, so the test split never changes."""
+    order = np.random.RandomState(seed).permutation(num_examples).tolist()
+    train_end = int(train_fraction * num_examples)
+    validation_size = int(validation_fraction * train_end)
+    return {
+        "train": order[: train_end - validation_size],
+        "validation": order[train_end - validation_size : train_end],
+        "test": order[train_end:],
+    }
+
+
+@dataclass
+class Task:
+    """A set of examples, a feedback function that scores an output in [0, 1], a prompt
+    template, and the instructions that ask for a correct or a wrong answer."""
+
+    name: str
+    examples: Sequence[Example]
+    feedback: Feedback = exact_match
+    prompt_template: str = PROMPT_TEMPLATE
+    correct_instruction: str = CORRECT_INSTRUCTION
+    wrong_instruction: str = WRONG_INSTRUCTION
+    split_seed: int = 1
+    train_fraction: float = 0.8
+    validation_fraction: float = 0.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise HIRError(f"task {self.name!r} has no examples: give it at least one")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise HIRError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise HIRError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        self._split_cache: dict[str, list[int]] | None = None
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise HIRError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
+        if self._split_cache is None:
+            self._split_cache = split_indices(
+                len(self.examples), self.split_seed, self.train_fraction, self.validation_fraction
+            )
+        return [self.examples[i] for i in self._split_cache[name]]
+
+    def prompt(self, query: str, instruction: str | None = None) -> str:
+        return render_prompt(
+            self.correct_instruction if instruction is None else instruction,
+            query,
+            self.prompt_template,
+        )
+
+    def score(self, output: str, example: Example) -> float:
+        """The feedback function, checked: a number in [0, 1] or a clear error."""
+        try:
+            value = self.feedback(output, example)
+        except Exception as exc:  # noqa: BLE001 - user code; report it in one line
+            raise HIRError(
+                f"feedback function {_callable_name(self.feedback)} raised "
+                f"{type(exc).__name__}: {exc} (task {self.name!r}, example {example.id!r}); "
+                "fix the function so it returns a score for every output"
+            ) from exc
+        if not isinstance(value, (bool, int, float, np.number)):
+            raise HIRError(
+                f"feedback function {_callable_name(self.feedback)} returned "
+                f"{type(value).__name__} {value!r} for example {example.id!r}; "
+                "it must return a number in [0, 1] (1.0 = correct)"
+            )
+        value = float(value)
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise HIRError(
+                f"feedback function {_callable_name(self.feedback)} returned {value} for example "
+                f"{example.id!r}; scores must lie in [0, 1] (1.0 = correct)"
+            )
+        return value
+
+
+def _callable_name(fn: Callable) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}:{name}" if module else name

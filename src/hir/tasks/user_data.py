@@ -1,0 +1,144 @@
+"""Users' own data: JSONL files and Hugging Face datasets with a query and an answer column,
+plus feedback functions given as callables or as `module:function` / `file.py:function` paths."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from hir.errors import HIRError
+from hir.tasks.base import Example, Feedback, Task, exact_match_any
+
+
+def load_feedback(spec: str | Callable) -> Feedback:
+    """A callable `(output, example) -> float` from a callable or a `module:function` path
+    (`package.module:function` on sys.path, or `path/to/file.py:function`)."""
+    if callable(spec):
+        return spec
+    module_name, sep, attribute = str(spec).rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise HIRError(
+            f"feedback {spec!r} is not of the form module:function (e.g. my_checks:is_correct "
+            "or ./checks.py:is_correct)"
+        )
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise HIRError(f"feedback file {module_name!r} does not exist")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except HIRError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report the user's import problem in one line
+        raise HIRError(
+            f"cannot import feedback module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise HIRError(f"feedback module {module_name!r} has no function {attribute!r}")
+    return function
+
+
+def examples_from_records(
+    records: Iterable[Mapping],
+    source: str,
+    query_field: str = "query",
+    answer_field: str = "answer",
+) -> list[Example]:
+    examples = []
+    for index, record in enumerate(records):
+        for field_name in (query_field, answer_field):
+            if field_name not in record:
+                raise HIRError(
+                    f"{source}: record {index} has no {field_name!r} field (it has "
+                    f"{', '.join(map(repr, record)) or 'none'}); name the column with "
+                    f"--query-field / --answer-field"
+                )
+        answer = record[answer_field]
+        forms = [str(a) for a in answer] if isinstance(answer, (list, tuple)) else [str(answer)]
+        if not forms:
+            raise HIRError(f"{source}: record {index} has an empty {answer_field!r} list")
+        extra = {k: v for k, v in record.items() if k not in (query_field, answer_field)}
+        examples.append(
+            Example(
+                id=str(record.get("id", index)),
+                query=str(record[query_field]),
+                target=forms[0],
+                accepted=tuple(forms[1:]),
+                meta=MappingProxyType(extra),
+            )
+        )
+    if not examples:
+        raise HIRError(f"{source} has no examples: add at least one record")
+    return examples
+
+
+def load_jsonl_task(path: str, query_field: str = "query", answer_field: str = "answer") -> Task:
+    file = Path(path)
+    if not file.is_file():
+        raise HIRError(f"data file {path!r} does not exist")
+    records = []
+    with open(file, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HIRError(f"{path} line {line_number} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise HIRError(f"{path} line {line_number} is not a JSON object")
+            records.append(record)
+    return Task(
+        name=f"jsonl:{path}",
+        examples=examples_from_records(records, path, query_field, answer_field),
+        feedback=exact_match_any,
+        description=f"user data from {path}",
+    )
+
+
+def load_hf_task(
+    name_or_path: str,
+    split: str = "train",
+    query_field: str = "query",
+    answer_field: str = "answer",
+) -> Task:
+    """A Hugging Face dataset: a folder written by `Dataset.save_to_disk`, or a name that
+    `datasets.load_dataset` understands (a hub id or a local data folder)."""
+    import datasets
+
+    try:
+        if (Path(name_or_path) / "dataset_info.json").is_file() or (
+            Path(name_or_path) / "dataset_dict.json"
+        ).is_file():
+            dataset = datasets.load_from_disk(name_or_path)
+            if isinstance(dataset, datasets.DatasetDict):
+                dataset = dataset[split]
+        else:
+            dataset = datasets.load_dataset(name_or_path, split=split)
+    except Exception as exc:  # noqa: BLE001 - many failure types; one line for the user
+        raise HIRError(
+            f"cannot load Hugging Face dataset {name_or_path!r} (split {split!r}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    return task_from_dataset(dataset, f"hf:{name_or_path}", query_field, answer_field)
+
+
+def task_from_dataset(
+    dataset, name: str = "dataset", query_field: str = "query", answer_field: str = "answer"
+) -> Task:
+    """A task from an in-memory `datasets.Dataset` (or any iterable of dicts)."""
+    return Task(
+        name=name,
+        examples=examples_from_records(dataset, name, query_field, answer_field),
+        feedback=exact_match_any,
+        description=f"user data {name}",
+    )

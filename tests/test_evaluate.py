@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from hir.cli import main
+from hir.evaluate import evaluate
+from hir.tasks import load_task
+
+
+class ScriptedPolicy:
+    """Answers correctly for every other example: a stand-in whose accuracy we know."""
+
+    def __init__(self, task):
+        self.answers = {task.prompt(e.query): e.target for e in task.examples}
+        self.calls = []
+
+    def generate(self, prompts, max_new_tokens, batch_size):
+        self.calls.append(len(prompts))
+        return [[self.answers[p] if i % 2 == 0 else "wrong"] for i, p in enumerate(prompts)]
+
+
+def test_accuracy_counts_correct_outputs_on_the_test_split():
+    task = load_task("synthetic/count", num_examples=100)
+    result = evaluate(ScriptedPolicy(task), task)
+    assert result.num_examples == 20
+    assert result.accuracy == pytest.approx(0.5)
+    assert [r["id"] for r in result.records] == [e.id for e in task.split("test")]
+    assert {r["score"] for r in result.records} == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "t5"])
+def test_hir_eval_with_a_built_saved_and_reloaded_model(arch, tmp_path, capsys):
+    model_dir, out = tmp_path / arch, tmp_path / "eval"
+    task_args = ["--task", "synthetic/count", "--num-examples", "100"]
+    assert (
+        main(
+            [
+                "build-model",
+                "--arch",
+                arch,
+                "--output-dir",
+                str(model_dir),
+                "--vocab-size",
+                "400",
+                *task_args,
+            ]
+        )
+        == 0
+    )
+    assert (model_dir / "config.json").is_file()
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(model_dir),
+                "--output-dir",
+                str(out),
+                "--max-new-tokens",
+                "4",
+                *task_args,
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    predictions = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == summary["num_examples"] == 20
+    assert 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["config"]["seed"] == 0 and summary["config"]["model"] == str(model_dir)
+    assert summary["versions"]["torch"] and summary["versions"]["transformers"]
+    assert set(json.loads(predictions[0])) == {"id", "prompt", "prediction", "target", "score"}
+    assert "accuracy" in capsys.readouterr().out
