@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     add_task_options(build)
     build.set_defaults(handler=run_build_model)
+
+    train = commands.add_parser(
+        "train", add_help=False, help="run HIR (--config run.yaml, every HIRConfig field also a flag; -h lists them)"
+    )
+    train.add_argument("options", nargs=argparse.REMAINDER)
+    train.set_defaults(handler=run_train)
+
+    demo = commands.add_parser("demo", help="the built-in default: a complete HIR run on CPU in about 5 minutes")
+    demo.add_argument("--output-dir", default="runs/demo")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--iterations", type=int, help="override the number of HIR iterations")
+    demo.add_argument("--report-to", default="tensorboard", help="tensorboard, wandb, mlflow or none")
+    demo.set_defaults(handler=run_demo)
     return parser
 
 
@@ -201,3 +214,48 @@ def run_build_model(args: argparse.Namespace) -> None:
         args.arch, task_corpus(task), args.output_dir, args.size, args.vocab_size, args.seed
     )
     print(f"built an untrained {args.size} {args.arch} for {task.name} in {Path(path)}")
+
+
+def parse_train_config(options: list[str]):
+    """HIRConfig from `--config run.yaml` overridden by flags (`--learning_rate 1e-4`)."""
+    import yaml
+    from transformers import HfArgumentParser
+
+    from hir.trainers.hir_config import HIRConfig
+
+    parser = HfArgumentParser(HIRConfig, prog="hir train", description=HIRConfig.__doc__)
+    parser.add_argument("--config", help="YAML file of HIRConfig fields; flags override it")
+    known, _ = parser.parse_known_args(options)
+    if known.config:
+        path = Path(known.config)
+        if not path.is_file():
+            raise HIRError(f"config file {known.config!r} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise HIRError(f"{known.config} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        fields = set(HIRConfig.__dataclass_fields__)
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise HIRError(f"{known.config}: unknown field(s) {', '.join(unknown)}; see `hir train -h` for the fields")
+        parser.set_defaults(**values)
+    config, _ = parser.parse_args_into_dataclasses(options)
+    return config
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from hir.trainers.hir_trainer import HIRTrainer
+
+    config = parse_train_config(args.options)
+    summary = HIRTrainer(config.model, config.task, config).train()
+    print(
+        f"{summary['task']}: accuracy {summary['initial_accuracy']:.3f} -> {summary['final_accuracy']:.3f} "
+        f"after {summary['iterations']} iterations ({summary['wall_seconds']:.0f}s); "
+        f"results in {config.output_dir}"
+    )
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from hir.demo import run_demo as demo
+
+    demo(args.output_dir, seed=args.seed, iterations=args.iterations, report_to=args.report_to)

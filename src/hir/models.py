@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -27,7 +28,7 @@ from transformers.utils import logging as hf_logging
 
 from hir.errors import HIRError
 
-IGNORE_INDEX = -100
+from hir.losses import IGNORE_INDEX
 
 
 @dataclass
@@ -97,8 +98,9 @@ class Policy:
     def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
         raise NotImplementedError
 
-    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B, T, V] and labels [B, T], aligned so that logits[b, t] predicts labels[b, t]."""
+    def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, T, V] and labels [B, T], aligned so that logits[b, t] predicts labels[b, t].
+        `model` is the module to run (e.g. accelerate's wrapped one); default `self.model`."""
         raise NotImplementedError
 
     def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
@@ -118,6 +120,7 @@ class Policy:
         top_p: float = 1.0,
         max_new_tokens: int = 32,
         batch_size: int = 32,
+        progress: str | None = None,
     ) -> list[list[str]]:
         """`num_samples` outputs per prompt. Prompts are grouped by length so that each
         `generate` call serves many prompts with little padding; results keep input order."""
@@ -131,7 +134,8 @@ class Policy:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[list[str]] = [[] for _ in prompts]
         sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=progress, disable=None if progress else True, leave=False):
             chunk = order[start : start + batch_size]
             inputs = {
                 k: v.to(self.device) for k, v in self._pad_prompts([ids[i] for i in chunk]).items()
@@ -177,8 +181,8 @@ class Seq2SeqPolicy(Policy):
         inputs["decoder_attention_mask"] = (labels != IGNORE_INDEX).long()
         return EncodedBatch(inputs, labels)
 
-    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(**batch.inputs).logits, batch.labels
+    def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return (model or self.model)(**batch.inputs).logits, batch.labels
 
 
 class CausalPolicy(Policy):
@@ -203,9 +207,9 @@ class CausalPolicy(Policy):
             {"input_ids": input_ids, "attention_mask": attention_mask}, label_tensor
         )
 
-    def output_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         # Position t predicts token t+1; drop the last logit and the first label to align them.
-        logits = self.model(**batch.inputs).logits
+        logits = (model or self.model)(**batch.inputs).logits
         return logits[:, :-1], batch.labels[:, 1:]
 
     def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -8,6 +8,7 @@ prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -94,6 +95,9 @@ class Task:
     train_fraction: float = 0.8
     validation_fraction: float = 0.0
     description: str = ""
+    # A regex an answer of the right shape matches in full (e.g. r"\([A-Z]\)"); logged as the
+    # share of well-formed samples, which reveals a collapsing policy early.
+    answer_format: str | None = None
 
     def __post_init__(self) -> None:
         if not self.examples:
@@ -119,6 +123,9 @@ class Task:
             query,
             self.prompt_template,
         )
+
+    def is_well_formed(self, output: str) -> bool:
+        return self.answer_format is None or re.fullmatch(self.answer_format, output.strip()) is not None
 
     def score(self, output: str, example: Example) -> float:
         """The feedback function, checked: a number in [0, 1] or a clear error."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -84,11 +85,14 @@ def load_bigbench_task(
             f"no BIG-bench file {path}: the task name {short_name!r} may be wrong (see `hir "
             "tasks list`); for a task outside the paper's twelve, pass --bigbench-dir with it"
         )
+    examples = parse_bigbench_file(path, short_name)
+    multiple_choice = all(re.fullmatch(r"\([A-Z]\)", e.target) for e in examples)
     return Task(
         name=f"bigbench/{short_name}",
-        examples=parse_bigbench_file(path, short_name),
+        examples=examples,
         feedback=exact_match,
         description=f"BIG-bench {task_folder(short_name)} ({path})",
+        answer_format=r"\([A-Z]\)" if multiple_choice else None,
     )
 
 

@@ -94,14 +94,15 @@ class SyntheticSpec:
     generate: Callable[..., tuple[str, str, dict]]
     verify: Callable[[str, Example], float]
     description: str
+    answer_format: str  # regex of a well-formed answer
 
 
 SYNTHETIC_TASKS: dict[str, SyntheticSpec] = {
-    "count": SyntheticSpec(generate_count, verify_count, "count a word's occurrences in a list"),
-    "arithmetic": SyntheticSpec(generate_arithmetic, verify_arithmetic, "add two numbers"),
-    "sort": SyntheticSpec(generate_sort, verify_sort, "sort 3-4 words alphabetically"),
+    "count": SyntheticSpec(generate_count, verify_count, "count a word's occurrences in a list", r"\d+"),
+    "arithmetic": SyntheticSpec(generate_arithmetic, verify_arithmetic, "add two numbers", r"\d+"),
+    "sort": SyntheticSpec(generate_sort, verify_sort, "sort 3-4 words alphabetically", r"[a-z]+( [a-z]+)*"),
     "swap": SyntheticSpec(
-        generate_swap, verify_swap, "track a ball through swaps (multiple choice)"
+        generate_swap, verify_swap, "track a ball through swaps (multiple choice)", r"\([A-Z]\)"
     ),
 }
 
@@ -123,4 +124,5 @@ def load_synthetic_task(kind: str, num_examples: int = 1000, data_seed: int = 0,
         examples=examples,
         feedback=spec.verify,
         description=f"synthetic: {spec.description} ({len(examples)} examples, data seed {data_seed})",
+        answer_format=spec.answer_format,
     )

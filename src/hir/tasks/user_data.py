@@ -17,19 +17,24 @@ from hir.tasks.base import Example, Feedback, Task, exact_match_any
 def load_feedback(spec: str | Callable) -> Feedback:
     """A callable `(output, example) -> float` from a callable or a `module:function` path
     (`package.module:function` on sys.path, or `path/to/file.py:function`)."""
+    return load_callable(spec, "feedback")
+
+
+def load_callable(spec: str | Callable, what: str) -> Callable:
+    """A function from a callable or a `module:function` / `file.py:function` path."""
     if callable(spec):
         return spec
     module_name, sep, attribute = str(spec).rpartition(":")
     if not sep or not module_name or not attribute:
         raise HIRError(
-            f"feedback {spec!r} is not of the form module:function (e.g. my_checks:is_correct "
+            f"{what} {spec!r} is not of the form module:function (e.g. my_checks:is_correct "
             "or ./checks.py:is_correct)"
         )
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.is_file():
-                raise HIRError(f"feedback file {module_name!r} does not exist")
+                raise HIRError(f"{what} file {module_name!r} does not exist")
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)

@@ -1,0 +1,86 @@
+"""Checkpoints, one folder per iteration: model and tokenizer (Hugging Face format), optimizer
+and scheduler, every RNG state, the replay buffer and the run's history. A folder is written
+under a temporary name and renamed into place, so a run killed at any moment leaves either the
+previous checkpoint or the new one, complete."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hir.fileio import atomic_write_json
+
+_NAME = re.compile(r"^iteration-(\d{4,})$")
+
+
+def capture_rng(generator: torch.Generator, py_rng: random.Random) -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": generator.get_state(),
+        "trainer_random": py_rng.getstate(),
+    }
+
+
+def restore_rng(state: dict, generator: torch.Generator, py_rng: random.Random) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["generator"])
+    py_rng.setstate(state["trainer_random"])
+
+
+def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Path:
+    """`write_contents(folder)` writes the checkpoint's files into a fresh folder; it becomes
+    `root/iteration-NNNN` in one rename. Only the `keep` newest checkpoints stay."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"iteration-{iteration:04d}"
+    staging = root / f".staging-{final.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    write_contents(staging)
+    atomic_write_json(staging / "COMPLETE.json", {"iteration": iteration})
+    if final.exists():  # the same iteration done again after a resume
+        stale = root / f".stale-{final.name}"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(final, stale)
+        shutil.rmtree(stale)
+    os.replace(staging, final)
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / "COMPLETE.json").is_file()]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1] if checkpoints else None
+
+
+def save_training_state(folder: Path, optimizer, scheduler, rng: dict) -> None:
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+        folder / "training_state.pt",
+    )
+
+
+def load_training_state(folder: Path) -> dict:
+    # Our own file, holding RNG states (numpy arrays, tuples): not a weights-only payload.
+    return torch.load(folder / "training_state.pt", weights_only=False)

@@ -1,0 +1,117 @@
+"""Hindsight relabeling (phi): the instruction that an output, given its score, *does* satisfy.
+
+A relabeler is called as `relabeler(instruction, query, output, score) -> instruction` and also
+names its `target_instruction` (asked for at evaluation) and, for the pairwise contrastive loss,
+the `opposite` of an instruction.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hir.errors import HIRError
+
+
+@dataclass
+class BinaryRelabel:
+    """The paper's scripted relabel: score >= threshold -> the correct-answer instruction,
+    otherwise the wrong-answer one. No sample is wasted: a failure succeeds at the latter."""
+
+    correct_instruction: str
+    wrong_instruction: str
+    threshold: float = 1.0
+
+    @property
+    def target_instruction(self) -> str:
+        return self.correct_instruction
+
+    @property
+    def instructions(self) -> list[str]:
+        return [self.correct_instruction, self.wrong_instruction]
+
+    def fit(self, scores: Sequence[float]) -> None:
+        """Binary relabeling needs nothing from the buffer."""
+
+    def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
+        return self.correct_instruction if score >= self.threshold else self.wrong_instruction
+
+    def opposite(self, instruction: str) -> str:
+        return self.wrong_instruction if instruction == self.correct_instruction else self.correct_instruction
+
+
+@dataclass
+class QuantileRelabel:
+    """Graded feedback: an output's rank among the buffer's scores picks one of `num_buckets`
+    instructions ("Give an answer that scores in the top 25%."). Evaluation asks for the top
+    bucket. Call `fit(scores)` on the buffer before relabeling it."""
+
+    num_buckets: int = 4
+    _sorted_scores: list[float] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.num_buckets < 2:
+            raise HIRError(f"num_buckets must be at least 2, got {self.num_buckets}")
+
+    @property
+    def instructions(self) -> list[str]:
+        return [self._instruction(b) for b in range(self.num_buckets)]
+
+    @property
+    def target_instruction(self) -> str:
+        return self._instruction(0)
+
+    def _instruction(self, bucket: int) -> str:
+        upper = round(100 * (bucket + 1) / self.num_buckets)
+        if bucket == 0:
+            return f"Give an answer that scores in the top {upper}%."
+        lower = round(100 * bucket / self.num_buckets)
+        return f"Give an answer that scores in the top {upper}% but not the top {lower}%."
+
+    def fit(self, scores: Sequence[float]) -> None:
+        self._sorted_scores = sorted(scores)
+
+    def bucket(self, score: float) -> int:
+        """The share of scores strictly above `score` places it; ties share a bucket."""
+        if not self._sorted_scores:
+            raise HIRError("QuantileRelabel needs fit(scores) on the buffer before relabeling")
+        above = len(self._sorted_scores) - bisect.bisect_right(self._sorted_scores, score)
+        return min(int(above / len(self._sorted_scores) * self.num_buckets), self.num_buckets - 1)
+
+    def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
+        return self._instruction(self.bucket(score))
+
+    def opposite(self, instruction: str) -> str:
+        # The bucket at the other end of the ranking.
+        index = self.instructions.index(instruction)
+        return self._instruction(0 if index >= self.num_buckets / 2 else self.num_buckets - 1)
+
+
+@dataclass
+class CallableRelabel:
+    """Any user function `(instruction, query, output, score) -> instruction`. For the
+    pairwise contrastive loss, the opposite of an instruction is `opposite_function(instr)` if
+    given, else the target instruction for any other instruction, and `fallback_opposite` for
+    the target instruction itself."""
+
+    function: Callable[[str, str, str, float], str]
+    target_instruction: str
+    fallback_opposite: str
+    opposite_function: Callable[[str], str] | None = None
+
+    def fit(self, scores: Sequence[float]) -> None:
+        pass
+
+    def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
+        relabeled = self.function(instruction, query, output, score)
+        if not isinstance(relabeled, str):
+            raise HIRError(
+                f"relabel function returned {type(relabeled).__name__} {relabeled!r}; it must return an instruction string"
+            )
+        return relabeled
+
+    def opposite(self, instruction: str) -> str:
+        if self.opposite_function is not None:
+            return self.opposite_function(instruction)
+        return self.fallback_opposite if instruction == self.target_instruction else self.target_instruction

@@ -1,0 +1,58 @@
+"""The online phase: sample outputs for training queries under the target instruction, drop
+duplicates of the same query, and score each with the task's feedback function."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from hir.models import Policy
+from hir.tasks.base import Example, Task
+
+
+@dataclass(frozen=True)
+class Sample:
+    iteration: int
+    query_id: str
+    instruction: str
+    output: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_outputs(
+    policy: Policy,
+    task: Task,
+    examples: list[Example],
+    *,
+    instruction: str,
+    iteration: int,
+    num_samples: int = 4,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+    progress: str | None = None,
+) -> list[Sample]:
+    """`num_samples` outputs per example at `temperature`, many queries per generate call.
+    Duplicates of the same query are dropped, keeping first-seen order (the public code uses a
+    set, whose order varies between runs)."""
+    prompts = [task.prompt(example.query, instruction) for example in examples]
+    outputs = policy.generate(
+        prompts,
+        num_samples=num_samples,
+        do_sample=True,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    samples = []
+    for example, candidates in zip(examples, outputs):
+        for output in dict.fromkeys(candidates):
+            samples.append(Sample(iteration, example.id, instruction, output, task.score(output, example)))
+    return samples

@@ -1,0 +1,1 @@
+"""One trainer per algorithm; they share the epoch loop in `loop.py`."""
