@@ -36,11 +36,15 @@ def test_label_smoothing_matches_transformers_label_smoother():
     logits, labels = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
     labels[0, :2] = IGNORE_INDEX
     reference = LabelSmoother(epsilon=0.2)({"logits": logits}, labels, shift_labels=False)
-    assert label_smoothed_nll(logits, labels, 0.2).item() == pytest.approx(reference.item(), rel=1e-5)
+    assert label_smoothed_nll(logits, labels, 0.2).item() == pytest.approx(
+        reference.item(), rel=1e-5
+    )
 
 
 def test_sequence_scores_are_mean_output_token_logprobs():
-    assert sequence_scores(LOGITS, LABELS).item() == pytest.approx((math.log(1 / 2) + math.log(1 / 5)) / 2)
+    assert sequence_scores(LOGITS, LABELS).item() == pytest.approx(
+        (math.log(1 / 2) + math.log(1 / 5)) / 2
+    )
 
 
 def test_pairwise_contrastive_by_hand():
@@ -49,7 +53,10 @@ def test_pairwise_contrastive_by_hand():
     plain = (-math.log(sig(2.0)) - math.log(sig(-0.5))) / 2
     assert pairwise_contrastive_loss(s_pos, s_neg).item() == pytest.approx(plain)
     smoothed = (
-        0.8 * -math.log(sig(2.0)) + 0.2 * -math.log(sig(-2.0)) + 0.8 * -math.log(sig(-0.5)) + 0.2 * -math.log(sig(0.5))
+        0.8 * -math.log(sig(2.0))
+        + 0.2 * -math.log(sig(-2.0))
+        + 0.8 * -math.log(sig(-0.5))
+        + 0.2 * -math.log(sig(0.5))
     ) / 2
     assert pairwise_contrastive_loss(s_pos, s_neg, epsilon=0.2).item() == pytest.approx(smoothed)
 

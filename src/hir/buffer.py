@@ -23,7 +23,9 @@ def parse_retention(policy: str) -> tuple[str, int]:
         return kind, 0
     if kind in ("latest", "cap") and value.isdigit() and int(value) > 0:
         return kind, int(value)
-    raise HIRError(f"buffer retention {policy!r} is not one of: all, latest:K, cap:M (K, M positive integers)")
+    raise HIRError(
+        f"buffer retention {policy!r} is not one of: all, latest:K, cap:M (K, M positive integers)"
+    )
 
 
 class ReplayBuffer:

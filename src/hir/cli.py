@@ -12,7 +12,12 @@ from hir.errors import HIRError
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `hir train` takes HIRConfig's flags, parsed later by HfArgumentParser.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args) or 0
     except HIRError as exc:
@@ -83,16 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=run_build_model)
 
     train = commands.add_parser(
-        "train", add_help=False, help="run HIR (--config run.yaml, every HIRConfig field also a flag; -h lists them)"
+        "train",
+        add_help=False,
+        help="run HIR (--config run.yaml, every HIRConfig field also a flag; -h lists them)",
     )
-    train.add_argument("options", nargs=argparse.REMAINDER)
     train.set_defaults(handler=run_train)
 
-    demo = commands.add_parser("demo", help="the built-in default: a complete HIR run on CPU in about 5 minutes")
+    demo = commands.add_parser(
+        "demo", help="the built-in default: a complete HIR run on CPU in about 5 minutes"
+    )
     demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--iterations", type=int, help="override the number of HIR iterations")
-    demo.add_argument("--report-to", default="tensorboard", help="tensorboard, wandb, mlflow or none")
+    demo.add_argument(
+        "--report-to", default="tensorboard", help="tensorboard, wandb, mlflow or none"
+    )
     demo.set_defaults(handler=run_demo)
     return parser
 
@@ -237,7 +247,9 @@ def parse_train_config(options: list[str]):
         fields = set(HIRConfig.__dataclass_fields__)
         unknown = sorted(set(values) - fields)
         if unknown:
-            raise HIRError(f"{known.config}: unknown field(s) {', '.join(unknown)}; see `hir train -h` for the fields")
+            raise HIRError(
+                f"{known.config}: unknown field(s) {', '.join(unknown)}; see `hir train -h` for the fields"
+            )
         parser.set_defaults(**values)
     config, _ = parser.parse_args_into_dataclasses(options)
     return config

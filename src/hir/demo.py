@@ -47,7 +47,12 @@ DEMO_HIR = {
 }
 
 
-def run_demo(output_dir: str | Path = "runs/demo", seed: int = 0, iterations: int | None = None, report_to: str = "tensorboard") -> dict:
+def run_demo(
+    output_dir: str | Path = "runs/demo",
+    seed: int = 0,
+    iterations: int | None = None,
+    report_to: str = "tensorboard",
+) -> dict:
     start = time.perf_counter()
     output_dir = Path(output_dir)
     set_seed(seed)
@@ -58,7 +63,14 @@ def run_demo(output_dir: str | Path = "runs/demo", seed: int = 0, iterations: in
     warmup_examples = [e for e in warmup_task.examples if e.query not in known]
 
     print(f"hir demo: building a small GPT-2 for {task.name} in {output_dir / 'model-init'}")
-    model_dir = build_small_model("gpt2", task_corpus(task), output_dir / "model-init", size="small", vocab_size=1000, seed=seed)
+    model_dir = build_small_model(
+        "gpt2",
+        task_corpus(task),
+        output_dir / "model-init",
+        size="small",
+        vocab_size=1000,
+        seed=seed,
+    )
     policy = load_policy(model_dir)
     print(f"hir demo: warm-up on {len(warmup_examples)} other labeled examples, both instructions")
     supervised_finetune(
@@ -78,22 +90,42 @@ def run_demo(output_dir: str | Path = "runs/demo", seed: int = 0, iterations: in
         model=str(output_dir / "model-start"), task=DEMO_TASK, output_dir=str(output_dir), seed=seed,
         report_to=report_to, **settings,
     )  # fmt: skip
-    print(f"hir demo: HIR for {config.iterations} iterations (accuracy on the {len(task.split('test'))} test queries)")
+    print(
+        f"hir demo: HIR for {config.iterations} iterations (accuracy on the {len(task.split('test'))} test queries)"
+    )
     summary = HIRTrainer(policy, task, config).train()
 
     summary.update(
         {
             "wall_seconds": round(time.perf_counter() - start, 2),
-            "warmup": {**DEMO_WARMUP, "examples_used": len(warmup_examples), "seconds": round(warmup_seconds, 2)},
+            "warmup": {
+                **DEMO_WARMUP,
+                "examples_used": len(warmup_examples),
+                "seconds": round(warmup_seconds, 2),
+            },
         }
     )
     atomic_write_json(output_dir / "summary.json", summary)
     print()
-    print(before_after_table([(f"HIR on {task.name}, seed {seed}", summary["initial_accuracy"], summary["final_accuracy"])]))
-    print(f"\n{summary['wall_seconds']:.0f}s; plot: {output_dir / 'accuracy.png'}; summary: {output_dir / 'summary.json'}")
+    print(
+        before_after_table(
+            [
+                (
+                    f"HIR on {task.name}, seed {seed}",
+                    summary["initial_accuracy"],
+                    summary["final_accuracy"],
+                )
+            ]
+        )
+    )
+    print(
+        f"\n{summary['wall_seconds']:.0f}s; plot: {output_dir / 'accuracy.png'}; summary: {output_dir / 'summary.json'}"
+    )
     return summary
 
 
 def check_final_accuracy(policy_dir: str | Path, seed: int = 0) -> float:
     """Greedy test accuracy of a saved policy on the demo task (for scripts and tests)."""
-    return evaluate(load_policy(policy_dir), load_task(DEMO_TASK, num_examples=1000), max_new_tokens=8).accuracy
+    return evaluate(
+        load_policy(policy_dir), load_task(DEMO_TASK, num_examples=1000), max_new_tokens=8
+    ).accuracy

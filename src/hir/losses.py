@@ -29,7 +29,9 @@ def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return logp.sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def label_smoothed_nll(logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.0) -> torch.Tensor:
+def label_smoothed_nll(
+    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.0
+) -> torch.Tensor:
     """Token cross-entropy with label smoothing, averaged over output tokens:
     (1 - eps) * NLL + eps * mean over the vocabulary of -log p (as transformers' LabelSmoother)."""
     logp_all = torch.log_softmax(logits.float(), dim=-1)

@@ -27,7 +27,6 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from hir.errors import HIRError
-
 from hir.losses import IGNORE_INDEX
 
 

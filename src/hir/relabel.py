@@ -38,7 +38,11 @@ class BinaryRelabel:
         return self.correct_instruction if score >= self.threshold else self.wrong_instruction
 
     def opposite(self, instruction: str) -> str:
-        return self.wrong_instruction if instruction == self.correct_instruction else self.correct_instruction
+        return (
+            self.wrong_instruction
+            if instruction == self.correct_instruction
+            else self.correct_instruction
+        )
 
 
 @dataclass
@@ -114,4 +118,8 @@ class CallableRelabel:
     def opposite(self, instruction: str) -> str:
         if self.opposite_function is not None:
             return self.opposite_function(instruction)
-        return self.fallback_opposite if instruction == self.target_instruction else self.target_instruction
+        return (
+            self.fallback_opposite
+            if instruction == self.target_instruction
+            else self.target_instruction
+        )

@@ -16,8 +16,10 @@ def plot_accuracy(history: list[dict], path: str | Path, title: str = "") -> Pat
     iterations = [r["iteration"] for r in history]
     ax.plot(iterations, [r["accuracy"] for r in history], marker="o", label="eval accuracy")
     if any("sample_accuracy" in r for r in history):
-        sampled = [(r["iteration"], r["sample_accuracy"]) for r in history if "sample_accuracy" in r]
-        ax.plot(*zip(*sampled), marker=".", linestyle="--", label="sample accuracy (T=1)")
+        sampled = [
+            (r["iteration"], r["sample_accuracy"]) for r in history if "sample_accuracy" in r
+        ]
+        ax.plot(*zip(*sampled), marker=".", linestyle="--", label="accuracy of training samples")
     ax.set_xlabel("iteration")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

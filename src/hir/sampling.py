@@ -54,5 +54,7 @@ def sample_outputs(
     samples = []
     for example, candidates in zip(examples, outputs):
         for output in dict.fromkeys(candidates):
-            samples.append(Sample(iteration, example.id, instruction, output, task.score(output, example)))
+            samples.append(
+                Sample(iteration, example.id, instruction, output, task.score(output, example))
+            )
     return samples

@@ -31,26 +31,37 @@ def parse_report_to(report_to: str) -> list[str]:
 
 
 class RunLogger:
-    def __init__(self, accelerator: Accelerator, output_dir: Path, config: dict, history: list[dict]) -> None:
+    def __init__(
+        self, accelerator: Accelerator, output_dir: Path, config: dict, history: list[dict]
+    ) -> None:
         self.accelerator = accelerator
         self.output_dir = output_dir
         self.history = history
-        atomic_write_json(output_dir / "config.json", {"config": config, "versions": library_versions()})
+        atomic_write_json(
+            output_dir / "config.json", {"config": config, "versions": library_versions()}
+        )
         atomic_write_jsonl(output_dir / "metrics.jsonl", history)
         if accelerator.log_with:
-            flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.items()}
+            flat = {
+                k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                for k, v in config.items()
+            }
             accelerator.init_trackers("hir", config=flat)
 
     def log(self, record: dict) -> None:
         atomic_write_jsonl(self.output_dir / "metrics.jsonl", self.history)
-        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "iteration"}
+        scalars = {
+            k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "iteration"
+        }
         if self.accelerator.log_with:
             self.accelerator.log(scalars, step=record["iteration"])
         parts = [f"iteration {record['iteration']:>3}"]
         parts += [fmt.format(record[key]) for key, fmt in _CONSOLE if key in record]
         self.accelerator.print("  ".join(parts))
         for example in record.get("examples", []):
-            self.accelerator.print(f"    sample: {example['output']!r} (score {example['score']:g})")
+            self.accelerator.print(
+                f"    sample: {example['output']!r} (score {example['score']:g})"
+            )
 
     def close(self) -> None:
         if self.accelerator.log_with:

@@ -125,7 +125,10 @@ class Task:
         )
 
     def is_well_formed(self, output: str) -> bool:
-        return self.answer_format is None or re.fullmatch(self.answer_format, output.strip()) is not None
+        return (
+            self.answer_format is None
+            or re.fullmatch(self.answer_format, output.strip()) is not None
+        )
 
     def score(self, output: str, example: Example) -> float:
         """The feedback function, checked: a number in [0, 1] or a clear error."""

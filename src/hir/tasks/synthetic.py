@@ -98,9 +98,13 @@ class SyntheticSpec:
 
 
 SYNTHETIC_TASKS: dict[str, SyntheticSpec] = {
-    "count": SyntheticSpec(generate_count, verify_count, "count a word's occurrences in a list", r"\d+"),
+    "count": SyntheticSpec(
+        generate_count, verify_count, "count a word's occurrences in a list", r"\d+"
+    ),
     "arithmetic": SyntheticSpec(generate_arithmetic, verify_arithmetic, "add two numbers", r"\d+"),
-    "sort": SyntheticSpec(generate_sort, verify_sort, "sort 3-4 words alphabetically", r"[a-z]+( [a-z]+)*"),
+    "sort": SyntheticSpec(
+        generate_sort, verify_sort, "sort 3-4 words alphabetically", r"[a-z]+( [a-z]+)*"
+    ),
     "swap": SyntheticSpec(
         generate_swap, verify_swap, "track a ball through swaps (multiple choice)", r"\([A-Z]\)"
     ),

@@ -24,25 +24,42 @@ class HIRConfig:
     """
 
     # What to train on what.
-    model: str = field(default="", metadata=_help("Hub model id or local folder of the starting policy"))
-    task: str = field(default="synthetic/count", metadata=_help("task name, jsonl:<file> or hf:<dataset>"))
-    output_dir: str = field(default="runs/hir", metadata=_help("folder for checkpoints, logs and summary.json"))
+    model: str = field(
+        default="", metadata=_help("Hub model id or local folder of the starting policy")
+    )
+    task: str = field(
+        default="synthetic/count", metadata=_help("task name, jsonl:<file> or hf:<dataset>")
+    )
+    output_dir: str = field(
+        default="runs/hir", metadata=_help("folder for checkpoints, logs and summary.json")
+    )
     seed: int = field(default=0, metadata=_help("seeds sampling, shuffling and initialisation"))
 
     # Task data.
-    bigbench_dir: str | None = field(default=None, metadata=_help("folder with BIG-bench <task>/task.json"))
+    bigbench_dir: str | None = field(
+        default=None, metadata=_help("folder with BIG-bench <task>/task.json")
+    )
     num_examples: int = field(default=1000, metadata=_help("size of a synthetic task"))
     data_seed: int = field(default=0, metadata=_help("seed of a synthetic task's generator"))
-    feedback: str | None = field(default=None, metadata=_help("feedback module:function replacing the task's"))
+    feedback: str | None = field(
+        default=None, metadata=_help("feedback module:function replacing the task's")
+    )
     query_field: str = field(default="query", metadata=_help("query column of user data"))
     answer_field: str = field(default="answer", metadata=_help("answer column of user data"))
-    validation_fraction: float = field(default=0.0, metadata=_help("share of train held out for validation"))
+    validation_fraction: float = field(
+        default=0.0, metadata=_help("share of train held out for validation")
+    )
 
     # The outer loop.
-    iterations: int = field(default=10, metadata=_help("sample -> relabel -> train -> evaluate rounds"))
-    epochs_per_iteration: int = field(default=10, metadata=_help("training epochs over the buffer per round (paper: 10)"))
+    iterations: int = field(
+        default=10, metadata=_help("sample -> relabel -> train -> evaluate rounds")
+    )
+    epochs_per_iteration: int = field(
+        default=10, metadata=_help("training epochs over the buffer per round (paper: 10)")
+    )
     max_queries_per_iteration: int | None = field(
-        default=None, metadata=_help("sample for a random subset of this many training queries per round")
+        default=None,
+        metadata=_help("sample for a random subset of this many training queries per round"),
     )
 
     # Online sampling.
@@ -52,13 +69,21 @@ class HIRConfig:
     top_p: float = field(default=1.0, metadata=_help("nucleus sampling; 1.0 = off"))
     max_new_tokens: int = field(default=32, metadata=_help("longest output"))
     sampling_batch_size: int = field(default=64, metadata=_help("queries per generate call"))
-    buffer_retention: str = field(default="cap:4", metadata=_help("all | latest:K | cap:M (x train size)"))
+    buffer_retention: str = field(
+        default="cap:4", metadata=_help("all | latest:K | cap:M (x train size)")
+    )
 
     # Relabeling.
     relabel: str = field(default="binary", metadata=_help("binary | quantile | module:function"))
-    correct_instruction: str | None = field(default=None, metadata=_help("default: the task's correct-answer instruction"))
-    wrong_instruction: str | None = field(default=None, metadata=_help("default: the task's wrong-answer instruction"))
-    success_threshold: float = field(default=1.0, metadata=_help("binary relabel: score that counts as correct"))
+    correct_instruction: str | None = field(
+        default=None, metadata=_help("default: the task's correct-answer instruction")
+    )
+    wrong_instruction: str | None = field(
+        default=None, metadata=_help("default: the task's wrong-answer instruction")
+    )
+    success_threshold: float = field(
+        default=1.0, metadata=_help("binary relabel: score that counts as correct")
+    )
     num_buckets: int = field(default=4, metadata=_help("quantile relabel: number of score buckets"))
 
     # The loss.
@@ -66,30 +91,59 @@ class HIRConfig:
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     lr_scheduler: str = field(default="constant", metadata=_help("constant | constant_with_warmup"))
     warmup_steps: int = field(default=0, metadata=_help("learning-rate warmup steps"))
-    batch_size: int = field(default=64, metadata=_help("examples per optimizer step, per process (paper: 64)"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    batch_size: int = field(
+        default=64, metadata=_help("examples per optimizer step, per process (paper: 64)")
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("micro-batches per optimizer step")
+    )
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping; 0 = off"))
-    label_smoothing: float = field(default=0.2, metadata=_help("label smoothing of the CE term (paper: 0.2)"))
-    contrastive_weight: float = field(default=1.0, metadata=_help("alpha (paper: 1); 0 = no contrastive term"))
-    contrastive_form: str = field(default="pairwise", metadata=_help("pairwise (public code) | in_batch (paper's equation)"))
-    contrastive_smoothing: float = field(default=0.2, metadata=_help("epsilon of the pairwise form (public code: 0.2)"))
-    entropy_weight: float = field(default=0.001, metadata=_help("beta (paper: 0.001); 0 = no entropy term"))
+    label_smoothing: float = field(
+        default=0.2, metadata=_help("label smoothing of the CE term (paper: 0.2)")
+    )
+    contrastive_weight: float = field(
+        default=1.0, metadata=_help("alpha (paper: 1); 0 = no contrastive term")
+    )
+    contrastive_form: str = field(
+        default="pairwise", metadata=_help("pairwise (public code) | in_batch (paper's equation)")
+    )
+    contrastive_smoothing: float = field(
+        default=0.2, metadata=_help("epsilon of the pairwise form (public code: 0.2)")
+    )
+    entropy_weight: float = field(
+        default=0.001, metadata=_help("beta (paper: 0.001); 0 = no entropy term")
+    )
     sub_output_prob: float = field(
-        default=0.5, metadata=_help("share of multi-word samples trained as prefix-in-context sub-outputs; 0 = off")
+        default=0.5,
+        metadata=_help(
+            "share of multi-word samples trained as prefix-in-context sub-outputs; 0 = off"
+        ),
     )
 
     # Evaluation.
     eval_split: str = field(default="test", metadata=_help("split evaluated after every iteration"))
     eval_batch_size: int = field(default=64, metadata=_help("queries per greedy generate call"))
-    eval_limit: int | None = field(default=None, metadata=_help("evaluate only the first N examples"))
+    eval_limit: int | None = field(
+        default=None, metadata=_help("evaluate only the first N examples")
+    )
 
     # Infrastructure.
     device: str = field(default="auto", metadata=_help("auto | cpu | cuda"))
-    mixed_precision: str = field(default="auto", metadata=_help("auto (bf16 on a capable GPU) | no | bf16 | fp16"))
-    report_to: str = field(default="tensorboard", metadata=_help("comma-separated: tensorboard, wandb, mlflow, none"))
-    keep_checkpoints: int = field(default=2, metadata=_help("how many iteration checkpoints to keep"))
-    resume: bool = field(default=False, metadata=_help("continue from the last checkpoint in output_dir"))
-    log_samples: int = field(default=4, metadata=_help("sampled outputs shown in the log per iteration"))
+    mixed_precision: str = field(
+        default="auto", metadata=_help("auto (bf16 on a capable GPU) | no | bf16 | fp16")
+    )
+    report_to: str = field(
+        default="tensorboard", metadata=_help("comma-separated: tensorboard, wandb, mlflow, none")
+    )
+    keep_checkpoints: int = field(
+        default=2, metadata=_help("how many iteration checkpoints to keep")
+    )
+    resume: bool = field(
+        default=False, metadata=_help("continue from the last checkpoint in output_dir")
+    )
+    log_samples: int = field(
+        default=4, metadata=_help("sampled outputs shown in the log per iteration")
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -101,10 +155,22 @@ class HIRConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (0 <= self.contrastive_smoothing < 1, "contrastive_smoothing must be in [0, 1)"),
             (0 <= self.sub_output_prob <= 1, "sub_output_prob must be in [0, 1]"),
-            (self.contrastive_form in ("pairwise", "in_batch"), "contrastive_form must be pairwise or in_batch"),
-            (self.lr_scheduler in ("constant", "constant_with_warmup"), "lr_scheduler must be constant or constant_with_warmup"),
-            (self.mixed_precision in ("auto", "no", "bf16", "fp16"), "mixed_precision must be auto, no, bf16 or fp16"),
-            (self.eval_split in ("train", "validation", "test"), "eval_split must be train, validation or test"),
+            (
+                self.contrastive_form in ("pairwise", "in_batch"),
+                "contrastive_form must be pairwise or in_batch",
+            ),
+            (
+                self.lr_scheduler in ("constant", "constant_with_warmup"),
+                "lr_scheduler must be constant or constant_with_warmup",
+            ),
+            (
+                self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+                "mixed_precision must be auto, no, bf16 or fp16",
+            ),
+            (
+                self.eval_split in ("train", "validation", "test"),
+                "eval_split must be train, validation or test",
+            ),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         ]
         for ok, message in checks:

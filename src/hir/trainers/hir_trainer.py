@@ -1,10 +1,10 @@
 """HIRTrainer: the outer loop of Hindsight Instruction Relabeling (METHOD.md section 2).
 
-    iteration 0:  evaluate the starting policy
-    iteration i:  sample -> score -> buffer -> relabel -> train E epochs -> evaluate -> checkpoint
+iteration 0:  evaluate the starting policy
+iteration i:  sample -> score -> buffer -> relabel -> train E epochs -> evaluate -> checkpoint
 
-    trainer = HIRTrainer(model="path/or/hub-id", task=load_task("synthetic/count"), config=HIRConfig())
-    summary = trainer.train()
+trainer = HIRTrainer(model="path/or/hub-id", task=load_task("synthetic/count"), config=HIRConfig())
+summary = trainer.train()
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from hir.runinfo import library_versions
 from hir.sampling import Sample, sample_outputs
 from hir.tasks import Example, Task, load_task
 from hir.tasks.user_data import load_callable
+from hir.tracking import RunLogger, parse_report_to
 from hir.trainers.hir_config import HIRConfig
 from hir.trainers.loop import train_epochs
-from hir.tracking import RunLogger, parse_report_to
 
 IN_BATCH_GROUP = 8  # the in-batch form scores every output under every context: group^2 sequences
 
@@ -83,7 +83,9 @@ class HIRTrainer:
         )
         resume_from = latest_checkpoint(self.output_dir / "checkpoints") if config.resume else None
         if config.resume and resume_from is None:
-            print(f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning")
+            print(
+                f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning"
+            )
         if resume_from is not None or not isinstance(model, Policy):
             source = resume_from or model
             if not source:
@@ -95,13 +97,21 @@ class HIRTrainer:
         if not self.train_examples:
             raise HIRError(f"task {self.task.name} has no training examples")
         self.examples_by_id = {e.id: e for e in self.train_examples}
-        self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", config.buffer_retention, len(self.train_examples))
+        self.buffer = ReplayBuffer(
+            self.output_dir / "buffer.jsonl", config.buffer_retention, len(self.train_examples)
+        )
 
         optimizer = torch.optim.AdamW(
-            self.policy.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            self.policy.model.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
         )
-        scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.policy.model, optimizer, scheduler)
+        scheduler = get_scheduler(
+            config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps
+        )
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.policy.model, optimizer, scheduler
+        )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = random.Random(config.seed)
         self.history: list[dict] = []
@@ -149,7 +159,8 @@ class HIRTrainer:
         return {
             "sample_accuracy": sum(s == 1.0 for s in scores) / len(scores),
             "sample_mean_score": sum(scores) / len(scores),
-            "sample_well_formed": sum(self.task.is_well_formed(s.output) for s in samples) / len(samples),
+            "sample_well_formed": sum(self.task.is_well_formed(s.output) for s in samples)
+            / len(samples),
             "unique_samples_per_query": len(samples) / len(queries),
             "buffer_size": len(self.buffer),
             "sampling_seconds": seconds,
@@ -159,7 +170,9 @@ class HIRTrainer:
 
     def _train_on_buffer(self, iteration: int) -> dict:
         items = self.relabel(self.buffer.samples)
-        target_share = sum(i.instruction == self.relabeler.target_instruction for i in items) / len(items)
+        target_share = sum(i.instruction == self.relabeler.target_instruction for i in items) / len(
+            items
+        )
         metrics = train_epochs(
             self.accelerator,
             self.model,
@@ -181,7 +194,13 @@ class HIRTrainer:
         items = []
         for s in samples:
             example = self.examples_by_id[s.query_id]
-            items.append(TrainItem(example, self.relabeler(s.instruction, example.query, s.output, s.score), s.output))
+            items.append(
+                TrainItem(
+                    example,
+                    self.relabeler(s.instruction, example.query, s.output, s.score),
+                    s.output,
+                )
+            )
         return items
 
     # -- the loss -----------------------------------------------------------------------------
@@ -189,7 +208,9 @@ class HIRTrainer:
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         config = self.config
         contexts, outputs = zip(*(self._with_sub_output(item) for item in batch))
-        prompts = [self.task.prompt(i.example.query, i.instruction) + c for i, c in zip(batch, contexts)]
+        prompts = [
+            self.task.prompt(i.example.query, i.instruction) + c for i, c in zip(batch, contexts)
+        ]
         device = self.accelerator.device
         if config.contrastive_weight and config.contrastive_form == "pairwise":
             opposite = [
@@ -201,7 +222,9 @@ class HIRTrainer:
             logits, labels = self.policy.output_logits(encoded, self.model)
             n = len(batch)
             scores = sequence_scores(logits, labels)
-            contrastive = pairwise_contrastive_loss(scores[:n], scores[n:], config.contrastive_smoothing)
+            contrastive = pairwise_contrastive_loss(
+                scores[:n], scores[n:], config.contrastive_smoothing
+            )
             logits, labels = logits[:n], labels[:n]
         elif config.contrastive_weight:
             logits, labels, contrastive = self._in_batch(prompts, list(outputs))
@@ -212,14 +235,22 @@ class HIRTrainer:
         sft = label_smoothed_nll(logits, labels, config.label_smoothing)
         entropy = mean_entropy(logits, labels)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
-        terms = {"loss": loss.item(), "loss_sft": sft.item(), "loss_contrastive": contrastive.item(), "entropy": entropy.item()}
+        terms = {
+            "loss": loss.item(),
+            "loss_sft": sft.item(),
+            "loss_contrastive": contrastive.item(),
+            "entropy": entropy.item(),
+        }
         return loss, terms
 
     def _in_batch(self, prompts: list[str], outputs: list[str]):
         """The paper's in-batch form over groups of IN_BATCH_GROUP: P[i, k] = log P(o_i | context_k)."""
         losses, diagonal_logits, diagonal_labels = [], [], []
         for begin in range(0, len(prompts), IN_BATCH_GROUP):
-            group_prompts, group_outputs = prompts[begin : begin + IN_BATCH_GROUP], outputs[begin : begin + IN_BATCH_GROUP]
+            group_prompts, group_outputs = (
+                prompts[begin : begin + IN_BATCH_GROUP],
+                outputs[begin : begin + IN_BATCH_GROUP],
+            )
             m = len(group_prompts)
             encoded = self.policy.encode(
                 [group_prompts[k] for _ in range(m) for k in range(m)],
@@ -231,8 +262,15 @@ class HIRTrainer:
             diagonal_logits.append(logits[diagonal])
             diagonal_labels.append(labels[diagonal])
         width = max(x.shape[1] for x in diagonal_logits)
-        logits = torch.cat([torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in diagonal_logits])
-        labels = torch.cat([torch.nn.functional.pad(x, (0, width - x.shape[1]), value=-100) for x in diagonal_labels])
+        logits = torch.cat(
+            [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in diagonal_logits]
+        )
+        labels = torch.cat(
+            [
+                torch.nn.functional.pad(x, (0, width - x.shape[1]), value=-100)
+                for x in diagonal_labels
+            ]
+        )
         return logits, labels, torch.stack(losses).mean()
 
     def _with_sub_output(self, item: TrainItem) -> tuple[str, str]:
@@ -262,20 +300,26 @@ class HIRTrainer:
             "iteration": iteration,
             "accuracy": result.accuracy,
             "mean_score": result.mean_score,
-            "well_formed": sum(self.task.is_well_formed(r["prediction"]) for r in result.records) / max(result.num_examples, 1),
+            "well_formed": sum(self.task.is_well_formed(r["prediction"]) for r in result.records)
+            / max(result.num_examples, 1),
             **metrics,
             "wall_seconds": time.perf_counter() - start,
         }
         self.history.append(record)
         self.logger.log(record)
         save_checkpoint(
-            self.output_dir / "checkpoints", iteration, self._write_checkpoint, config.keep_checkpoints
+            self.output_dir / "checkpoints",
+            iteration,
+            self._write_checkpoint,
+            config.keep_checkpoints,
         )
 
     def _write_checkpoint(self, folder: Path) -> None:
         self.accelerator.unwrap_model(self.model).save_pretrained(folder)
         self.policy.tokenizer.save_pretrained(folder)
-        save_training_state(folder, self.optimizer, self.scheduler, capture_rng(self.generator, self.rng))
+        save_training_state(
+            folder, self.optimizer, self.scheduler, capture_rng(self.generator, self.rng)
+        )
         self.buffer.save(folder / "buffer.jsonl")
         atomic_write_jsonl(folder / "history.jsonl", self.history)
 
@@ -309,7 +353,9 @@ class HIRTrainer:
             "versions": library_versions(),
         }
         atomic_write_json(self.output_dir / "summary.json", summary)
-        plot_accuracy(self.history, self.output_dir / "accuracy.png", title=f"HIR on {self.task.name}")
+        plot_accuracy(
+            self.history, self.output_dir / "accuracy.png", title=f"HIR on {self.task.name}"
+        )
         self.logger.close()
         return summary
 

@@ -36,7 +36,12 @@ def train_epochs(
     steps, examples, start = 0, 0, time.perf_counter()
     batches_per_epoch = -(-len(items) // batch_size)
     # disable=None: tqdm shows the bar on a terminal only.
-    bar = tqdm(total=epochs * batches_per_epoch, desc=progress, disable=None if progress else True, leave=False)
+    bar = tqdm(
+        total=epochs * batches_per_epoch,
+        desc=progress,
+        disable=None if progress else True,
+        leave=False,
+    )
     for _ in range(epochs):
         order = torch.randperm(len(items), generator=generator).tolist()
         for begin in range(0, len(order), batch_size):
@@ -58,5 +63,7 @@ def train_epochs(
     bar.close()
     seconds = time.perf_counter() - start
     metrics = {name: total / max(steps, 1) for name, total in totals.items()}
-    metrics.update({"train_steps": steps, "train_examples_per_second": examples / max(seconds, 1e-9)})
+    metrics.update(
+        {"train_steps": steps, "train_examples_per_second": examples / max(seconds, 1e-9)}
+    )
     return metrics

@@ -16,7 +16,9 @@ from hir.tasks.base import Example, Task
 from hir.trainers.loop import train_epochs
 
 
-def instruction_pairs(task: Task, examples: Sequence[Example], rng: random.Random) -> list[tuple[str, str]]:
+def instruction_pairs(
+    task: Task, examples: Sequence[Example], rng: random.Random
+) -> list[tuple[str, str]]:
     """For each labeled example, two (prompt, output) pairs: the correct-answer instruction with
     the target, and the wrong-answer instruction with another example's target that the
     feedback function scores below 1 (a plausible wrong answer of the right shape)."""

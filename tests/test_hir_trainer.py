@@ -1,0 +1,173 @@
+import json
+
+import pytest
+import torch
+
+from hir import HIRError
+from hir.cli import main, parse_train_config
+from hir.trainers import hir_trainer
+from hir.trainers.hir_config import HIRConfig
+from hir.trainers.hir_trainer import HIRTrainer, TrainItem
+
+
+def _config(model_dir, output_dir, **overrides):
+    settings = dict(
+        model=str(model_dir), task="synthetic/sort", output_dir=str(output_dir), num_examples=60,
+        iterations=2, epochs_per_iteration=1, batch_size=16, max_new_tokens=6, eval_batch_size=16,
+        report_to="none", log_samples=1, seed=3,
+    )  # fmt: skip
+    settings.update(overrides)
+    return HIRConfig(**settings)
+
+
+def test_the_loop_runs_for_both_model_kinds(tiny_model_dir, tmp_path):
+    config = _config(
+        tiny_model_dir, tmp_path / "run", contrastive_form="pairwise", sub_output_prob=1.0
+    )
+    trainer = HIRTrainer(config.model, config.task, config)
+    before = [p.detach().clone() for p in trainer.policy.model.parameters()]
+    summary = trainer.train()
+    assert summary["iterations"] == 2 and len(summary["accuracy_per_iteration"]) == 3
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.policy.model.parameters()))
+    metrics = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]
+    for key in (
+        "accuracy",
+        "sample_accuracy",
+        "sample_well_formed",
+        "buffer_size",
+        "loss_sft",
+        "loss_contrastive",
+        "entropy",
+        "samples_per_second",
+    ):
+        assert key in metrics[1], key
+    assert metrics[1]["buffer_size"] == len(
+        (tmp_path / "run" / "buffer.jsonl").read_text().splitlines()
+    )
+    assert (tmp_path / "run" / "accuracy.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["seed"] == 3 and "torch" in saved["versions"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "iteration-0001",
+        "iteration-0002",
+    ]
+
+
+def test_in_batch_form_and_quantile_relabel_run(tiny_gpt2_dir, tmp_path):
+    config = _config(
+        tiny_gpt2_dir,
+        tmp_path / "run",
+        iterations=1,
+        contrastive_form="in_batch",
+        relabel="quantile",
+    )
+    summary = HIRTrainer(config.model, config.task, config).train()
+    assert summary["iterations"] == 1
+
+
+def test_loss_is_the_sum_of_its_terms(tiny_gpt2_dir, tmp_path):
+    config = _config(
+        tiny_gpt2_dir,
+        tmp_path / "run",
+        contrastive_weight=0.7,
+        entropy_weight=0.3,
+        sub_output_prob=0.0,
+    )
+    trainer = HIRTrainer(config.model, config.task, config)
+    example = trainer.train_examples[0]
+    batch = [TrainItem(example, trainer.relabeler.target_instruction, example.target),
+             TrainItem(example, trainer.relabeler.opposite(trainer.relabeler.target_instruction), "kiwi")]  # fmt: skip
+    loss, terms = trainer.loss(batch)
+    expected = terms["loss_sft"] + 0.7 * terms["loss_contrastive"] - 0.3 * terms["entropy"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert terms["loss_contrastive"] > 0
+
+
+def test_sub_output_moves_a_prefix_into_the_context(tiny_gpt2_dir, tmp_path):
+    trainer = HIRTrainer(
+        tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path, sub_output_prob=1.0)
+    )
+    example = trainer.train_examples[0]
+    for _ in range(10):
+        context, rest = trainer._with_sub_output(TrainItem(example, "x", "apple kiwi pear"))
+        assert context.startswith(" ") and rest
+        assert (context.strip() + " " + rest) == "apple kiwi pear"
+    assert trainer._with_sub_output(TrainItem(example, "x", "apple")) == ("", "apple")
+
+
+def test_a_killed_run_resumes_to_the_same_buffer_and_accuracy(tiny_gpt2_dir, tmp_path, monkeypatch):
+    whole = _config(tiny_gpt2_dir, tmp_path / "whole", iterations=3)
+    reference = HIRTrainer(whole.model, whole.task, whole).train()
+    reference_buffer = (tmp_path / "whole" / "buffer.jsonl").read_text()
+
+    calls = {"n": 0}
+    real_train_epochs = hir_trainer.train_epochs
+
+    def dies_in_iteration_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed mid-iteration, after sampling
+        return real_train_epochs(*args, **kwargs)
+
+    broken = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3)
+    monkeypatch.setattr(hir_trainer, "train_epochs", dies_in_iteration_2)
+    with pytest.raises(KeyboardInterrupt):
+        HIRTrainer(broken.model, broken.task, broken).train()
+    monkeypatch.setattr(hir_trainer, "train_epochs", real_train_epochs)
+
+    resumed_config = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3, resume=True)
+    resumed = HIRTrainer(resumed_config.model, resumed_config.task, resumed_config).train()
+    assert (tmp_path / "broken" / "buffer.jsonl").read_text() == reference_buffer
+    assert resumed["accuracy_per_iteration"] == reference["accuracy_per_iteration"]
+    assert resumed["final_accuracy"] == reference["final_accuracy"]
+
+
+def test_config_from_yaml_with_flag_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("task: synthetic/sort\niterations: 7\nlearning_rate: 0.001\n")
+    config = parse_train_config(["--config", str(path), "--iterations", "2", "--model", "m"])
+    assert (config.task, config.iterations, config.learning_rate, config.model) == (
+        "synthetic/sort",
+        2,
+        0.001,
+        "m",
+    )
+    path.write_text("iterationz: 7\n")
+    with pytest.raises(HIRError, match="unknown field\\(s\\) iterationz"):
+        parse_train_config(["--config", str(path)])
+    with pytest.raises(HIRError, match="bad config: temperature must be > 0"):
+        HIRConfig(temperature=0)
+
+
+def test_hir_train_cli_errors_are_one_line(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tmp_path / "missing"),
+                "--task",
+                "synthetic/sort",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "does not exist" in err and err.count("\n") == 1
+
+
+def test_demo_writes_summary_and_plot(tmp_path, capsys):
+    from hir.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", seed=0, iterations=1, report_to="none")
+    saved = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    for key in ("initial_accuracy", "final_accuracy", "iterations", "wall_seconds"):
+        assert saved[key] == summary[key]
+    assert saved["iterations"] == 1
+    assert (tmp_path / "demo" / "accuracy.png").is_file()
+    assert "| run | before | after | gain |" in capsys.readouterr().out
