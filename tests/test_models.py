@@ -63,13 +63,19 @@ def test_labels_hold_exactly_the_output_tokens_and_eos(tiny_model_dir):
 
 def test_causal_logits_are_aligned_with_the_next_token(tiny_gpt2_dir):
     policy = load_policy(tiny_gpt2_dir)
-    batch = policy.encode(PROMPTS[:1], OUTPUTS[:1])
+    batch = policy.encode(PROMPTS, OUTPUTS)
     logits, labels = policy.output_logits(batch)
-    full = policy.model(**batch.inputs).logits
-    first_output = int((batch.labels[0] != IGNORE_INDEX).nonzero()[0])
-    # The logit that predicts the first output token sits at the last prompt position.
-    assert torch.equal(logits[0, first_output - 1], full[0, first_output - 1])
-    assert labels[0, first_output - 1] == batch.labels[0, first_output]
+    full = policy.model(**batch.inputs).logits  # every position
+    for row in range(len(PROMPTS)):
+        positions = (batch.labels[row] != IGNORE_INDEX).nonzero().flatten().tolist()
+        kept = (labels[row] != IGNORE_INDEX).nonzero().flatten().tolist()
+        assert len(kept) == len(positions)
+        for k, p in zip(kept, positions):
+            # The logit that predicts output token p sits at position p - 1.
+            assert torch.allclose(logits[row, k], full[row, p - 1], atol=1e-5)
+            assert labels[row, k] == batch.labels[row, p]
+    # Only the output positions' logits are computed, not the prompt's.
+    assert logits.shape[1] < batch.labels.shape[1] // 4
 
 
 def test_generate_returns_n_samples_per_prompt_in_input_order(tiny_model_dir):

@@ -139,19 +139,25 @@ class Policy:
             inputs = {
                 k: v.to(self.device) for k, v in self._pad_prompts([ids[i] for i in chunk]).items()
             }
-            generated = self.model.generate(
-                **inputs,
+            options = {
                 **(sampling if do_sample else {"do_sample": False}),
-                num_return_sequences=num_samples,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-            )
+                "max_new_tokens": max_new_tokens,
+                "pad_token_id": self.tokenizer.pad_token_id,
+                "eos_token_id": self.tokenizer.eos_token_id,
+            }
+            generated = self._generate_batch(inputs, num_samples, options)
             texts = self.decode(self._new_tokens(generated, inputs))
             for j, i in enumerate(chunk):
                 results[i] = texts[j * num_samples : (j + 1) * num_samples]
         self.model.train(was_training)
         return results
+
+    def _generate_batch(
+        self, inputs: dict[str, torch.Tensor], num_samples: int, options: dict
+    ) -> torch.Tensor:
+        # Encoder-decoder models: transformers runs the encoder once per prompt, then copies its
+        # output for the n samples.
+        return self.model.generate(**inputs, num_return_sequences=num_samples, **options)
 
     def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return generated
@@ -196,20 +202,56 @@ class CausalPolicy(Policy):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+        # Left padding: every row's output ends at the last position, so the model is asked for
+        # the logits of the last `output_width` positions only (see output_logits).
         sequences, labels = [], []
         for prompt, output in zip(self.prompt_ids(prompts), self.output_ids(outputs)):
             sequences.append(prompt + output)
             labels.append([IGNORE_INDEX] * len(prompt) + output)
-        input_ids, attention_mask = _pad(sequences, self.tokenizer.pad_token_id, left=False)
-        label_tensor, _ = _pad(labels, IGNORE_INDEX, left=False)
-        return EncodedBatch(
-            {"input_ids": input_ids, "attention_mask": attention_mask}, label_tensor
-        )
+        input_ids, attention_mask = _pad(sequences, self.tokenizer.pad_token_id, left=True)
+        label_tensor, _ = _pad(labels, IGNORE_INDEX, left=True)
+        # Positions count real tokens only, so that padding does not shift them.
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+        }
+        return EncodedBatch(inputs, label_tensor)
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
-        # Position t predicts token t+1; drop the last logit and the first label to align them.
-        logits = (model or self.model)(**batch.inputs).logits
-        return logits[:, :-1], batch.labels[:, 1:]
+        # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
+        # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
+        output_width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
+        logits = (model or self.model)(**batch.inputs, logits_to_keep=output_width + 1).logits
+        return logits[:, :-1], batch.labels[:, -output_width:]
+
+    def _generate_batch(
+        self, inputs: dict[str, torch.Tensor], num_samples: int, options: dict
+    ) -> torch.Tensor:
+        """`num_return_sequences=n` would run each prompt through the model n times. Instead the
+        prompt (all but its last token) is run once, its KV cache copied n times, and generation
+        continues from it: the same tokens for the same seed, with 1/n of the prompt compute."""
+        if num_samples == 1:
+            return self.model.generate(**inputs, **options)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prefill = self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+        )
+        cache = prefill.past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):  # a cache type that cannot be copied
+            return self.model.generate(**inputs, num_return_sequences=num_samples, **options)
+        cache.batch_repeat_interleave(num_samples)
+        return self.model.generate(
+            input_ids=ids.repeat_interleave(num_samples, 0),
+            attention_mask=mask.repeat_interleave(num_samples, 0),
+            past_key_values=cache,
+            **options,
+        )
 
     def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return generated[:, inputs["input_ids"].shape[1] :]

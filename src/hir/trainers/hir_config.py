@@ -92,7 +92,10 @@ class HIRConfig:
     lr_scheduler: str = field(default="constant", metadata=_help("constant | constant_with_warmup"))
     warmup_steps: int = field(default=0, metadata=_help("learning-rate warmup steps"))
     batch_size: int = field(
-        default=64, metadata=_help("examples per optimizer step, per process (paper: 64)")
+        default=64,
+        metadata=_help(
+            "examples per micro-batch (paper: 64); an optimizer step takes gradient_accumulation_steps of them"
+        ),
     )
     gradient_accumulation_steps: int = field(
         default=1, metadata=_help("micro-batches per optimizer step")

@@ -1,0 +1,96 @@
+"""Training speed: hir's HIR update vs the public code's step, same model, data and loss.
+
+    python benchmarks/training.py [--examples 128] [--batch-size 64]
+
+hir: batches of `batch_size`, the relabeled and the opposite instruction scored in one forward
+pass, padding to the batch's longest sequence, sub-output relabeling on (HIRTrainer.loss).
+reference: one example per step and three forward passes, one a duplicate (offline_trainer.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+
+import torch
+from _common import build_policy, paper_task, print_table, write_json
+
+from hir.reference import reference_hir_step
+from hir.trainers.hir_config import HIRConfig
+from hir.trainers.hir_trainer import HIRTrainer, TrainItem
+from hir.trainers.loop import train_epochs
+
+
+def make_items(task, relabeler, count: int, seed: int = 0) -> list[TrainItem]:
+    """Relabeled samples of the paper's length: every option letter, right or wrong."""
+    rng = random.Random(seed)
+    items = []
+    for example in task.split("train")[:count]:
+        output = rng.choice(["(A)", "(B)", "(C)"])
+        score = task.score(output, example)
+        items.append(TrainItem(example, relabeler("", example.query, output, score), output))
+    return items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--reference-examples", type=int, default=64)
+    args = parser.parse_args()
+    task = paper_task()
+    rows, results = [], {}
+    for arch in ("t5", "gpt2"):
+        policy, params = build_policy(arch, task)
+        config = HIRConfig(
+            task=task.name,
+            output_dir=tempfile.mkdtemp(),
+            report_to="none",
+            device="cpu" if not torch.cuda.is_available() else "auto",
+        )
+        trainer = HIRTrainer(policy, task, config)
+        items = make_items(task, trainer.relabeler, args.examples)
+
+        optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
+        reference_items = items[: args.reference_examples]
+        reference_hir_step(
+            policy, optimizer, *_prompts(task, trainer, reference_items[0])
+        )  # warm-up
+        start = time.perf_counter()
+        for item in reference_items:
+            reference_hir_step(policy, optimizer, *_prompts(task, trainer, item))
+        reference_rate = len(reference_items) / (time.perf_counter() - start)
+
+        train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, items[: args.batch_size],
+                     trainer.loss, epochs=1, batch_size=args.batch_size, generator=trainer.generator)  # warm-up  # fmt: skip
+        metrics = train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, items,
+                               trainer.loss, epochs=1, batch_size=args.batch_size, generator=trainer.generator)  # fmt: skip
+        hir_rate = metrics["train_examples_per_second"]
+        results[arch] = {"parameters": params, "reference_examples_per_second": reference_rate,
+                         "hir_examples_per_second": hir_rate, "speedup": hir_rate / reference_rate}  # fmt: skip
+        rows.append(
+            [arch, f"{params / 1e6:.2f}M", reference_rate, hir_rate, hir_rate / reference_rate]
+        )
+    print_table(
+        f"Training (HIR update: CE + pairwise contrastive + entropy, sub-output on), prompts of {task.name}",
+        ["model", "params", "reference examples/s", "hir examples/s", "speedup"],
+        rows,
+    )
+    write_json("training", {"settings": vars(args), "results": results})
+
+
+def _prompts(task, trainer, item: TrainItem) -> tuple[str, str, str]:
+    opposite = trainer.relabeler.opposite(item.instruction)
+    return (
+        task.prompt(item.example.query, item.instruction),
+        task.prompt(item.example.query, opposite),
+        item.output,
+    )
+
+
+if __name__ == "__main__":
+    main()

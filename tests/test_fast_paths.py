@@ -1,0 +1,89 @@
+"""The fast paths give the results of the slow ones: the public code's loops (hir.reference)
+and transformers' plain generate."""
+
+import pytest
+import torch
+
+from hir.losses import IGNORE_INDEX
+from hir.models import load_policy
+from hir.reference import reference_hir_step
+from hir.tasks import load_task
+from hir.trainers.hir_config import HIRConfig
+from hir.trainers.hir_trainer import HIRTrainer, TrainItem
+
+
+def _prompts(n=3):
+    task = load_task("synthetic/sort", num_examples=20)
+    return task, [task.prompt(e.query) for e in task.examples[:n]]
+
+
+def test_shared_prompt_prefill_samples_the_same_tokens_as_plain_generate(tiny_gpt2_dir):
+    policy = load_policy(tiny_gpt2_dir)
+    _, prompts = _prompts()
+    inputs = policy._pad_prompts(policy.prompt_ids(prompts))
+    options = {
+        "do_sample": True,
+        "top_k": 0,
+        "max_new_tokens": 5,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+    }
+    torch.manual_seed(7)
+    plain = policy.model.generate(**inputs, num_return_sequences=4, **options)
+    torch.manual_seed(7)
+    shared = policy._generate_batch(inputs, 4, options)
+    assert torch.equal(plain, shared)
+
+
+def test_grouped_greedy_decoding_equals_one_query_per_call(tiny_model_dir):
+    policy = load_policy(tiny_model_dir)
+    _, prompts = _prompts(6)
+    grouped = policy.generate(prompts, max_new_tokens=5, batch_size=4)
+    assert grouped == [policy.generate([p], max_new_tokens=5)[0] for p in prompts]
+
+
+def _trainer(model_dir, tmp_path):
+    config = HIRConfig(task="synthetic/sort", output_dir=str(tmp_path), report_to="none", sub_output_prob=0.0,
+                       num_examples=20, device="cpu")  # fmt: skip
+    return HIRTrainer(model_dir, "synthetic/sort", config)
+
+
+def _items(trainer):
+    examples = trainer.train_examples[:4]
+    correct, wrong = trainer.relabeler.correct_instruction, trainer.relabeler.wrong_instruction
+    return [TrainItem(examples[0], correct, examples[0].target), TrainItem(examples[1], wrong, "kiwi"),
+            TrainItem(examples[2], wrong, "apple fig"), TrainItem(examples[3], correct, examples[3].target)]  # fmt: skip
+
+
+def test_batched_loss_equals_the_per_example_losses(tiny_model_dir, tmp_path):
+    trainer = _trainer(tiny_model_dir, tmp_path)
+    items = _items(trainer)
+    _, batched = trainer.loss(items)
+    singles = [trainer.loss([item])[1] for item in items]
+    tokens = []
+    for item in items:
+        prompt = trainer.task.prompt(item.example.query, item.instruction)
+        tokens.append(
+            int((trainer.policy.encode([prompt], [item.output]).labels != IGNORE_INDEX).sum())
+        )
+    # The contrastive term is a mean over examples; CE and entropy are means over output tokens.
+    assert batched["loss_contrastive"] == pytest.approx(
+        sum(s["loss_contrastive"] for s in singles) / 4, rel=1e-5
+    )
+    for term in ("loss_sft", "entropy"):
+        token_weighted = sum(s[term] * n for s, n in zip(singles, tokens)) / sum(tokens)
+        assert batched[term] == pytest.approx(token_weighted, rel=1e-5)
+
+
+def test_one_example_loss_equals_the_public_codes_step(tiny_model_dir, tmp_path):
+    trainer = _trainer(tiny_model_dir, tmp_path)
+    item = _items(trainer)[1]
+    expected, _ = trainer.loss([item])
+    opposite = trainer.relabeler.opposite(item.instruction)
+    task, policy = trainer.task, trainer.policy
+    optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.0)  # measure, do not move
+    reference = reference_hir_step(
+        policy, optimizer, task.prompt(item.example.query, item.instruction),
+        task.prompt(item.example.query, opposite), item.output,
+    )  # fmt: skip
+    assert reference == pytest.approx(expected.item(), rel=1e-5)
