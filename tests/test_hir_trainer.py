@@ -171,3 +171,12 @@ def test_demo_writes_summary_and_plot(tmp_path, capsys):
     assert saved["iterations"] == 1
     assert (tmp_path / "demo" / "accuracy.png").is_file()
     assert "| run | before | after | gain |" in capsys.readouterr().out
+
+
+def test_a_fresh_run_refuses_to_mix_with_another_runs_checkpoints(tiny_gpt2_dir, tmp_path):
+    config = _config(tiny_gpt2_dir, tmp_path / "run", iterations=0)
+    HIRTrainer(config.model, config.task, config).train()
+    with pytest.raises(HIRError, match="already holds the checkpoints of a run: pass --resume"):
+        HIRTrainer(config.model, config.task, config)
+    again = _config(tiny_gpt2_dir, tmp_path / "run", iterations=0, overwrite_output_dir=True)
+    assert HIRTrainer(again.model, again.task, again).train()["iterations"] == 0

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `hir train` takes HIRConfig's flags, parsed later by HfArgumentParser.
     args, extra = parser.parse_known_args(argv)
-    if args.command == "train":
+    if args.command in ("train", "compare", "instructgpt"):
         args.options = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -93,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="run HIR (--config run.yaml, every HIRConfig field also a flag; -h lists them)",
     )
     train.set_defaults(handler=run_train)
+
+    instructgpt = commands.add_parser(
+        "instructgpt",
+        add_help=False,
+        help="the InstructGPT baseline: SFT -> reward model -> PPO-ptx (PPOConfig flags)",
+    )
+    instructgpt.set_defaults(handler=run_instructgpt)
+
+    compare = commands.add_parser(
+        "compare",
+        description="Run several methods on the same task, starting policy, sampling budget and seeds. "
+        "Every HIRConfig field is also accepted as a flag (see `hir train -h`), e.g. --iterations 6.",
+        help="several methods (HIR, FARL, SFT, ablations) on the same task, model, budget and seeds",
+    )
+    compare.add_argument(
+        "--methods",
+        default="start,hir,farl,sft",
+        help="comma-separated: start, hir, farl, sft, hir-no-contrastive, hir-no-entropy, "
+        "hir-no-sub-output, hir-no-label-smoothing",
+    )
+    compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    compare.add_argument(
+        "--demo",
+        action="store_true",
+        help="on the built-in default: its task, warm-started model and settings",
+    )
+    compare.set_defaults(handler=run_compare)
 
     demo = commands.add_parser(
         "demo", help="the built-in default: a complete HIR run on CPU in about 5 minutes"
@@ -226,15 +253,18 @@ def run_build_model(args: argparse.Namespace) -> None:
     print(f"built an untrained {args.size} {args.arch} for {task.name} in {Path(path)}")
 
 
-def parse_train_config(options: list[str]):
-    """HIRConfig from `--config run.yaml` overridden by flags (`--learning_rate 1e-4`)."""
+def parse_train_config(options: list[str], defaults: dict | None = None, config_class=None):
+    """HIRConfig from `--config run.yaml` overridden by flags (`--learning_rate 1e-4`);
+    `defaults` replace HIRConfig's own defaults."""
     import yaml
     from transformers import HfArgumentParser
 
     from hir.trainers.hir_config import HIRConfig
 
-    parser = HfArgumentParser(HIRConfig, prog="hir train", description=HIRConfig.__doc__)
+    config_class = config_class or HIRConfig
+    parser = HfArgumentParser(config_class, prog="hir train", description=config_class.__doc__)
     parser.add_argument("--config", help="YAML file of HIRConfig fields; flags override it")
+    parser.set_defaults(**(defaults or {}))
     known, _ = parser.parse_known_args(options)
     if known.config:
         path = Path(known.config)
@@ -244,7 +274,7 @@ def parse_train_config(options: list[str]):
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise HIRError(f"{known.config} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        fields = set(HIRConfig.__dataclass_fields__)
+        fields = set(config_class.__dataclass_fields__)
         unknown = sorted(set(values) - fields)
         if unknown:
             raise HIRError(
@@ -255,11 +285,26 @@ def parse_train_config(options: list[str]):
     return config
 
 
-def run_train(args: argparse.Namespace) -> None:
-    from hir.trainers.hir_trainer import HIRTrainer
+TRAINERS = {"hir": "hir.trainers.hir_trainer:HIRTrainer", "farl": "hir.trainers.farl:FARLTrainer",
+            "sft": "hir.trainers.sft:SFTTrainer", "ppo": "hir.trainers.ppo:PPOTrainer"}  # fmt: skip
 
-    config = parse_train_config(args.options)
-    summary = HIRTrainer(config.model, config.task, config).train()
+
+def run_train(args: argparse.Namespace) -> None:
+    import importlib
+
+    from hir.trainers.ppo import PPOConfig
+
+    method = "hir"
+    if "--method" in args.options:
+        at = args.options.index("--method")
+        method = args.options[at + 1] if at + 1 < len(args.options) else ""
+        args.options = args.options[:at] + args.options[at + 2 :]
+    if method not in TRAINERS:
+        raise HIRError(f"unknown --method {method!r}: choose from {', '.join(TRAINERS)}")
+    module, _, name = TRAINERS[method].partition(":")
+    trainer_class = getattr(importlib.import_module(module), name)
+    config = parse_train_config(args.options, config_class=PPOConfig if method == "ppo" else None)
+    summary = trainer_class(config.model, config.task, config).train()
     print(
         f"{summary['task']}: accuracy {summary['initial_accuracy']:.3f} -> {summary['final_accuracy']:.3f} "
         f"after {summary['iterations']} iterations ({summary['wall_seconds']:.0f}s); "
@@ -271,3 +316,57 @@ def run_demo(args: argparse.Namespace) -> None:
     from hir.demo import run_demo as demo
 
     demo(args.output_dir, seed=args.seed, iterations=args.iterations, report_to=args.report_to)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from hir.compare import parse_methods, run_comparison
+
+    methods = parse_methods(args.methods)
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError as exc:
+        raise HIRError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
+    if args.demo:
+        from hir.demo import DEMO_HIR, DEMO_TASK, prepare_start_policy
+
+        defaults = {
+            **DEMO_HIR,
+            "task": DEMO_TASK,
+            "output_dir": "runs/compare-demo",
+            "report_to": "none",
+        }
+        base = parse_train_config(args.options, defaults)
+
+        def start(seed: int):
+            folder = Path(base.output_dir) / "start" / f"seed-{seed}"
+            task, _, model_dir, _, _ = prepare_start_policy(folder, seed)
+            return task, str(model_dir)
+    else:
+        from hir.trainers.hir_trainer import load_task_from_config
+
+        base = parse_train_config(args.options, {"output_dir": "runs/compare", "report_to": "none"})
+        if not base.model:
+            raise HIRError("no model given: set --model (or use --demo for the built-in default)")
+        task = load_task_from_config(base.task, base)
+
+        def start(seed: int):
+            return task, base.model
+
+    run_comparison(base, methods, seeds, start, base.output_dir)
+
+
+def run_instructgpt(args: argparse.Namespace) -> None:
+    from hir.trainers.hir_trainer import load_task_from_config
+    from hir.trainers.instructgpt import run_instructgpt as pipeline
+    from hir.trainers.ppo import PPOConfig
+
+    config = parse_train_config(
+        args.options, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}, config_class=PPOConfig
+    )
+    if not config.model:
+        raise HIRError("no model given: set --model to a Hub id or a local folder")
+    summary = pipeline(config.model, load_task_from_config(config.task, config), config)
+    print(
+        f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
+        f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}"
+    )

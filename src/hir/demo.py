@@ -23,7 +23,6 @@ from pathlib import Path
 
 from accelerate.utils import set_seed
 
-from hir.evaluate import evaluate
 from hir.fileio import atomic_write_json
 from hir.models import load_policy
 from hir.report import before_after_table
@@ -31,7 +30,7 @@ from hir.small_models import build_small_model, task_corpus
 from hir.tasks import load_task
 from hir.trainers.hir_config import HIRConfig
 from hir.trainers.hir_trainer import HIRTrainer
-from hir.trainers.sft import instruction_pairs, supervised_finetune
+from hir.trainers.supervised import instruction_pairs, supervised_finetune
 
 DEMO_TASK = "synthetic/sort"
 DEMO_WARMUP = {"examples": 400, "epochs": 6, "learning_rate": 1e-3, "batch_size": 32}
@@ -47,12 +46,10 @@ DEMO_HIR = {
 }
 
 
-def run_demo(
-    output_dir: str | Path = "runs/demo",
-    seed: int = 0,
-    iterations: int | None = None,
-    report_to: str = "tensorboard",
-) -> dict:
+def prepare_start_policy(output_dir: str | Path, seed: int = 0):
+    """The demo's task and starting policy: a small GPT-2 built here and warmed up on labeled
+    examples of *other* queries. Returns (task, policy, folder of the saved start policy, warm-up
+    seconds)."""
     start = time.perf_counter()
     output_dir = Path(output_dir)
     set_seed(seed)
@@ -83,13 +80,40 @@ def run_demo(
         progress="warm-up",
     )
     policy.save(output_dir / "model-start")
-    warmup_seconds = time.perf_counter() - start
+    return (
+        task,
+        policy,
+        output_dir / "model-start",
+        time.perf_counter() - start,
+        len(warmup_examples),
+    )
 
-    settings = {**DEMO_HIR, **({"iterations": iterations} if iterations is not None else {})}
-    config = HIRConfig(
-        model=str(output_dir / "model-start"), task=DEMO_TASK, output_dir=str(output_dir), seed=seed,
-        report_to=report_to, **settings,
-    )  # fmt: skip
+
+def demo_config(output_dir: str | Path, seed: int, **overrides) -> HIRConfig:
+    settings = {**DEMO_HIR, "overwrite_output_dir": True, **overrides}
+    return HIRConfig(
+        model=str(Path(output_dir) / "model-start"),
+        task=DEMO_TASK,
+        output_dir=str(output_dir),
+        seed=seed,
+        **settings,
+    )
+
+
+def run_demo(
+    output_dir: str | Path = "runs/demo",
+    seed: int = 0,
+    iterations: int | None = None,
+    report_to: str = "tensorboard",
+) -> dict:
+    start = time.perf_counter()
+    output_dir = Path(output_dir)
+    task, policy, _, warmup_seconds, warmup_count = prepare_start_policy(output_dir, seed)
+    overrides = {
+        "report_to": report_to,
+        **({"iterations": iterations} if iterations is not None else {}),
+    }
+    config = demo_config(output_dir, seed, **overrides)
     print(
         f"hir demo: HIR for {config.iterations} iterations (accuracy on the {len(task.split('test'))} test queries)"
     )
@@ -100,7 +124,7 @@ def run_demo(
             "wall_seconds": round(time.perf_counter() - start, 2),
             "warmup": {
                 **DEMO_WARMUP,
-                "examples_used": len(warmup_examples),
+                "examples_used": warmup_count,
                 "seconds": round(warmup_seconds, 2),
             },
         }
@@ -122,10 +146,3 @@ def run_demo(
         f"\n{summary['wall_seconds']:.0f}s; plot: {output_dir / 'accuracy.png'}; summary: {output_dir / 'summary.json'}"
     )
     return summary
-
-
-def check_final_accuracy(policy_dir: str | Path, seed: int = 0) -> float:
-    """Greedy test accuracy of a saved policy on the demo task (for scripts and tests)."""
-    return evaluate(
-        load_policy(policy_dir), load_task(DEMO_TASK, num_examples=1000), max_new_tokens=8
-    ).accuracy

@@ -38,3 +38,28 @@ def before_after_table(rows: list[tuple[str, float, float]]) -> str:
     for name, before, after in rows:
         lines.append(f"| {name} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
     return "\n".join(lines)
+
+
+def plot_comparison(runs: list[dict], output_dir: str | Path) -> None:
+    """Mean accuracy over seeds per method, against iteration and against wall time."""
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    for x_key, name, label in [("iteration", "accuracy_vs_iteration.png", "iteration"),
+                               ("wall_seconds", "accuracy_vs_wall_time.png", "wall time (s)")]:  # fmt: skip
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        for method in methods:
+            histories = [r["history"] for r in runs if r["method"] == method]
+            length = min(len(h) for h in histories)
+            xs = [sum(h[i][x_key] for h in histories) / len(histories) for i in range(length)]
+            ys = [sum(h[i]["accuracy"] for h in histories) / len(histories) for i in range(length)]
+            if length == 1:
+                ax.axhline(ys[0], linestyle=":", color="gray", label=method)
+            else:
+                ax.plot(xs, ys, marker="o", label=method)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"accuracy (mean of {len(set(r['seed'] for r in runs))} seeds)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(Path(output_dir) / name)
+        plt.close(fig)

@@ -144,6 +144,10 @@ class HIRConfig:
     resume: bool = field(
         default=False, metadata=_help("continue from the last checkpoint in output_dir")
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("start over in an output_dir that holds another run's checkpoints"),
+    )
     log_samples: int = field(
         default=4, metadata=_help("sampled outputs shown in the log per iteration")
     )

@@ -10,6 +10,7 @@ summary = trainer.train()
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from hir.buffer import ReplayBuffer
 from hir.checkpoint import (
     capture_rng,
     latest_checkpoint,
+    list_checkpoints,
     load_training_state,
     restore_rng,
     save_checkpoint,
@@ -63,6 +65,8 @@ class TrainItem:
 
 
 class HIRTrainer:
+    method = "hir"
+
     def __init__(
         self,
         model: str | Policy,
@@ -81,7 +85,15 @@ class HIRTrainer:
             log_with=parse_report_to(config.report_to) or None,
             project_dir=str(self.output_dir),
         )
-        resume_from = latest_checkpoint(self.output_dir / "checkpoints") if config.resume else None
+        checkpoints = self.output_dir / "checkpoints"
+        if not config.resume and list_checkpoints(checkpoints):
+            if not config.overwrite_output_dir:
+                raise HIRError(
+                    f"{self.output_dir} already holds the checkpoints of a run: pass --resume to continue "
+                    "it, --overwrite_output_dir to start over, or choose another --output_dir"
+                )
+            shutil.rmtree(checkpoints)
+        resume_from = latest_checkpoint(checkpoints) if config.resume else None
         if config.resume and resume_from is None:
             print(
                 f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning"
@@ -169,10 +181,13 @@ class HIRTrainer:
         }
 
     def _train_on_buffer(self, iteration: int) -> dict:
-        items = self.relabel(self.buffer.samples)
-        target_share = sum(i.instruction == self.relabeler.target_instruction for i in items) / len(
-            items
-        )
+        return self._train_on(self.relabel(self.buffer.samples), iteration)
+
+    def _train_on(self, items: list[TrainItem], iteration: int) -> dict:
+        if not items:
+            return {"train_steps": 0, "train_items": 0}
+        target = self.relabeler.target_instruction
+        target_share = sum(i.instruction == target for i in items) / len(items)
         metrics = train_epochs(
             self.accelerator,
             self.model,
@@ -186,7 +201,7 @@ class HIRTrainer:
             max_grad_norm=self.config.max_grad_norm,
             progress=f"iteration {iteration}: training",
         )
-        return {**metrics, "relabeled_target_share": target_share}
+        return {**metrics, "train_items": len(items), "relabeled_target_share": target_share}
 
     def relabel(self, samples: Sequence[Sample]) -> list[TrainItem]:
         """Every buffered sample, with the instruction it satisfies in hindsight."""
@@ -337,7 +352,7 @@ class HIRTrainer:
     def _write_summary(self, wall_seconds: float) -> dict:
         best = max(self.history, key=lambda r: r["accuracy"])
         summary = {
-            "method": "hir",
+            "method": self.method,
             "task": self.task.name,
             "model": self.config.model,
             "seed": self.config.seed,
@@ -354,7 +369,9 @@ class HIRTrainer:
         }
         atomic_write_json(self.output_dir / "summary.json", summary)
         plot_accuracy(
-            self.history, self.output_dir / "accuracy.png", title=f"HIR on {self.task.name}"
+            self.history,
+            self.output_dir / "accuracy.png",
+            title=f"{self.method} on {self.task.name}",
         )
         self.logger.close()
         return summary

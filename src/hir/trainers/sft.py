@@ -1,65 +1,21 @@
-"""Supervised fine-tuning on (prompt, output) pairs: the SFT baseline's update, and the
-warm-up that teaches a small model built from scratch what both instructions mean (FLAN-T5
-arrives at HIR already following instructions; a model built here does not)."""
+"""SFT baseline: supervised training on the ground-truth answers of the training queries (labels
+that HIR and FARL never see), in the same loop, so that it is evaluated, logged and
+checkpointed per iteration like them. One iteration = `epochs_per_iteration` epochs; nothing is
+sampled."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-
-import torch
-from accelerate import Accelerator
-
-from hir.losses import label_smoothed_nll
-from hir.models import Policy
-from hir.tasks.base import Example, Task
-from hir.trainers.loop import train_epochs
+from hir.trainers.farl import FARLTrainer
+from hir.trainers.hir_trainer import TrainItem
 
 
-def instruction_pairs(
-    task: Task, examples: Sequence[Example], rng: random.Random
-) -> list[tuple[str, str]]:
-    """For each labeled example, two (prompt, output) pairs: the correct-answer instruction with
-    the target, and the wrong-answer instruction with another example's target that the
-    feedback function scores below 1 (a plausible wrong answer of the right shape)."""
-    pairs = []
-    targets = [e.target for e in examples]
-    for example in examples:
-        pairs.append((task.prompt(example.query, task.correct_instruction), example.target))
-        for _ in range(20):
-            candidate = rng.choice(targets)
-            if task.score(candidate, example) < 1.0:
-                pairs.append((task.prompt(example.query, task.wrong_instruction), candidate))
-                break
-    return pairs
+class SFTTrainer(FARLTrainer):
+    method = "sft"
 
+    def _sample(self, iteration: int) -> dict:
+        return {}
 
-def supervised_finetune(
-    policy: Policy,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    epochs: int,
-    learning_rate: float,
-    batch_size: int = 32,
-    label_smoothing: float = 0.0,
-    seed: int = 0,
-    progress: str | None = "supervised fine-tuning",
-) -> dict[str, float]:
-    """Train `policy` in place on (prompt, output) pairs with token cross-entropy."""
-    accelerator = Accelerator(cpu=policy.device.type == "cpu")
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    model, optimizer, scheduler = accelerator.prepare(policy.model, optimizer, scheduler)
-
-    def loss_fn(batch):
-        prompts, outputs = zip(*batch)
-        encoded = policy.encode(list(prompts), list(outputs)).to(accelerator.device)
-        logits, labels = policy.output_logits(encoded, model)
-        loss = label_smoothed_nll(logits, labels, label_smoothing)
-        return loss, {"loss": loss.item()}
-
-    generator = torch.Generator().manual_seed(seed)
-    return train_epochs(
-        accelerator, model, optimizer, scheduler, list(pairs), loss_fn,
-        epochs=epochs, batch_size=batch_size, generator=generator, progress=progress,
-    )  # fmt: skip
+    def _train_on_buffer(self, iteration: int) -> dict:
+        target = self.relabeler.target_instruction
+        items = [TrainItem(example, target, example.target) for example in self.train_examples]
+        return self._train_on(items, iteration)

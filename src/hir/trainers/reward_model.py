@@ -1,0 +1,140 @@
+"""Reward model (InstructGPT stage 2): a scalar head on a copy of the policy's network, read at
+the output's last token, trained from rankings with the K-wise loss
+-1/C(K,2) sum_{i<j} log sigmoid(r(x, y_i) - r(x, y_j)) (all pairs of one prompt together).
+
+Rankings come from a JSONL of human comparisons (`{"prompt": ..., "ranked": [best, ...]}` or
+`{"prompt": ..., "chosen": ..., "rejected": ...}`), or are derived from a feedback function:
+outputs of the same query ordered by score, ties dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hir.errors import HIRError
+from hir.fileio import read_jsonl
+from hir.losses import IGNORE_INDEX, ranking_loss
+from hir.models import Policy
+from hir.sampling import Sample
+from hir.tasks.base import Task
+
+# (prompt, outputs ranked best first)
+RankedGroup = tuple[str, list[str]]
+
+
+class RewardModel(nn.Module):
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy  # for tokenization only
+        self.body = copy.deepcopy(policy.model)
+        config = self.body.config
+        self.head = nn.Linear(getattr(config, "hidden_size", None) or config.d_model, 1)
+
+    def forward(self, prompts: Sequence[str], outputs: Sequence[str]) -> torch.Tensor:
+        batch = self.policy.encode(list(prompts), list(outputs)).to(self.head.weight.device)
+        if self.policy.is_encoder_decoder:
+            hidden = self.body(**batch.inputs, output_hidden_states=True).decoder_hidden_states[-1]
+            last = (batch.labels != IGNORE_INDEX).sum(-1) - 1
+            return self.head(hidden[torch.arange(len(last)), last]).squeeze(-1)
+        # Causal batches are left-padded: every row's last token (EOS) is at the last position.
+        hidden = self.body(
+            **batch.inputs, output_hidden_states=True, logits_to_keep=1
+        ).hidden_states[-1]
+        return self.head(hidden[:, -1]).squeeze(-1)
+
+    @torch.no_grad()
+    def score(
+        self, prompts: Sequence[str], outputs: Sequence[str], batch_size: int = 64
+    ) -> torch.Tensor:
+        self.eval()
+        return torch.cat(
+            [
+                self(prompts[i : i + batch_size], outputs[i : i + batch_size])
+                for i in range(0, len(prompts), batch_size)
+            ]
+        ).cpu()
+
+
+def rankings_from_feedback(
+    task: Task, samples: Sequence[Sample], instruction: str
+) -> list[RankedGroup]:
+    """Per query, its distinct-scored outputs best first (one output per score level)."""
+    by_query: dict[str, dict[float, str]] = defaultdict(dict)
+    for sample in samples:
+        by_query[sample.query_id].setdefault(sample.score, sample.output)
+    examples = {e.id: e for e in task.examples}
+    groups = []
+    for query_id, outputs in by_query.items():
+        if len(outputs) > 1:
+            ranked = [outputs[score] for score in sorted(outputs, reverse=True)]
+            groups.append((task.prompt(examples[query_id].query, instruction), ranked))
+    return groups
+
+
+def load_comparisons(path: str | Path) -> list[RankedGroup]:
+    groups = []
+    for number, record in enumerate(read_jsonl(path), start=1):
+        prompt = record.get("prompt")
+        ranked = record.get("ranked") or (
+            [record["chosen"], record["rejected"]]
+            if "chosen" in record and "rejected" in record
+            else None
+        )
+        if not isinstance(prompt, str) or not ranked or len(ranked) < 2:
+            raise HIRError(
+                f"{path} line {number}: give 'prompt' and either 'ranked' (best first, 2+) or 'chosen' and 'rejected'"
+            )
+        groups.append((prompt, [str(o) for o in ranked]))
+    return groups
+
+
+def train_reward_model(
+    policy: Policy, groups: Sequence[RankedGroup], *, epochs: int = 2, learning_rate: float = 1e-4,
+    groups_per_step: int = 16, seed: int = 0,
+) -> tuple[RewardModel, dict[str, float]]:  # fmt: skip
+    """Train a reward model on ranked groups; returns it and its final-epoch pair accuracy."""
+    if not groups:
+        raise HIRError(
+            "no rankings to train the reward model on: every query's outputs scored the same"
+        )
+    model = RewardModel(policy).to(policy.device)
+    optimizer = torch.optim.AdamW(
+        [p for n, p in model.named_parameters() if not n.startswith("policy.")], lr=learning_rate
+    )
+    rng = random.Random(seed)
+    order = list(range(len(groups)))
+    metrics = {}
+    for _ in range(epochs):
+        rng.shuffle(order)
+        losses, correct, pairs = [], 0, 0
+        model.train()
+        for begin in range(0, len(order), groups_per_step):
+            chunk = [groups[i] for i in order[begin : begin + groups_per_step]]
+            prompts = [p for p, ranked in chunk for _ in ranked]
+            outputs = [o for _, ranked in chunk for o in ranked]
+            rewards = model(prompts, outputs)
+            loss, offset = 0.0, 0
+            for _, ranked in chunk:
+                group = rewards[offset : offset + len(ranked)]
+                offset += len(ranked)
+                loss = loss + ranking_loss(group)
+                i, j = torch.triu_indices(len(ranked), len(ranked), offset=1)
+                correct += int((group[i] > group[j]).sum())
+                pairs += len(i)
+            loss = loss / len(chunk)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        metrics = {
+            "reward_model_loss": sum(losses) / len(losses),
+            "reward_model_pair_accuracy": correct / max(pairs, 1),
+        }
+    return model, metrics

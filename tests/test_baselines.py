@@ -1,0 +1,89 @@
+import csv
+import json
+
+import pytest
+
+from hir import HIRError
+from hir.compare import markdown_table, parse_methods, run_comparison, summarize
+from hir.sampling import Sample
+from hir.tasks import load_task
+from hir.trainers.farl import FARLTrainer
+from hir.trainers.hir_config import HIRConfig
+from hir.trainers.sft import SFTTrainer
+
+
+def _config(model_dir, output_dir, **overrides):
+    settings = dict(model=str(model_dir), task="synthetic/sort", output_dir=str(output_dir), num_examples=60,
+                    iterations=1, epochs_per_iteration=1, batch_size=16, max_new_tokens=6, report_to="none", seed=1)  # fmt: skip
+    return HIRConfig(**{**settings, **overrides})
+
+
+def test_farl_keeps_only_correct_samples_under_the_target_instruction(tiny_gpt2_dir, tmp_path):
+    trainer = FARLTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path))
+    example = trainer.train_examples[0]
+    samples = [
+        Sample(1, example.id, "x", example.target, 1.0),
+        Sample(1, example.id, "x", "kiwi", 0.0),
+    ]
+    items = trainer.relabel(samples)
+    assert [(i.output, i.instruction) for i in items] == [
+        (example.target, trainer.relabeler.target_instruction)
+    ]
+    loss, terms = trainer.loss(items)
+    assert set(terms) == {"loss", "loss_sft"} and loss.item() > 0
+
+
+def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):
+    summary = SFTTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path)).train()
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert summary["method"] == "sft"
+    assert metrics[1]["train_items"] == len(
+        load_task("synthetic/sort", num_examples=60).split("train")
+    )
+    assert "sample_accuracy" not in metrics[1]
+
+
+def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_path):
+    task = load_task("synthetic/sort", num_examples=60)
+    base = _config(tiny_gpt2_dir, tmp_path)
+    result = run_comparison(
+        base, ["start", "hir", "farl", "sft"], [0, 1], lambda seed: (task, tiny_gpt2_dir), tmp_path
+    )
+    rows = {r["method"]: r for r in result["table"]}
+    assert list(rows) == ["start", "hir", "farl", "sft"] and all(
+        r["seeds"] == 2 for r in rows.values()
+    )
+    for name in (
+        "comparison.md",
+        "comparison.csv",
+        "comparison.json",
+        "accuracy_vs_iteration.png",
+        "accuracy_vs_wall_time.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    with open(tmp_path / "comparison.csv") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["start", "hir", "farl", "sft"]
+    # The untouched start policy scores the same as each trained method's iteration 0.
+    hir_runs = [r for r in result["runs"] if r["method"] == "hir"]
+    start_runs = [r for r in result["runs"] if r["method"] == "start"]
+    assert [r["history"][0]["accuracy"] for r in hir_runs] == [
+        r["final_accuracy"] for r in start_runs
+    ]
+    assert all(r["peak_rss_mib"] > 0 for r in result["runs"])
+
+
+def test_summary_statistics_by_hand():
+    runs = [
+        {"method": "hir", "final_accuracy": a, "wall_seconds": 10.0, "peak_rss_mib": m}
+        for a, m in [(0.5, 100), (0.7, 300)]
+    ]
+    (row,) = summarize(runs, ["hir"])
+    assert row["accuracy_mean"] == pytest.approx(0.6)
+    assert row["accuracy_std"] == pytest.approx(0.1414213, rel=1e-5)
+    assert row["peak_rss_mib"] == 300
+    assert "| hir | 0.600 ± 0.141 | 2 | 10 | 300 |" in markdown_table([row])
+
+
+def test_unknown_methods_are_refused():
+    with pytest.raises(HIRError, match="unknown method"):
+        parse_methods("hir,ppo-nonsense")

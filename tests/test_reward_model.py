@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from hir import HIRError
+from hir.models import load_policy
+from hir.sampling import Sample
+from hir.tasks import load_task
+from hir.trainers.instructgpt import run_instructgpt
+from hir.trainers.ppo import PPOConfig
+from hir.trainers.reward_model import load_comparisons, rankings_from_feedback, train_reward_model
+
+
+def test_reward_model_learns_a_ranking(tiny_gpt2_dir):
+    policy = load_policy(tiny_gpt2_dir)
+    groups = [(f"Q: list {i}\nA:", ["apple kiwi pear", "pear kiwi", "dog"]) for i in range(24)]
+    model, metrics = train_reward_model(policy, groups, epochs=6, learning_rate=3e-3)
+    assert metrics["reward_model_pair_accuracy"] == 1.0
+    for prompt, ranked in groups[:5]:
+        scores = model.score([prompt] * 3, ranked)
+        assert scores[0] > scores[1] > scores[2]
+
+
+def test_rankings_from_feedback_order_by_score_and_drop_ties():
+    task = load_task("synthetic/sort", num_examples=20)
+    a, b = task.examples[0], task.examples[1]
+    samples = [Sample(1, a.id, "x", "wrong", 0.0), Sample(1, a.id, "x", a.target, 1.0),
+               Sample(1, b.id, "x", "no", 0.0), Sample(1, b.id, "x", "nope", 0.0)]  # fmt: skip
+    groups = rankings_from_feedback(task, samples, "Go.")
+    assert groups == [(task.prompt(a.query, "Go."), [a.target, "wrong"])]
+
+
+def test_comparisons_file(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "chosen": "good", "rejected": "bad"}) + "\n"
+                    + json.dumps({"prompt": "q", "ranked": ["a", "b", "c"]}) + "\n")  # fmt: skip
+    assert load_comparisons(path) == [("p", ["good", "bad"]), ("q", ["a", "b", "c"])]
+    path.write_text(json.dumps({"prompt": "p", "chosen": "good"}) + "\n")
+    with pytest.raises(HIRError, match="line 1"):
+        load_comparisons(path)
+
+
+def share_of_a(output, example):
+    return output.count("a") / max(len(output), 1)
+
+
+def test_instructgpt_pipeline_runs_end_to_end(tiny_gpt2_dir, tmp_path):
+    # A graded feedback, so that the untrained policy's samples can be ranked at all.
+    task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
+    config = PPOConfig(task="synthetic/sort", output_dir=str(tmp_path), num_examples=40, iterations=1,
+                       epochs_per_iteration=1, batch_size=16, max_new_tokens=6, report_to="none",
+                       ptx_coef=1.0, temperature=2.0)  # fmt: skip
+    summary = run_instructgpt(tiny_gpt2_dir, task, config)
+    assert (tmp_path / "sft" / "model" / "config.json").is_file()
+    assert (tmp_path / "ppo" / "summary.json").is_file()
+    assert summary["reward_model"]["groups"] > 0
+    metrics = [
+        json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert "loss_ptx" in metrics[1] and "reward" in metrics[1]
