@@ -20,7 +20,7 @@ import psutil
 
 from hir.errors import HIRError
 from hir.evaluate import evaluate
-from hir.fileio import atomic_write_json, atomic_write_text
+from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.models import load_policy
 from hir.report import plot_comparison
 from hir.runinfo import library_versions
@@ -81,12 +81,11 @@ def run_comparison(
                                 "output_dir": str(output_dir / method / f"seed-{seed}"),
                                 "overwrite_output_dir": not base.resume, **overrides}  # fmt: skip
                     config = (PPOConfig if trainer_class is PPOTrainer else HIRConfig)(**settings)
-                    summary = trainer_class(str(start_model), task, config).train()
+                    trainer_class(str(start_model), task, config).train()
                     history = [
-                        {"iteration": i, "accuracy": a}
-                        for i, a in enumerate(summary["accuracy_per_iteration"])
+                        {key: record[key] for key in ("iteration", "accuracy", "wall_seconds")}
+                        for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")
                     ]
-                    history = _with_wall_times(history, Path(config.output_dir) / "metrics.jsonl")
                 seconds = time.perf_counter() - began
             runs.append({"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"], "wall_seconds": seconds,
                          "peak_rss_mib": memory.peak_mib, "history": history})  # fmt: skip
@@ -142,13 +141,6 @@ def write_comparison(
         + markdown
         + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
     )
-
-
-def _with_wall_times(history: list[dict], metrics_path: Path) -> list[dict]:
-    from hir.fileio import read_jsonl
-
-    walls = {r["iteration"]: r["wall_seconds"] for r in read_jsonl(metrics_path)}
-    return [{**h, "wall_seconds": walls.get(h["iteration"], 0.0)} for h in history]
 
 
 class PeakMemory:

@@ -43,10 +43,6 @@ class EncodedBatch:
             {k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device)
         )
 
-    @property
-    def num_output_tokens(self) -> int:
-        return int((self.labels != IGNORE_INDEX).sum())
-
 
 class Policy:
     """A model, its tokenizer, and how text becomes tensors for it."""
@@ -104,6 +100,12 @@ class Policy:
 
     def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def logits_for(
+        self, prompts: list[str], outputs: list[str], model=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode` then `output_logits`, on the model's device."""
+        return self.output_logits(self.encode(prompts, outputs).to(self.device), model)
 
     # -- generation --------------------------------------------------------------------------
 
@@ -210,12 +212,10 @@ class CausalPolicy(Policy):
             labels.append([IGNORE_INDEX] * len(prompt) + output)
         input_ids, attention_mask = _pad(sequences, self.tokenizer.pad_token_id, left=True)
         label_tensor, _ = _pad(labels, IGNORE_INDEX, left=True)
-        # Positions count real tokens only, so that padding does not shift them.
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "position_ids": position_ids,
+            "position_ids": _positions(attention_mask),
         }
         return EncodedBatch(inputs, label_tensor)
 
@@ -235,7 +235,7 @@ class CausalPolicy(Policy):
         if num_samples == 1:
             return self.model.generate(**inputs, **options)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = _positions(mask)
         prefill = self.model(
             input_ids=ids[:, :-1],
             attention_mask=mask[:, :-1],
@@ -255,6 +255,11 @@ class CausalPolicy(Policy):
 
     def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return generated[:, inputs["input_ids"].shape[1] :]
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so that (left) padding does not shift them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _pad(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

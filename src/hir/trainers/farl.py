@@ -28,9 +28,8 @@ class FARLTrainer(HIRTrainer):
 
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         prompts = [self.task.prompt(item.example.query, item.instruction) for item in batch]
-        encoded = self.policy.encode(prompts, [item.output for item in batch]).to(
-            self.accelerator.device
+        logits, labels = self.policy.logits_for(
+            prompts, [item.output for item in batch], self.model
         )
-        logits, labels = self.policy.output_logits(encoded, self.model)
         loss = label_smoothed_nll(logits, labels, self.config.label_smoothing)
         return loss, {"loss": loss.item(), "loss_sft": loss.item()}

@@ -35,6 +35,7 @@ from hir.errors import HIRError
 from hir.evaluate import evaluate
 from hir.fileio import atomic_write_json, atomic_write_jsonl, read_jsonl
 from hir.losses import (
+    IGNORE_INDEX,
     in_batch_contrastive_loss,
     label_smoothed_nll,
     mean_entropy,
@@ -226,15 +227,15 @@ class HIRTrainer:
         prompts = [
             self.task.prompt(i.example.query, i.instruction) + c for i, c in zip(batch, contexts)
         ]
-        device = self.accelerator.device
         if config.contrastive_weight and config.contrastive_form == "pairwise":
             opposite = [
                 self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction)) + c
                 for i, c in zip(batch, contexts)
             ]
             # Both instructions in one forward pass.
-            encoded = self.policy.encode(prompts + opposite, list(outputs) * 2).to(device)
-            logits, labels = self.policy.output_logits(encoded, self.model)
+            logits, labels = self.policy.logits_for(
+                prompts + opposite, list(outputs) * 2, self.model
+            )
             n = len(batch)
             scores = sequence_scores(logits, labels)
             contrastive = pairwise_contrastive_loss(
@@ -244,9 +245,8 @@ class HIRTrainer:
         elif config.contrastive_weight:
             logits, labels, contrastive = self._in_batch(prompts, list(outputs))
         else:
-            encoded = self.policy.encode(prompts, list(outputs)).to(device)
-            logits, labels = self.policy.output_logits(encoded, self.model)
-            contrastive = torch.zeros((), device=device)
+            logits, labels = self.policy.logits_for(prompts, list(outputs), self.model)
+            contrastive = torch.zeros((), device=logits.device)
         sft = label_smoothed_nll(logits, labels, config.label_smoothing)
         entropy = mean_entropy(logits, labels)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
@@ -267,11 +267,11 @@ class HIRTrainer:
                 outputs[begin : begin + IN_BATCH_GROUP],
             )
             m = len(group_prompts)
-            encoded = self.policy.encode(
+            logits, labels = self.policy.logits_for(
                 [group_prompts[k] for _ in range(m) for k in range(m)],
                 [group_outputs[i] for i in range(m) for _ in range(m)],
-            ).to(self.accelerator.device)
-            logits, labels = self.policy.output_logits(encoded, self.model)
+                self.model,
+            )
             losses.append(in_batch_contrastive_loss(sequence_scores(logits, labels).view(m, m)))
             diagonal = [i * m + i for i in range(m)]
             diagonal_logits.append(logits[diagonal])
@@ -282,7 +282,7 @@ class HIRTrainer:
         )
         labels = torch.cat(
             [
-                torch.nn.functional.pad(x, (0, width - x.shape[1]), value=-100)
+                torch.nn.functional.pad(x, (0, width - x.shape[1]), value=IGNORE_INDEX)
                 for x in diagonal_labels
             ]
         )

@@ -225,8 +225,9 @@ class PPOTrainer(HIRTrainer):
                 generator=self.generator,
             )
             prompts, outputs = zip(*(self.ptx_pairs[i] for i in picks.tolist()))
-            ptx = self.policy.encode(list(prompts), list(outputs)).to(self.accelerator.device)
-            ptx_loss = label_smoothed_nll(*self.policy.output_logits(ptx, self.model))
+            ptx_loss = label_smoothed_nll(
+                *self.policy.logits_for(list(prompts), list(outputs), self.model)
+            )
             loss = loss + config.ptx_coef * ptx_loss
             terms["loss_ptx"] = ptx_loss.item()
         self.accelerator.backward(loss)

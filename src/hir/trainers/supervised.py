@@ -53,8 +53,7 @@ def supervised_finetune(
 
     def loss_fn(batch):
         prompts, outputs = zip(*batch)
-        encoded = policy.encode(list(prompts), list(outputs)).to(accelerator.device)
-        logits, labels = policy.output_logits(encoded, model)
+        logits, labels = policy.logits_for(list(prompts), list(outputs), model)
         loss = label_smoothed_nll(logits, labels, label_smoothing)
         return loss, {"loss": loss.item()}
 
