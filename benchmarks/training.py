@@ -2,8 +2,14 @@
 
     python benchmarks/training.py [--examples 128] [--batch-size 64]
 
+The items are what one HIR iteration puts in the buffer: 4 samples per query (an option letter
+each, as a policy that answers in the right format samples them), duplicates dropped, each
+relabeled by its score.
+
 hir: batches of `batch_size`, the relabeled and the opposite instruction scored in one forward
 pass, padding to the batch's longest sequence, sub-output relabeling on (HIRTrainer.loss).
+hir grouped: the same, with a query's samples batched together (group_by_query), so that each
+distinct prompt runs once for all the rows that repeat it.
 reference: one example per step and three forward passes, one a duplicate (offline_trainer.py).
 """
 
@@ -23,14 +29,15 @@ from hir.trainers.hir_trainer import HIRTrainer, TrainItem
 from hir.trainers.loop import train_epochs
 
 
-def make_items(task, relabeler, count: int, seed: int = 0) -> list[TrainItem]:
-    """Relabeled samples of the paper's length: every option letter, right or wrong."""
+def make_items(task, relabeler, samples: int = 4, seed: int = 0) -> list[TrainItem]:
+    """One iteration's buffer, relabeled, at the paper's prompt length: per training query,
+    `samples` option letters drawn at random with duplicates dropped (as the sampler does)."""
     rng = random.Random(seed)
     items = []
-    for example in task.split("train")[:count]:
-        output = rng.choice(["(A)", "(B)", "(C)"])
-        score = task.score(output, example)
-        items.append(TrainItem(example, relabeler("", example.query, output, score), output))
+    for example in task.split("train"):
+        for output in dict.fromkeys(rng.choice(["(A)", "(B)", "(C)"]) for _ in range(samples)):
+            score = task.score(output, example)
+            items.append(TrainItem(example, relabeler("", example.query, output, score), output))
     return items
 
 
@@ -53,7 +60,11 @@ def main() -> None:
             device="cpu" if not torch.cuda.is_available() else "auto",
         )
         trainer = HIRTrainer(policy, task, config)
-        items = make_items(task, trainer.relabeler, args.examples)
+        buffer = make_items(task, trainer.relabeler)
+        # A random batch of a whole buffer rarely holds two samples of one query; a grouped
+        # batch holds all of a few queries' samples.
+        items = random.Random(1).sample(buffer, args.examples)
+        grouped_items = buffer[: args.examples]
 
         optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
         reference_items = items[: args.reference_examples]
@@ -70,16 +81,22 @@ def main() -> None:
         metrics = train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, items,
                                trainer.loss, epochs=1, batch_size=args.batch_size, generator=trainer.generator)  # fmt: skip
         hir_rate = metrics["train_examples_per_second"]
+        metrics = train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, grouped_items,
+                               trainer.loss, epochs=1, batch_size=args.batch_size, generator=trainer.generator,
+                               group_of=lambda item: item.example.id)  # fmt: skip
+        grouped_rate = metrics["train_examples_per_second"]
         results[arch] = {"parameters": params, "reference_examples_per_second": reference_rate,
-                         "hir_examples_per_second": hir_rate, "speedup": hir_rate / reference_rate}  # fmt: skip
-        rows.append(
-            [arch, f"{params / 1e6:.2f}M", reference_rate, hir_rate, hir_rate / reference_rate]
-        )
+                         "hir_examples_per_second": hir_rate, "speedup": hir_rate / reference_rate,
+                         "hir_grouped_examples_per_second": grouped_rate,
+                         "grouped_speedup": grouped_rate / reference_rate}  # fmt: skip
+        rows.append([arch, f"{params / 1e6:.2f}M", reference_rate, hir_rate, grouped_rate,
+                     hir_rate / reference_rate, grouped_rate / reference_rate])  # fmt: skip
     print_table(
         f"Training (HIR update: CE + pairwise contrastive + entropy, sub-output on), prompts of {task.name}",
-        ["model", "params", "reference examples/s", "hir examples/s", "speedup"],
+        ["model", "params", "reference examples/s", "hir examples/s", "hir grouped examples/s",
+         "speedup", "grouped speedup"],
         rows,
-    )
+    )  # fmt: skip
     write_json("training", {"settings": vars(args), "results": results})
 
 

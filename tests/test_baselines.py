@@ -4,7 +4,7 @@ import json
 import pytest
 
 from hir import HIRError
-from hir.compare import markdown_table, parse_methods, run_comparison, summarize
+from hir.compare import Start, markdown_table, parse_methods, run_comparison, summarize
 from hir.sampling import Sample
 from hir.tasks import load_task
 from hir.trainers.farl import FARLTrainer
@@ -47,7 +47,11 @@ def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_
     task = load_task("synthetic/sort", num_examples=60)
     base = _config(tiny_gpt2_dir, tmp_path)
     result = run_comparison(
-        base, ["start", "hir", "farl", "sft"], [0, 1], lambda seed: (task, tiny_gpt2_dir), tmp_path
+        base,
+        ["start", "hir", "farl", "sft"],
+        [0, 1],
+        lambda seed: Start(task, tiny_gpt2_dir),
+        tmp_path,
     )
     rows = {r["method"]: r for r in result["table"]}
     assert list(rows) == ["start", "hir", "farl", "sft"] and all(

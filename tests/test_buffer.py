@@ -35,14 +35,23 @@ def test_buffer_persists_every_record_and_reloads(tmp_path):
         "output",
         "score",
     }
+    # Token ids as sampled survive the round trip.
+    sampled = ReplayBuffer(tmp_path / "sampled.jsonl")
+    sampled.add([Sample(1, "q0", "Do it.", "out", 1.0, (5, 6, 0))])
+    sampled.save()
+    sampled.load()
+    assert sampled.samples[0].token_ids == (5, 6, 0)
+    (tmp_path / "sampled.jsonl").unlink()
     # Atomic writes leave no temporary files behind.
     assert [p.name for p in tmp_path.iterdir()] == ["buffer.jsonl"]
 
 
 class FixedPolicy:
+    """Samples "1", "2", "1", "1" (the three "1"s from different token ids)."""
+
     def generate(self, prompts, num_samples, **kwargs):
-        assert kwargs["do_sample"] and num_samples == 4
-        return [["1", "2", "1", "1"] for _ in prompts]
+        assert kwargs["do_sample"] and kwargs["return_token_ids"] and num_samples == 4
+        return [[("1", (11, 0)), ("2", (12, 0)), ("1", (1, 1, 0)), ("1", (13,))] for _ in prompts]
 
 
 def test_sampling_drops_duplicates_per_query_and_scores_each_output():
@@ -55,5 +64,7 @@ def test_sampling_drops_duplicates_per_query_and_scores_each_output():
         (e.id, o) for e in examples for o in ("1", "2")
     ]
     assert all(s.iteration == 7 and s.instruction == "Go." for s in samples)
+    # A duplicate keeps the token ids it was first sampled with.
+    assert [s.token_ids for s in samples[:2]] == [(11, 0), (12, 0)]
     for s, example in zip(samples, [e for e in examples for _ in range(2)]):
         assert s.score == float(s.output == example.target)

@@ -1,6 +1,8 @@
 """The fast paths give the results of the slow ones: the public code's loops (hir.reference)
 and transformers' plain generate."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from hir.reference import reference_hir_step
 from hir.tasks import load_task
 from hir.trainers.hir_config import HIRConfig
 from hir.trainers.hir_trainer import HIRTrainer, TrainItem
+from hir.trainers.loop import shuffled_order
 
 
 def _prompts(n=3):
@@ -87,3 +90,50 @@ def test_one_example_loss_equals_the_public_codes_step(tiny_model_dir, tmp_path)
         task.prompt(item.example.query, opposite), item.output,
     )  # fmt: skip
     assert reference == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_shared_prompt_logits_and_gradients_equal_one_pass_per_row(tiny_model_dir):
+    """Rows that repeat a prompt (prompts of different lengths, outputs of different lengths):
+    running each prompt once gives the logits and gradients of running every row in full."""
+    policy = load_policy(tiny_model_dir)
+    policy.model.eval()  # no dropout, so both paths see the same network
+    _, prompts = _prompts(3)
+    rows = [prompts[0], prompts[1], prompts[0], prompts[2], prompts[0], prompts[1]]
+    outputs = ["apple", "kiwi banana cherry", "fig date", "plum", "apple kiwi", "x"]
+    shared = policy.encode(rows, outputs, share_prompts=True)
+    flat = policy.encode(rows, outputs)
+    assert shared.prompt_inputs["input_ids"].shape[0] == 3 and flat.prompt_inputs is None
+
+    def scores_and_grads(batch):
+        policy.model.zero_grad()
+        logits, labels = policy.output_logits(batch)
+        logp = torch.log_softmax(logits, -1)
+        mask = labels != IGNORE_INDEX
+        picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        # Per-row sums of output log-probabilities and per-row entropies: layout-independent.
+        per_row = torch.stack([picked.sum(-1), (-(logp.exp() * logp).sum(-1) * mask).sum(-1)])
+        (per_row * torch.arange(1.0, 7.0)).sum().backward()
+        grads = [p.grad.clone() for p in policy.model.parameters() if p.grad is not None]
+        return per_row.detach(), grads
+
+    shared_rows, shared_grads = scores_and_grads(shared)
+    flat_rows, flat_grads = scores_and_grads(flat)
+    assert torch.allclose(shared_rows, flat_rows, atol=1e-4)
+    assert len(shared_grads) == len(flat_grads)
+    for a, b in zip(shared_grads, flat_grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_a_batch_that_repeats_no_prompt_is_encoded_in_full(tiny_model_dir):
+    policy = load_policy(tiny_model_dir)
+    _, prompts = _prompts(2)
+    assert policy.encode(prompts, ["a", "b"], share_prompts=True).prompt_inputs is None
+
+
+def test_grouped_order_keeps_each_querys_items_together_and_is_seeded():
+    items = ["q1", "q2", "q1", "q3", "q2", "q1"]
+    order = shuffled_order(items, torch.Generator().manual_seed(0), group_of=lambda item: item)
+    assert sorted(order) == list(range(6))
+    assert len([key for key, _ in itertools.groupby(items[i] for i in order)]) == 3
+    assert [i for i in order if items[i] == "q1"] == [0, 2, 5]
+    assert order == shuffled_order(items, torch.Generator().manual_seed(0), lambda item: item)

@@ -95,6 +95,24 @@ def test_generate_returns_n_samples_per_prompt_in_input_order(tiny_model_dir):
         policy.generate(prompts, num_samples=2)
 
 
+def test_sampled_token_ids_decode_to_the_text_and_stop_at_eos(tiny_model_dir):
+    policy = load_policy(tiny_model_dir)
+    eos = policy.tokenizer.eos_token_id
+    torch.manual_seed(0)
+    sampled = policy.generate(
+        PROMPTS, num_samples=3, do_sample=True, max_new_tokens=6, return_token_ids=True
+    )
+    for outputs in sampled:
+        for text, ids in outputs:
+            assert policy.decode(torch.tensor([ids]))[0] == text
+            assert eos not in ids[:-1] and (ids[-1] == eos or len(ids) == 6)
+    # Encoding from ids takes them as they are: the labels are exactly the sampled tokens.
+    ids = [ids for _, ids in sampled[0]]
+    batch = policy.encode_ids(policy.prompt_ids(PROMPTS[:1] * 3), ids)
+    for row, expected in zip(batch.labels.tolist(), ids):
+        assert [t for t in row if t != IGNORE_INDEX] == list(expected)
+
+
 def test_build_model_rejects_unknown_choices():
     tokenizer = train_tokenizer(["a b c"], vocab_size=280)
     with pytest.raises(HIRError, match="unknown architecture"):

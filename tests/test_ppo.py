@@ -2,6 +2,7 @@ import json
 
 import torch
 
+from hir.sampling import Sample
 from hir.tasks import load_task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
 
@@ -47,3 +48,31 @@ def test_ppo_works_for_t5_and_its_reference_stays_the_start_after_resume(tiny_t5
         for a, b in zip(resumed.policy.model.parameters(), start.policy.model.parameters())
     )
     assert resumed.train()["iterations"] == 2
+
+
+def test_ppo_scores_the_tokens_as_sampled_not_a_re_encoding(tiny_gpt2_dir, tmp_path, monkeypatch):
+    trainer = PPOTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path))
+    example = trainer.train_examples[0]
+    tokenizer = trainer.policy.tokenizer
+    canonical = trainer.policy.output_ids([example.target])[0]
+    # The same text spelled one byte-level token per character: a segmentation the tokenizer
+    # would never produce, but a policy can sample.
+    spelled = tuple(
+        tokenizer.convert_tokens_to_ids(list(tokenizer.convert_ids_to_tokens(canonical[0])))
+    ) + tuple(canonical[1:])
+    assert list(spelled) != canonical
+    assert tokenizer.decode(spelled, skip_special_tokens=True) == tokenizer.decode(
+        canonical, skip_special_tokens=True
+    )
+    target = trainer.relabeler.target_instruction
+    trainer.buffer.add([Sample(1, example.id, target, example.target, 1.0, spelled)])
+    scored = []
+    monkeypatch.setattr(
+        trainer,
+        "_score_rollout",
+        lambda batch, scores: scored.append(batch) or {"kl": 0.0, "scores": scores},
+    )
+    monkeypatch.setattr(trainer, "_ppo_step", lambda item: {})
+    trainer._train_on_buffer(1)
+    (batch,) = scored
+    assert [t for t in batch.labels[0].tolist() if t != -100] == list(spelled)

@@ -29,8 +29,11 @@ def parse_retention(policy: str) -> tuple[str, int]:
 
 
 class ReplayBuffer:
-    def __init__(self, path: str | Path, retention: str = "all", train_size: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, retention: str = "all", train_size: int = 0, persist: bool = True
+    ) -> None:
         self.path = Path(path)
+        self.persist = persist  # False: memory only (the processes other than the main one)
         self.retention = parse_retention(retention)
         self.train_size = train_size
         self.samples: list[Sample] = []
@@ -43,10 +46,11 @@ class ReplayBuffer:
         self.save()
 
     def save(self, path: str | Path | None = None) -> None:
-        atomic_write_jsonl(path or self.path, (s.to_dict() for s in self.samples))
+        if self.persist:
+            atomic_write_jsonl(path or self.path, (s.to_dict() for s in self.samples))
 
     def load(self, path: str | Path | None = None) -> None:
-        self.samples = [Sample(**record) for record in read_jsonl(path or self.path)]
+        self.samples = [Sample.from_dict(record) for record in read_jsonl(path or self.path)]
 
 
 def retain(samples: list[Sample], kind: str, value: int, train_size: int) -> list[Sample]:

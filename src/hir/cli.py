@@ -109,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--methods",
-        default="start,hir,farl,sft",
-        help="comma-separated: start, hir, farl, sft, hir-no-contrastive, hir-no-entropy, "
-        "hir-no-sub-output, hir-no-label-smoothing",
+        default="start,hir,farl,ppo,sft",
+        help="comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
+        "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing",
     )
     compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     compare.add_argument(
@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on the built-in default: its task, warm-started model and settings",
     )
+    compare.add_argument(
+        "--warm-start",
+        metavar="ARCH-SIZE",
+        help="instead of --model: build a small model (gpt2-small, t5-tiny, ...) and warm it up on "
+        "labeled training queries, which are then held out (as the built-in default does)",
+    )
+    compare.add_argument(
+        "--warm-start-fraction",
+        type=float,
+        default=0.4,
+        help="share of the training split used, with labels, by --warm-start",
+    )
+    compare.add_argument("--warm-start-epochs", type=int, default=6)
     compare.set_defaults(handler=run_compare)
 
     demo = commands.add_parser(
@@ -319,7 +332,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from hir.compare import parse_methods, run_comparison
+    from hir.compare import Start, parse_methods, run_comparison
 
     methods = parse_methods(args.methods)
     try:
@@ -337,20 +350,38 @@ def run_compare(args: argparse.Namespace) -> None:
         }
         base = parse_train_config(args.options, defaults)
 
-        def start(seed: int):
+        def start(seed: int) -> Start:
+            begin = prepare_start_policy(Path(base.output_dir) / "start" / f"seed-{seed}", seed)
+            return Start(begin.task, str(begin.model_dir), begin.pretraining_pairs)
+    elif args.warm_start:
+        from hir.trainers.hir_trainer import load_task_from_config
+        from hir.warm_start import WarmStart, warm_start_from_split
+
+        base = parse_train_config(args.options, {"output_dir": "runs/compare", "report_to": "none"})
+        settings = WarmStart.parse(
+            args.warm_start,
+            labeled_fraction=args.warm_start_fraction,
+            epochs=args.warm_start_epochs,
+        )
+        full_task = load_task_from_config(base.task, base)
+
+        def start(seed: int) -> Start:
             folder = Path(base.output_dir) / "start" / f"seed-{seed}"
-            task, _, model_dir, _, _ = prepare_start_policy(folder, seed)
-            return task, str(model_dir)
+            task, model_dir, pairs = warm_start_from_split(full_task, folder, settings, seed)
+            return Start(task, str(model_dir), pairs)
     else:
         from hir.trainers.hir_trainer import load_task_from_config
 
         base = parse_train_config(args.options, {"output_dir": "runs/compare", "report_to": "none"})
         if not base.model:
-            raise HIRError("no model given: set --model (or use --demo for the built-in default)")
+            raise HIRError(
+                "no model given: set --model, or --warm-start ARCH-SIZE to build and warm up a "
+                "small one, or --demo for the built-in default"
+            )
         task = load_task_from_config(base.task, base)
 
-        def start(seed: int):
-            return task, base.model
+        def start(seed: int) -> Start:
+            return Start(task, base.model)
 
     run_comparison(base, methods, seeds, start, base.output_dir)
 

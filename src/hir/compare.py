@@ -2,8 +2,9 @@
 in one table (Markdown and CSV: final accuracy mean ± std over seeds, wall time, peak memory)
 and two plots (accuracy against iteration and against wall time).
 
-Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", and HIR ablations
-"hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing".
+Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
+plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), and HIR
+ablations "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing".
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import io
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -35,15 +37,26 @@ METHODS: dict[str, tuple[type, dict]] = {
     "farl": (FARLTrainer, {}),
     "sft": (SFTTrainer, {}),
     "ppo": (PPOTrainer, {}),
+    "ppo-ptx": (PPOTrainer, {"ptx_coef": 27.8}),
     "hir-no-contrastive": (HIRTrainer, {"contrastive_weight": 0.0}),
     "hir-no-entropy": (HIRTrainer, {"entropy_weight": 0.0}),
     "hir-no-sub-output": (HIRTrainer, {"sub_output_prob": 0.0}),
     "hir-no-label-smoothing": (HIRTrainer, {"label_smoothing": 0.0}),
 }
-DEFAULT_METHODS = ("start", "hir", "farl", "sft")
+DEFAULT_METHODS = ("start", "hir", "farl", "ppo", "sft")
 
-# (seed) -> (task, folder of the starting policy) for that seed
-StartFn = Callable[[int], tuple[object, str]]
+
+@dataclass
+class Start:
+    """What every method of one seed starts from."""
+
+    task: object
+    model: str  # folder or Hub id of the starting policy
+    # (prompt, output) pairs the starting policy was trained on: PPO-ptx's "pretraining" data
+    pretraining_pairs: Sequence[tuple[str, str]] = ()
+
+
+StartFn = Callable[[int], Start]  # seed -> Start
 
 
 def parse_methods(text: str) -> list[str]:
@@ -62,7 +75,13 @@ def run_comparison(
     output_dir = Path(output_dir)
     runs: list[dict] = []
     for seed in seeds:
-        task, start_model = start(seed)
+        begin = start(seed)
+        task, start_model = begin.task, begin.model
+        if "ppo-ptx" in methods and not begin.pretraining_pairs:
+            raise HIRError(
+                "ppo-ptx needs the starting policy's supervised data for its ptx term: "
+                "use --warm-start or --demo, or leave ppo-ptx out"
+            )
         for method in methods:
             print(f"hir compare: {method}, seed {seed}")
             with PeakMemory() as memory:
@@ -81,7 +100,8 @@ def run_comparison(
                                 "output_dir": str(output_dir / method / f"seed-{seed}"),
                                 "overwrite_output_dir": not base.resume, **overrides}  # fmt: skip
                     config = (PPOConfig if trainer_class is PPOTrainer else HIRConfig)(**settings)
-                    trainer_class(str(start_model), task, config).train()
+                    extra = {"ptx_pairs": begin.pretraining_pairs} if method == "ppo-ptx" else {}
+                    trainer_class(str(start_model), task, config, **extra).train()
                     history = [
                         {key: record[key] for key in ("iteration", "accuracy", "wall_seconds")}
                         for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")

@@ -17,23 +17,28 @@ uniformly, so temperature-1 samples degrade into noise iteration after iteration
 
 from __future__ import annotations
 
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from accelerate.utils import set_seed
-
 from hir.fileio import atomic_write_json
-from hir.models import load_policy
+from hir.models import Policy
 from hir.report import before_after_table
-from hir.small_models import build_small_model, task_corpus
-from hir.tasks import load_task
+from hir.tasks import Task, load_task
 from hir.trainers.hir_config import HIRConfig
 from hir.trainers.hir_trainer import HIRTrainer
-from hir.trainers.supervised import instruction_pairs, supervised_finetune
+from hir.warm_start import WarmStart, build_and_warm_up
 
 DEMO_TASK = "synthetic/sort"
 DEMO_WARMUP = {"examples": 400, "epochs": 6, "learning_rate": 1e-3, "batch_size": 32}
+DEMO_START = WarmStart(
+    arch="gpt2",
+    size="small",
+    vocab_size=1000,
+    epochs=DEMO_WARMUP["epochs"],
+    learning_rate=DEMO_WARMUP["learning_rate"],
+    batch_size=DEMO_WARMUP["batch_size"],
+)
 DEMO_HIR = {
     "iterations": 6,
     "epochs_per_iteration": 2,
@@ -46,47 +51,29 @@ DEMO_HIR = {
 }
 
 
+@dataclass
+class DemoStart:
+    task: Task
+    policy: Policy
+    model_dir: Path
+    pretraining_pairs: list[tuple[str, str]]  # the warm-up's (prompt, output) pairs
+    warmup_examples: int
+    seconds: float
+
+
 def prepare_start_policy(output_dir: str | Path, seed: int = 0):
     """The demo's task and starting policy: a small GPT-2 built here and warmed up on labeled
-    examples of *other* queries. Returns (task, policy, folder of the saved start policy, warm-up
-    seconds)."""
+    examples of *other* queries."""
     start = time.perf_counter()
     output_dir = Path(output_dir)
-    set_seed(seed)
     task = load_task(DEMO_TASK, num_examples=1000)
     # Warm-up data from another generator seed, none of whose queries are in the task.
     known = {e.query for e in task.examples}
     warmup_task = load_task(DEMO_TASK, num_examples=DEMO_WARMUP["examples"], data_seed=1000 + seed)
     warmup_examples = [e for e in warmup_task.examples if e.query not in known]
-
-    print(f"hir demo: building a small GPT-2 for {task.name} in {output_dir / 'model-init'}")
-    model_dir = build_small_model(
-        "gpt2",
-        task_corpus(task),
-        output_dir / "model-init",
-        size="small",
-        vocab_size=1000,
-        seed=seed,
-    )
-    policy = load_policy(model_dir)
-    print(f"hir demo: warm-up on {len(warmup_examples)} other labeled examples, both instructions")
-    supervised_finetune(
-        policy,
-        instruction_pairs(task, warmup_examples, random.Random(seed)),
-        epochs=DEMO_WARMUP["epochs"],
-        learning_rate=DEMO_WARMUP["learning_rate"],
-        batch_size=DEMO_WARMUP["batch_size"],
-        seed=seed,
-        progress="warm-up",
-    )
-    policy.save(output_dir / "model-start")
-    return (
-        task,
-        policy,
-        output_dir / "model-start",
-        time.perf_counter() - start,
-        len(warmup_examples),
-    )
+    policy, pairs = build_and_warm_up(task, warmup_examples, output_dir, DEMO_START, seed)
+    return DemoStart(task, policy, output_dir / "model-start", pairs, len(warmup_examples),
+                     time.perf_counter() - start)  # fmt: skip
 
 
 def demo_config(output_dir: str | Path, seed: int, **overrides) -> HIRConfig:
@@ -108,7 +95,8 @@ def run_demo(
 ) -> dict:
     start = time.perf_counter()
     output_dir = Path(output_dir)
-    task, policy, _, warmup_seconds, warmup_count = prepare_start_policy(output_dir, seed)
+    begin = prepare_start_policy(output_dir, seed)
+    task, policy = begin.task, begin.policy
     overrides = {
         "report_to": report_to,
         **({"iterations": iterations} if iterations is not None else {}),
@@ -124,8 +112,8 @@ def run_demo(
             "wall_seconds": round(time.perf_counter() - start, 2),
             "warmup": {
                 **DEMO_WARMUP,
-                "examples_used": warmup_count,
-                "seconds": round(warmup_seconds, 2),
+                "examples_used": begin.warmup_examples,
+                "seconds": round(begin.seconds, 2),
             },
         }
     )

@@ -6,6 +6,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
 from hir.fileio import atomic_write_json, atomic_write_jsonl
 from hir.models import Policy
 from hir.runinfo import library_versions
@@ -38,11 +41,30 @@ def evaluate(
     batch_size: int = 32,
     max_new_tokens: int = 32,
     limit: int | None = None,
+    accelerator: Accelerator | None = None,
 ) -> EvalResult:
     """Greedy-decode every example of `split` under `instruction` (default: the task's
-    correct-answer instruction) and score the outputs with the task's feedback function."""
+    correct-answer instruction) and score the outputs with the task's feedback function.
+    With an `accelerator` of several processes, each decodes a share and all get every record."""
     start = time.perf_counter()
     examples = task.split(split)[:limit]
+    if accelerator is not None and accelerator.num_processes > 1:
+        with accelerator.split_between_processes(examples) as mine:
+            records = _score_outputs(policy, task, mine, instruction, batch_size, max_new_tokens)
+        records = gather_object(records)
+    else:
+        records = _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens)
+    scores = [r["score"] for r in records]
+    return EvalResult(
+        accuracy=sum(s == 1.0 for s in scores) / max(len(scores), 1),
+        mean_score=sum(scores) / max(len(scores), 1),
+        num_examples=len(records),
+        wall_seconds=time.perf_counter() - start,
+        records=records,
+    )
+
+
+def _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens) -> list[dict]:
     prompts = [task.prompt(e.query, instruction) for e in examples]
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     records = []
@@ -57,14 +79,7 @@ def evaluate(
                 "score": score,
             }
         )
-    scores = [r["score"] for r in records]
-    return EvalResult(
-        accuracy=sum(s == 1.0 for s in scores) / max(len(scores), 1),
-        mean_score=sum(scores) / max(len(scores), 1),
-        num_examples=len(records),
-        wall_seconds=time.perf_counter() - start,
-        records=records,
-    )
+    return records
 
 
 def write_evaluation(result: EvalResult, output_dir: str | Path, config: dict) -> Path:

@@ -12,6 +12,7 @@ Everything downstream (sampling, losses, trainers, evaluation) talks to a `Polic
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging as hf_logging
 
 from hir.errors import HIRError
@@ -33,14 +35,26 @@ from hir.losses import IGNORE_INDEX
 @dataclass
 class EncodedBatch:
     """Padded model inputs for (prompt, output) pairs. `labels` holds the output token ids
-    (with EOS) and IGNORE_INDEX elsewhere, in the layout `Policy.output_logits` aligns to."""
+    (with EOS) and IGNORE_INDEX elsewhere, in the layout `Policy.output_logits` aligns to.
+
+    When rows repeat a prompt (several outputs of one query under one instruction), the prompt
+    can be run once: `prompt_inputs` then holds one row per distinct prompt, `prompt_of_row[b]`
+    the one row b continues, and `inputs` only what follows it."""
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
+    prompt_inputs: dict[str, torch.Tensor] | None = None
+    prompt_of_row: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> EncodedBatch:
+        def move(tensors):
+            return None if tensors is None else {k: v.to(device) for k, v in tensors.items()}
+
         return EncodedBatch(
-            {k: v.to(device) for k, v in self.inputs.items()}, self.labels.to(device)
+            move(self.inputs),
+            self.labels.to(device),
+            move(self.prompt_inputs),
+            None if self.prompt_of_row is None else self.prompt_of_row.to(device),
         )
 
 
@@ -90,7 +104,41 @@ class Policy:
 
     # -- the model-kind specific part ------------------------------------------------------
 
-    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+    def encode(
+        self, prompts: list[str], outputs: list[str], share_prompts: bool = False
+    ) -> EncodedBatch:
+        """Model inputs for (prompt, output) pairs. With `share_prompts`, a prompt that several
+        rows repeat is run once for all of them (same logits, less compute)."""
+        return self.encode_ids(self.prompt_ids(prompts), self.output_ids(outputs), share_prompts)
+
+    def encode_ids(
+        self,
+        prompt_ids: list[list[int]],
+        output_ids: Sequence[Sequence[int]],
+        share_prompts: bool = False,
+    ) -> EncodedBatch:
+        """Like `encode`, from token ids (e.g. as sampled); outputs are taken as they are."""
+        if share_prompts:
+            distinct: dict[tuple[int, ...], int] = {}
+            rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+            if len(distinct) < len(rows) and self._can_share([list(p) for p in distinct]):
+                return self._encode_shared([list(p) for p in distinct], rows, output_ids)
+        return self._encode_flat(prompt_ids, output_ids)
+
+    def _can_share(self, prompts: list[list[int]]) -> bool:
+        return True
+
+    def _encode_flat(
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch:
+        raise NotImplementedError
+
+    def _encode_shared(
+        self,
+        prompts: list[list[int]],
+        prompt_of_row: list[int],
+        output_ids: Sequence[Sequence[int]],
+    ) -> EncodedBatch:
         raise NotImplementedError
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,8 +152,11 @@ class Policy:
     def logits_for(
         self, prompts: list[str], outputs: list[str], model=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`encode` then `output_logits`, on the model's device."""
-        return self.output_logits(self.encode(prompts, outputs).to(self.device), model)
+        """`encode` then `output_logits`, on the model's device. Repeated prompts are run once,
+        unless the model is wrapped (DDP, DeepSpeed), which expects one forward per step."""
+        share = isinstance(model if model is not None else self.model, PreTrainedModel)
+        batch = self.encode(prompts, outputs, share_prompts=share)
+        return self.output_logits(batch.to(self.device), model)
 
     # -- generation --------------------------------------------------------------------------
 
@@ -122,9 +173,14 @@ class Policy:
         max_new_tokens: int = 32,
         batch_size: int = 32,
         progress: str | None = None,
-    ) -> list[list[str]]:
+        return_token_ids: bool = False,
+    ) -> list[list[str]] | list[list[tuple[str, tuple[int, ...]]]]:
         """`num_samples` outputs per prompt. Prompts are grouped by length so that each
-        `generate` call serves many prompts with little padding; results keep input order."""
+        `generate` call serves many prompts with little padding; results keep input order.
+
+        With `return_token_ids`, each output is (text, the token ids as sampled, up to and
+        including EOS): what PPO must score, since re-encoding the text can segment it into
+        tokens the policy never chose."""
         if num_samples > 1 and not do_sample:
             raise HIRError(
                 "num_samples > 1 needs do_sample=True (greedy decoding gives one output)"
@@ -133,7 +189,7 @@ class Policy:
         self.model.eval()
         ids = self.prompt_ids(prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        results: list[list[str]] = [[] for _ in prompts]
+        results: list[list] = [[] for _ in prompts]
         sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc=progress, disable=None if progress else True, leave=False):
@@ -147,10 +203,14 @@ class Policy:
                 "pad_token_id": self.tokenizer.pad_token_id,
                 "eos_token_id": self.tokenizer.eos_token_id,
             }
-            generated = self._generate_batch(inputs, num_samples, options)
-            texts = self.decode(self._new_tokens(generated, inputs))
+            new_tokens = self._new_tokens(
+                self._generate_batch(inputs, num_samples, options), inputs
+            )
+            outputs = self.decode(new_tokens)
+            if return_token_ids:
+                outputs = list(zip(outputs, self._until_eos(new_tokens)))
             for j, i in enumerate(chunk):
-                results[i] = texts[j * num_samples : (j + 1) * num_samples]
+                results[i] = outputs[j * num_samples : (j + 1) * num_samples]
         self.model.train(was_training)
         return results
 
@@ -162,7 +222,15 @@ class Policy:
         return self.model.generate(**inputs, num_return_sequences=num_samples, **options)
 
     def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return generated
+        raise NotImplementedError
+
+    def _until_eos(self, new_tokens: torch.Tensor) -> list[tuple[int, ...]]:
+        """Each row up to and including its first EOS; after it, generate only pads."""
+        eos = self.tokenizer.eos_token_id
+        rows = []
+        for row in new_tokens.tolist():
+            rows.append(tuple(row[: row.index(eos) + 1] if eos in row else row))
+        return rows
 
     def save(self, path: str | os.PathLike) -> None:
         self.model.save_pretrained(path)
@@ -178,18 +246,53 @@ class Seq2SeqPolicy(Policy):
         input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=False)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
-        inputs = self._pad_prompts(self.prompt_ids(prompts))
-        labels, _ = _pad(self.output_ids(outputs), IGNORE_INDEX, left=False)
-        # The decoder reads the labels shifted right behind the start token (teacher forcing).
-        inputs["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(
-            labels=labels
+    def _encode_flat(
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch:
+        decoder_inputs, labels = self._decoder_inputs(output_ids)
+        return EncodedBatch({**self._pad_prompts(prompt_ids), **decoder_inputs}, labels)
+
+    def _encode_shared(
+        self,
+        prompts: list[list[int]],
+        prompt_of_row: list[int],
+        output_ids: Sequence[Sequence[int]],
+    ) -> EncodedBatch:
+        decoder_inputs, labels = self._decoder_inputs(output_ids)
+        return EncodedBatch(
+            decoder_inputs, labels, self._pad_prompts(prompts), torch.tensor(prompt_of_row)
         )
-        inputs["decoder_attention_mask"] = (labels != IGNORE_INDEX).long()
-        return EncodedBatch(inputs, labels)
+
+    def _decoder_inputs(
+        self, output_ids: Sequence[Sequence[int]]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        labels, _ = _pad([list(o) for o in output_ids], IGNORE_INDEX, left=False)
+        # The decoder reads the labels shifted right behind the start token (teacher forcing).
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        return {
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_attention_mask": (labels != IGNORE_INDEX).long(),
+        }, labels
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
-        return (model or self.model)(**batch.inputs).logits, batch.labels
+        model = model if model is not None else self.model
+        if batch.prompt_inputs is None:
+            return model(**batch.inputs).logits, batch.labels
+        # The encoder runs once per distinct prompt; each row's decoder reads its prompt's states.
+        # (Called directly, the encoder runs outside accelerate's autocast wrapper of forward:
+        # in the weights' dtype, so load bf16 weights rather than rely on autocast for it.)
+        rows = batch.prompt_of_row
+        states = model.get_encoder()(**batch.prompt_inputs).last_hidden_state[rows]
+        logits = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states),
+            attention_mask=batch.prompt_inputs["attention_mask"][rows],
+            **batch.inputs,
+        ).logits
+        return logits, batch.labels
+
+    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The output starts with the decoder start token, which was not sampled.
+        return generated[:, 1:]
 
 
 class CausalPolicy(Policy):
@@ -203,13 +306,15 @@ class CausalPolicy(Policy):
         input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=True)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    def encode(self, prompts: list[str], outputs: list[str]) -> EncodedBatch:
+    def _encode_flat(
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch:
         # Left padding: every row's output ends at the last position, so the model is asked for
         # the logits of the last `output_width` positions only (see output_logits).
         sequences, labels = [], []
-        for prompt, output in zip(self.prompt_ids(prompts), self.output_ids(outputs)):
-            sequences.append(prompt + output)
-            labels.append([IGNORE_INDEX] * len(prompt) + output)
+        for prompt, output in zip(prompt_ids, output_ids):
+            sequences.append(prompt + list(output))
+            labels.append([IGNORE_INDEX] * len(prompt) + list(output))
         input_ids, attention_mask = _pad(sequences, self.tokenizer.pad_token_id, left=True)
         label_tensor, _ = _pad(labels, IGNORE_INDEX, left=True)
         inputs = {
@@ -219,12 +324,63 @@ class CausalPolicy(Policy):
         }
         return EncodedBatch(inputs, label_tensor)
 
+    def _can_share(self, prompts: list[list[int]]) -> bool:
+        # The shared part is the prompt but its last token, which must predict the first output.
+        return min(len(p) for p in prompts) >= 2
+
+    def _encode_shared(
+        self,
+        prompts: list[list[int]],
+        prompt_of_row: list[int],
+        output_ids: Sequence[Sequence[int]],
+    ) -> EncodedBatch:
+        """The prompts but their last token, once each, left-padded; per row, that last token
+        and the output, right-padded, at the positions that follow the row's prompt."""
+        prefix = self._pad_prompts([p[:-1] for p in prompts])
+        prefix["position_ids"] = _positions(prefix["attention_mask"])
+        rows = torch.tensor(prompt_of_row)
+        continuations = [[prompts[r][-1], *o] for r, o in zip(prompt_of_row, output_ids)]
+        input_ids, attention_mask = _pad(continuations, self.tokenizer.pad_token_id, left=False)
+        offsets = prefix["attention_mask"].sum(-1)[rows].unsqueeze(1)
+        labels, _ = _pad([list(o) for o in output_ids], IGNORE_INDEX, left=False)
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": offsets + torch.arange(input_ids.shape[1]),
+        }
+        return EncodedBatch(inputs, labels, prefix, rows)
+
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        model = model if model is not None else self.model
+        if batch.prompt_inputs is not None:
+            return self._shared_prompt_logits(batch, model)
         # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
         # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
         output_width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
-        logits = (model or self.model)(**batch.inputs, logits_to_keep=output_width + 1).logits
+        logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
         return logits[:, :-1], batch.labels[:, -output_width:]
+
+    def _shared_prompt_logits(
+        self, batch: EncodedBatch, model
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run each distinct prompt once, copy its KV cache to the rows that continue it (the
+        copies stay in the autograd graph, so gradients flow back to the one prompt pass), then
+        run every row's continuation."""
+        rows = batch.prompt_of_row
+        prefix = batch.prompt_inputs
+        cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_select_indices(rows)
+        attention_mask = torch.cat(
+            [prefix["attention_mask"][rows], batch.inputs["attention_mask"]], 1
+        )
+        logits = model(
+            input_ids=batch.inputs["input_ids"],
+            attention_mask=attention_mask,
+            position_ids=batch.inputs["position_ids"],
+            past_key_values=cache,
+            use_cache=True,
+        ).logits
+        return logits[:, :-1], batch.labels
 
     def _generate_batch(
         self, inputs: dict[str, torch.Tensor], num_samples: int, options: dict

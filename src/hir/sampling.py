@@ -16,9 +16,20 @@ class Sample:
     instruction: str
     output: str
     score: float
+    # The output's token ids as sampled, up to and including EOS (PPO scores these); None for
+    # outputs that were not sampled by the policy, or buffers written before they were kept.
+    token_ids: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if self.token_ids is None:
+            del record["token_ids"]
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Sample:
+        ids = record.get("token_ids")
+        return cls(**{**record, "token_ids": tuple(ids) if ids is not None else None})
 
 
 def sample_outputs(
@@ -50,11 +61,15 @@ def sample_outputs(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         progress=progress,
+        return_token_ids=True,
     )
     samples = []
     for example, candidates in zip(examples, outputs):
-        for output in dict.fromkeys(candidates):
-            samples.append(
-                Sample(iteration, example.id, instruction, output, task.score(output, example))
-            )
+        # Duplicates are judged by text; the first sampled token ids of each text are kept.
+        first_seen: dict[str, tuple[int, ...]] = {}
+        for output, token_ids in candidates:
+            first_seen.setdefault(output, token_ids)
+        for output, token_ids in first_seen.items():
+            score = task.score(output, example)
+            samples.append(Sample(iteration, example.id, instruction, output, score, token_ids))
     return samples

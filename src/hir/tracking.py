@@ -37,10 +37,12 @@ class RunLogger:
         self.accelerator = accelerator
         self.output_dir = output_dir
         self.history = history
-        atomic_write_json(
-            output_dir / "config.json", {"config": config, "versions": library_versions()}
-        )
-        atomic_write_jsonl(output_dir / "metrics.jsonl", history)
+        self.writes_files = accelerator.is_main_process
+        if self.writes_files:
+            atomic_write_json(
+                output_dir / "config.json", {"config": config, "versions": library_versions()}
+            )
+            atomic_write_jsonl(output_dir / "metrics.jsonl", history)
         if accelerator.log_with:
             flat = {
                 k: v if isinstance(v, (int, float, str, bool)) else str(v)
@@ -49,7 +51,8 @@ class RunLogger:
             accelerator.init_trackers("hir", config=flat)
 
     def log(self, record: dict) -> None:
-        atomic_write_jsonl(self.output_dir / "metrics.jsonl", self.history)
+        if self.writes_files:
+            atomic_write_jsonl(self.output_dir / "metrics.jsonl", self.history)
         scalars = {
             k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "iteration"
         }

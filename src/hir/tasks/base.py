@@ -98,6 +98,9 @@ class Task:
     # A regex an answer of the right shape matches in full (e.g. r"\([A-Z]\)"); logged as the
     # share of well-formed samples, which reveals a collapsing policy early.
     answer_format: str | None = None
+    # Ids of training examples kept out of the training split, e.g. because a warm-up already
+    # used their labels (`hir.warm_start`); the validation and test splits never change.
+    held_out_train_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.examples:
@@ -115,7 +118,10 @@ class Task:
             self._split_cache = split_indices(
                 len(self.examples), self.split_seed, self.train_fraction, self.validation_fraction
             )
-        return [self.examples[i] for i in self._split_cache[name]]
+        examples = [self.examples[i] for i in self._split_cache[name]]
+        if name == "train" and self.held_out_train_ids:
+            examples = [e for e in examples if e.id not in self.held_out_train_ids]
+        return examples
 
     def prompt(self, query: str, instruction: str | None = None) -> str:
         return render_prompt(

@@ -101,6 +101,13 @@ class HIRConfig:
         default=1, metadata=_help("micro-batches per optimizer step")
     )
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping; 0 = off"))
+    group_by_query: bool = field(
+        default=False,
+        metadata=_help(
+            "batch a query's samples together, so its prompt runs once for all of them (faster "
+            "training; batches then hold fewer distinct queries)"
+        ),
+    )
     label_smoothing: float = field(
         default=0.2, metadata=_help("label smoothing of the CE term (paper: 0.2)")
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from transformers import get_scheduler
 
 from hir.buffer import ReplayBuffer
@@ -93,7 +93,9 @@ class HIRTrainer:
                     f"{self.output_dir} already holds the checkpoints of a run: pass --resume to continue "
                     "it, --overwrite_output_dir to start over, or choose another --output_dir"
                 )
-            shutil.rmtree(checkpoints)
+            if self.accelerator.is_main_process:
+                shutil.rmtree(checkpoints)
+            self.accelerator.wait_for_everyone()
         resume_from = latest_checkpoint(checkpoints) if config.resume else None
         if config.resume and resume_from is None:
             print(
@@ -110,8 +112,12 @@ class HIRTrainer:
         if not self.train_examples:
             raise HIRError(f"task {self.task.name} has no training examples")
         self.examples_by_id = {e.id: e for e in self.train_examples}
+        # Every process holds the whole buffer (to build the same batches); one writes it.
         self.buffer = ReplayBuffer(
-            self.output_dir / "buffer.jsonl", config.buffer_retention, len(self.train_examples)
+            self.output_dir / "buffer.jsonl",
+            config.buffer_retention,
+            len(self.train_examples),
+            persist=self.accelerator.is_main_process,
         )
 
         optimizer = torch.optim.AdamW(
@@ -152,20 +158,24 @@ class HIRTrainer:
         if config.max_queries_per_iteration and config.max_queries_per_iteration < len(queries):
             queries = self.rng.sample(queries, config.max_queries_per_iteration)
         started = time.perf_counter()
-        samples = sample_outputs(
-            self.policy,
-            self.task,
-            queries,
-            instruction=self.relabeler.target_instruction,
-            iteration=iteration,
-            num_samples=config.num_samples,
-            temperature=config.temperature,
-            top_k=config.top_k,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-            batch_size=config.sampling_batch_size,
-            progress=f"iteration {iteration}: sampling",
-        )
+        # With several processes each samples a share of the queries; all get every sample.
+        with self.accelerator.split_between_processes(queries) as mine:
+            samples = sample_outputs(
+                self.policy,
+                self.task,
+                mine,
+                instruction=self.relabeler.target_instruction,
+                iteration=iteration,
+                num_samples=config.num_samples,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                max_new_tokens=config.max_new_tokens,
+                batch_size=config.sampling_batch_size,
+                progress=f"iteration {iteration}: sampling",
+            )
+        if self.accelerator.num_processes > 1:
+            samples = gather_object(samples)
         seconds = time.perf_counter() - started
         self.buffer.add(samples)
         scores = [s.score for s in samples]
@@ -201,6 +211,7 @@ class HIRTrainer:
             generator=self.generator,
             max_grad_norm=self.config.max_grad_norm,
             progress=f"iteration {iteration}: training",
+            group_of=(lambda item: item.example.id) if self.config.group_by_query else None,
         )
         return {**metrics, "train_items": len(items), "relabeled_target_share": target_share}
 
@@ -310,6 +321,7 @@ class HIRTrainer:
             batch_size=config.eval_batch_size,
             max_new_tokens=config.max_new_tokens,
             limit=config.eval_limit,
+            accelerator=self.accelerator,
         )
         record = {
             "iteration": iteration,
@@ -322,12 +334,14 @@ class HIRTrainer:
         }
         self.history.append(record)
         self.logger.log(record)
-        save_checkpoint(
-            self.output_dir / "checkpoints",
-            iteration,
-            self._write_checkpoint,
-            config.keep_checkpoints,
-        )
+        if self.accelerator.is_main_process:
+            save_checkpoint(
+                self.output_dir / "checkpoints",
+                iteration,
+                self._write_checkpoint,
+                config.keep_checkpoints,
+            )
+        self.accelerator.wait_for_everyone()
 
     def _write_checkpoint(self, folder: Path) -> None:
         self.accelerator.unwrap_model(self.model).save_pretrained(folder)
@@ -367,12 +381,13 @@ class HIRTrainer:
             "config": self.config.to_dict(),
             "versions": library_versions(),
         }
-        atomic_write_json(self.output_dir / "summary.json", summary)
-        plot_accuracy(
-            self.history,
-            self.output_dir / "accuracy.png",
-            title=f"{self.method} on {self.task.name}",
-        )
+        if self.accelerator.is_main_process:
+            atomic_write_json(self.output_dir / "summary.json", summary)
+            plot_accuracy(
+                self.history,
+                self.output_dir / "accuracy.png",
+                title=f"{self.method} on {self.task.name}",
+            )
         self.logger.close()
         return summary
 

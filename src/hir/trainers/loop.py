@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -29,8 +29,13 @@ def train_epochs(
     generator: torch.Generator,
     max_grad_norm: float | None = 1.0,
     progress: str | None = None,
+    group_of: Callable[[Any], Hashable] | None = None,
 ) -> dict[str, float]:
-    """Train `epochs` passes over `items`; returns the mean of each loss term and throughput."""
+    """Train `epochs` passes over `items`; returns the mean of each loss term and throughput.
+
+    With `group_of`, items of one group (e.g. one query's samples) stay next to each other:
+    groups are shuffled, not items, so that a batch holds few groups and their shared prompts
+    run once (`Policy.logits_for`)."""
     model.train()
     totals: dict[str, float] = defaultdict(float)
     steps, examples, start = 0, 0, time.perf_counter()
@@ -43,11 +48,12 @@ def train_epochs(
         leave=False,
     )
     for _ in range(epochs):
-        order = torch.randperm(len(items), generator=generator).tolist()
+        order = shuffled_order(items, generator, group_of)
         for begin in range(0, len(order), batch_size):
             batch = [items[i] for i in order[begin : begin + batch_size]]
             with accelerator.accumulate(model):
-                loss, terms = loss_fn(batch)
+                mine = process_share(batch, accelerator.process_index, accelerator.num_processes)
+                loss, terms = loss_fn(mine)
                 accelerator.backward(loss)
                 if max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -67,3 +73,32 @@ def train_epochs(
         {"train_steps": steps, "train_examples_per_second": examples / max(seconds, 1e-9)}
     )
     return metrics
+
+
+def shuffled_order(
+    items: Sequence[Any],
+    generator: torch.Generator,
+    group_of: Callable[[Any], Hashable] | None = None,
+) -> list[int]:
+    """A seeded permutation of the item indices; with `group_of`, a permutation of the groups
+    with each group's items together, in their original order."""
+    if group_of is None:
+        return torch.randperm(len(items), generator=generator).tolist()
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[group_of(item)].append(index)
+    members = list(groups.values())
+    return [
+        i for g in torch.randperm(len(members), generator=generator).tolist() for i in members[g]
+    ]
+
+
+def process_share(batch: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """This process's contiguous share of a batch (contiguous, so a query's rows that share a
+    prompt stay together); data parallelism averages the shares' gradients. A batch smaller
+    than the number of processes is repeated so that every process has rows to step on."""
+    if world == 1:
+        return list(batch)
+    if len(batch) < world:
+        batch = [batch[i % len(batch)] for i in range(world)]
+    return list(batch[rank * len(batch) // world : (rank + 1) * len(batch) // world])

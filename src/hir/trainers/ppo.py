@@ -138,6 +138,11 @@ class PPOTrainer(HIRTrainer):
         config = self.config
         target = self.relabeler.target_instruction
         samples = [s for s in self.buffer.samples if s.iteration == iteration]
+        if self.accelerator.num_processes > 1:
+            # Each process learns from its share; padding evens the shares, so that every
+            # process takes the same number of optimizer steps.
+            with self.accelerator.split_between_processes(samples, apply_padding=True) as mine:
+                samples = list(mine)
         # Old log-probabilities and values without dropout noise.
         self.model.eval()
         self.value_model.eval()
@@ -153,11 +158,14 @@ class PPOTrainer(HIRTrainer):
                 scores = torch.as_tensor(
                     self.reward_fn(prompts, outputs, scores), dtype=torch.float
                 )
-            rollout.append(
-                self._score_rollout(
-                    self.policy.encode(prompts, outputs).to(self.accelerator.device), scores
-                )
-            )
+            # The tokens as sampled: re-encoding the text can segment it into tokens the policy
+            # never chose, whose log-ratios to the reference then dominate the KL.
+            output_ids = [
+                s.token_ids if s.token_ids is not None else self.policy.output_ids([s.output])[0]
+                for s in chunk
+            ]
+            batch = self.policy.encode_ids(self.policy.prompt_ids(prompts), output_ids)
+            rollout.append(self._score_rollout(batch.to(self.accelerator.device), scores))
 
         totals: dict[str, float] = {}
         steps = 0
@@ -196,8 +204,7 @@ class PPOTrainer(HIRTrainer):
         advantages, returns = gae_advantages(
             rewards, values, mask, self.config.gamma, self.config.lam
         )
-        # k1, the mean log-ratio: k3's exp term lets a few tokens whose re-tokenized text the
-        # policy would never produce dominate the mean.
+        # k1, the mean log-ratio (unbiased, and what the reward's penalty uses).
         kl = float(masked_mean(kl_estimate(logp, ref_logp, "k1"), mask))
         return {"batch": batch, "old_logp": logp, "old_values": values, "advantages": whiten(advantages, mask),
                 "returns": returns, "mask": mask, "scores": scores.cpu(), "kl": kl}  # fmt: skip
