@@ -84,7 +84,8 @@ def main() -> None:
                     sub_output_prob=0.0,
                 ),
             )
-            items = make_items(task, trainer.relabeler, 64)
+            # One sample per query: no prompt repeats, so both loops do the same work.
+            items = make_items(task, trainer.relabeler, samples=1)[:64]
             prompts = [task.prompt(i.example.query, i.instruction) for i in items]
             opposite = [
                 task.prompt(i.example.query, trainer.relabeler.opposite(i.instruction))
