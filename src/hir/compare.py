@@ -26,6 +26,7 @@ from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.models import load_policy
 from hir.report import plot_comparison
 from hir.runinfo import library_versions
+from hir.tasks.base import Task
 from hir.trainers.farl import FARLTrainer
 from hir.trainers.hir_config import HIRConfig
 from hir.trainers.hir_trainer import HIRTrainer
@@ -50,7 +51,7 @@ DEFAULT_METHODS = ("start", "hir", "farl", "ppo", "sft")
 class Start:
     """What every method of one seed starts from."""
 
-    task: object
+    task: Task
     model: str  # folder or Hub id of the starting policy
     # (prompt, output) pairs the starting policy was trained on: PPO-ptx's "pretraining" data
     pretraining_pairs: Sequence[tuple[str, str]] = ()
