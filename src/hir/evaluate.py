@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 
 from hir.fileio import atomic_write_json, atomic_write_jsonl
 from hir.models import Policy
+from hir.parallel import on_shares
 from hir.runinfo import library_versions
 from hir.tasks.base import Task
 
@@ -48,12 +48,11 @@ def evaluate(
     With an `accelerator` of several processes, each decodes a share and all get every record."""
     start = time.perf_counter()
     examples = task.split(split)[:limit]
-    if accelerator is not None and accelerator.num_processes > 1:
-        with accelerator.split_between_processes(examples) as mine:
-            records = _score_outputs(policy, task, mine, instruction, batch_size, max_new_tokens)
-        records = gather_object(records)
-    else:
-        records = _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens)
+    records = on_shares(
+        accelerator,
+        examples,
+        lambda mine: _score_outputs(policy, task, mine, instruction, batch_size, max_new_tokens),
+    )
     scores = [r["score"] for r in records]
     return EvalResult(
         accuracy=sum(s == 1.0 for s in scores) / max(len(scores), 1),

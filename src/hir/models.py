@@ -121,8 +121,9 @@ class Policy:
         if share_prompts:
             distinct: dict[tuple[int, ...], int] = {}
             rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
-            if len(distinct) < len(rows) and self._can_share([list(p) for p in distinct]):
-                return self._encode_shared([list(p) for p in distinct], rows, output_ids)
+            prompts = [list(p) for p in distinct]
+            if len(prompts) < len(rows) and self._can_share(prompts):
+                return self._encode_shared(prompts, rows, output_ids)
         return self._encode_flat(prompt_ids, output_ids)
 
     def _can_share(self, prompts: list[list[int]]) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import set_seed
 from transformers import get_scheduler
 
 from hir.buffer import ReplayBuffer
@@ -43,6 +43,7 @@ from hir.losses import (
     sequence_scores,
 )
 from hir.models import Policy, load_policy
+from hir.parallel import on_shares
 from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.report import plot_accuracy
 from hir.runinfo import library_versions
@@ -159,8 +160,10 @@ class HIRTrainer:
             queries = self.rng.sample(queries, config.max_queries_per_iteration)
         started = time.perf_counter()
         # With several processes each samples a share of the queries; all get every sample.
-        with self.accelerator.split_between_processes(queries) as mine:
-            samples = sample_outputs(
+        samples = on_shares(
+            self.accelerator,
+            queries,
+            lambda mine: sample_outputs(
                 self.policy,
                 self.task,
                 mine,
@@ -173,9 +176,8 @@ class HIRTrainer:
                 max_new_tokens=config.max_new_tokens,
                 batch_size=config.sampling_batch_size,
                 progress=f"iteration {iteration}: sampling",
-            )
-        if self.accelerator.num_processes > 1:
-            samples = gather_object(samples)
+            ),
+        )
         seconds = time.perf_counter() - started
         self.buffer.add(samples)
         scores = [s.score for s in samples]
