@@ -17,12 +17,12 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
+from hir.trainers.hir import HIRConfig
+from hir.trainers.hir import HIRTrainer
 from training import _prompts, make_items
 
 from hir.losses import IGNORE_INDEX
-from hir.reference import reference_hir_step
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer
+from hir.public_code import public_code_hir_step
 
 
 def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
@@ -78,7 +78,6 @@ def main() -> None:
                 policy,
                 task,
                 HIRConfig(
-                    task=task.name,
                     output_dir=tempfile.mkdtemp(),
                     report_to="none",
                     sub_output_prob=0.0,
@@ -111,7 +110,7 @@ def main() -> None:
             reference_items = items[:16]
             start = time.perf_counter()
             for item in reference_items:
-                reference_hir_step(policy, optimizer, *_prompts(task, trainer, item))
+                public_code_hir_step(policy, optimizer, *_prompts(task, trainer, item))
             reference_rate = (
                 hir_flops * len(reference_items) / len(items) / (time.perf_counter() - start)
             )

@@ -19,17 +19,17 @@ from _common import build_policy, paper_task, print_table, write_json
 
 
 def one_iteration(arch: str, way: str, queries: int) -> dict:
+    from hir.trainers.hir import HIRConfig
+    from hir.trainers.hir import HIRTrainer
+    from hir.trainers.epochs import train_epochs
     from training import _prompts, make_items
 
-    from hir.reference import reference_hir_step, reference_sample
-    from hir.trainers.hir_config import HIRConfig
-    from hir.trainers.hir_trainer import HIRTrainer
-    from hir.trainers.loop import train_epochs
+    from hir.public_code import public_code_hir_step, public_code_sample
 
     task = paper_task()
     policy, _ = build_policy(arch, task)
     trainer = HIRTrainer(
-        policy, task, HIRConfig(task=task.name, output_dir=tempfile.mkdtemp(), report_to="none")
+        policy, task, HIRConfig(output_dir=tempfile.mkdtemp(), report_to="none")
     )
     examples = task.split("train")[:queries]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -42,10 +42,10 @@ def one_iteration(arch: str, way: str, queries: int) -> dict:
         train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, items, trainer.loss,
                      epochs=1, batch_size=64, generator=trainer.generator)  # fmt: skip
     else:
-        reference_sample(policy, [task.prompt(e.query) for e in examples], 4, 16)
+        public_code_sample(policy, [task.prompt(e.query) for e in examples], 4, 16)
         optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
         for item in items:
-            reference_hir_step(policy, optimizer, *_prompts(task, trainer, item))
+            public_code_hir_step(policy, optimizer, *_prompts(task, trainer, item))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {"peak_rss_mib": peak_kib / 1024, "rss_before_iteration_mib": before / 1024}
     if torch.cuda.is_available():

@@ -15,7 +15,7 @@ import time
 import torch
 from _common import build_policy, paper_task, print_table, write_json
 
-from hir.reference import reference_sample
+from hir.public_code import public_code_sample
 from hir.sampling import sample_outputs
 
 
@@ -42,7 +42,7 @@ def main() -> None:
         policy.generate(prompts[:2], num_samples=2, do_sample=True, max_new_tokens=2)  # warm-up
         torch.manual_seed(0)
         start = time.perf_counter()
-        reference = reference_sample(policy, prompts, args.samples, args.max_new_tokens)
+        reference = public_code_sample(policy, prompts, args.samples, args.max_new_tokens)
         reference_seconds = time.perf_counter() - start
         torch.manual_seed(0)
         start = time.perf_counter()

@@ -22,11 +22,12 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
+from hir.trainers.hir import HIRConfig
+from hir.trainers.hir import HIRTrainer
+from hir.trainers.online import TrainItem
+from hir.trainers.epochs import train_epochs
 
-from hir.reference import reference_hir_step
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer, TrainItem
-from hir.trainers.loop import train_epochs
+from hir.public_code import public_code_hir_step
 
 
 def make_items(task, relabeler, samples: int = 4, seed: int = 0) -> list[TrainItem]:
@@ -54,7 +55,6 @@ def main() -> None:
     for arch in ("t5", "gpt2"):
         policy, params = build_policy(arch, task)
         config = HIRConfig(
-            task=task.name,
             output_dir=tempfile.mkdtemp(),
             report_to="none",
             device="cpu" if not torch.cuda.is_available() else "auto",
@@ -68,12 +68,12 @@ def main() -> None:
 
         optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-5)
         reference_items = items[: args.reference_examples]
-        reference_hir_step(
+        public_code_hir_step(
             policy, optimizer, *_prompts(task, trainer, reference_items[0])
         )  # warm-up
         start = time.perf_counter()
         for item in reference_items:
-            reference_hir_step(policy, optimizer, *_prompts(task, trainer, item))
+            public_code_hir_step(policy, optimizer, *_prompts(task, trainer, item))
         reference_rate = len(reference_items) / (time.perf_counter() - start)
 
         train_epochs(trainer.accelerator, trainer.model, trainer.optimizer, trainer.scheduler, items[: args.batch_size],

@@ -7,47 +7,46 @@ from hir import HIRError
 from hir.compare import Start, markdown_table, parse_methods, run_comparison, summarize
 from hir.sampling import Sample
 from hir.tasks import load_task
-from hir.trainers.farl import FARLTrainer
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.sft import SFTTrainer
+from hir.trainers.farl import FARLConfig, FARLTrainer
+from hir.trainers.sft import SFTConfig, SFTTrainer
+
+TASK = load_task("synthetic/sort", num_examples=60)
+SETTINGS = dict(iterations=1, epochs_per_iteration=1, batch_size=16, max_new_tokens=6,
+                report_to="none", seed=1)  # fmt: skip
 
 
-def _config(model_dir, output_dir, **overrides):
-    settings = dict(model=str(model_dir), task="synthetic/sort", output_dir=str(output_dir), num_examples=60,
-                    iterations=1, epochs_per_iteration=1, batch_size=16, max_new_tokens=6, report_to="none", seed=1)  # fmt: skip
-    return HIRConfig(**{**settings, **overrides})
+def _config(model_dir, output_dir, config_class=FARLConfig, **overrides):
+    return config_class(output_dir=str(output_dir), **{**SETTINGS, **overrides})
 
 
 def test_farl_keeps_only_correct_samples_under_the_target_instruction(tiny_gpt2_dir, tmp_path):
-    trainer = FARLTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path))
+    trainer = FARLTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path))
     example = trainer.train_examples[0]
     samples = [
         Sample(1, example.id, "x", example.target, 1.0),
         Sample(1, example.id, "x", "kiwi", 0.0),
     ]
-    items = trainer.relabel(samples)
+    trainer.buffer.add(samples)
+    items = trainer.training_items(1)
     assert [(i.output, i.instruction) for i in items] == [
-        (example.target, trainer.relabeler.target_instruction)
+        (example.target, trainer.target_instruction)
     ]
     loss, terms = trainer.loss(items)
     assert set(terms) == {"loss", "loss_sft"} and loss.item() > 0
 
 
 def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):
-    summary = SFTTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path)).train()
+    summary = SFTTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path, SFTConfig)).train()
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert summary["method"] == "sft"
-    assert metrics[1]["train_items"] == len(
-        load_task("synthetic/sort", num_examples=60).split("train")
-    )
+    assert metrics[1]["train_items"] == len(TASK.split("train"))
     assert "sample_accuracy" not in metrics[1]
 
 
 def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_path):
-    task = load_task("synthetic/sort", num_examples=60)
-    base = _config(tiny_gpt2_dir, tmp_path)
+    task = TASK
     result = run_comparison(
-        base,
+        SETTINGS,
         ["start", "hir", "farl", "sft"],
         [0, 1],
         lambda seed: Start(task, tiny_gpt2_dir),
@@ -78,14 +77,15 @@ def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_
 
 def test_summary_statistics_by_hand():
     runs = [
-        {"method": "hir", "final_accuracy": a, "wall_seconds": 10.0, "peak_rss_mib": m}
+        {"method": "hir", "final_accuracy": a, "final_mean_score": a / 2, "wall_seconds": 10.0, "peak_rss_mib": m}
         for a, m in [(0.5, 100), (0.7, 300)]
-    ]
+    ]  # fmt: skip
     (row,) = summarize(runs, ["hir"])
     assert row["accuracy_mean"] == pytest.approx(0.6)
     assert row["accuracy_std"] == pytest.approx(0.1414213, rel=1e-5)
     assert row["peak_rss_mib"] == 300
-    assert "| hir | 0.600 ± 0.141 | 2 | 10 | 300 |" in markdown_table([row])
+    assert row["mean_score_mean"] == pytest.approx(0.3)
+    assert "| hir | 0.600 ± 0.141 | 0.300 ± 0.071 | 2 | 10 | 300 |" in markdown_table([row])
 
 
 def test_unknown_methods_are_refused():

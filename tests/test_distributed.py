@@ -10,15 +10,15 @@ from pathlib import Path
 from hir.evaluate import evaluate
 from hir.models import load_policy
 from hir.tasks import load_task
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer
+from hir.trainers.hir import HIRConfig, HIRTrainer
 
-SETTINGS = dict(task="synthetic/sort", num_examples=40, iterations=1, epochs_per_iteration=1,
-                batch_size=8, max_new_tokens=4, num_samples=3, report_to="none", seed=0, device="cpu")  # fmt: skip
+SETTINGS = dict(iterations=1, epochs_per_iteration=1, batch_size=8, max_new_tokens=4, num_samples=3,
+                report_to="none", seed=0, device="cpu")  # fmt: skip
 
 
 def _train(model_dir: str, output_dir: str) -> None:
-    trainer = HIRTrainer(model_dir, "synthetic/sort", HIRConfig(model=model_dir, output_dir=output_dir, **SETTINGS))  # fmt: skip
+    task = load_task("synthetic/sort", num_examples=40)
+    trainer = HIRTrainer(model_dir, task, HIRConfig(output_dir=output_dir, **SETTINGS))
     rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
     (Path(output_dir) / f"process-{rank}-of-{world}").touch()
     trainer.train()

@@ -1,4 +1,4 @@
-"""The fast paths give the results of the slow ones: the public code's loops (hir.reference)
+"""The fast paths give the results of the slow ones: the public code's loops (hir.public_code)
 and transformers' plain generate."""
 
 import itertools
@@ -8,11 +8,11 @@ import torch
 
 from hir.losses import IGNORE_INDEX
 from hir.models import load_policy
-from hir.reference import reference_hir_step
+from hir.public_code import public_code_hir_step
 from hir.tasks import load_task
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer, TrainItem
-from hir.trainers.loop import shuffled_order
+from hir.trainers.epochs import shuffled_order
+from hir.trainers.hir import HIRConfig, HIRTrainer
+from hir.trainers.online import TrainItem
 
 
 def _prompts(n=3):
@@ -23,7 +23,7 @@ def _prompts(n=3):
 def test_shared_prompt_prefill_samples_the_same_tokens_as_plain_generate(tiny_gpt2_dir):
     policy = load_policy(tiny_gpt2_dir)
     _, prompts = _prompts()
-    inputs = policy._pad_prompts(policy.prompt_ids(prompts))
+    inputs = policy.pad_prompts(policy.prompt_ids(prompts))
     options = {
         "do_sample": True,
         "top_k": 0,
@@ -46,9 +46,10 @@ def test_grouped_greedy_decoding_equals_one_query_per_call(tiny_model_dir):
 
 
 def _trainer(model_dir, tmp_path):
-    config = HIRConfig(task="synthetic/sort", output_dir=str(tmp_path), report_to="none", sub_output_prob=0.0,
-                       num_examples=20, device="cpu")  # fmt: skip
-    return HIRTrainer(model_dir, "synthetic/sort", config)
+    config = HIRConfig(
+        output_dir=str(tmp_path), report_to="none", sub_output_prob=0.0, device="cpu"
+    )
+    return HIRTrainer(model_dir, load_task("synthetic/sort", num_examples=20), config)
 
 
 def _items(trainer):
@@ -85,7 +86,7 @@ def test_one_example_loss_equals_the_public_codes_step(tiny_model_dir, tmp_path)
     opposite = trainer.relabeler.opposite(item.instruction)
     task, policy = trainer.task, trainer.policy
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.0)  # measure, do not move
-    reference = reference_hir_step(
+    reference = public_code_hir_step(
         policy, optimizer, task.prompt(item.example.query, item.instruction),
         task.prompt(item.example.query, opposite), item.output,
     )  # fmt: skip

@@ -4,17 +4,19 @@ import pytest
 import torch
 
 from hir import HIRError
-from hir.cli import main, parse_train_config
-from hir.trainers import hir_trainer
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer, TrainItem
+from hir.cli import main
+from hir.tasks import load_task
+from hir.trainers import online
+from hir.trainers.hir import HIRConfig, HIRTrainer
+from hir.trainers.online import TrainItem
+
+TASK = load_task("synthetic/sort", num_examples=60)
 
 
 def _config(model_dir, output_dir, **overrides):
     settings = dict(
-        model=str(model_dir), task="synthetic/sort", output_dir=str(output_dir), num_examples=60,
-        iterations=2, epochs_per_iteration=1, batch_size=16, max_new_tokens=6, eval_batch_size=16,
-        report_to="none", log_samples=1, seed=3,
+        output_dir=str(output_dir), iterations=2, epochs_per_iteration=1, batch_size=16,
+        max_new_tokens=6, eval_batch_size=16, report_to="none", log_samples=1, seed=3,
     )  # fmt: skip
     settings.update(overrides)
     return HIRConfig(**settings)
@@ -24,7 +26,7 @@ def test_the_loop_runs_for_both_model_kinds(tiny_model_dir, tmp_path):
     config = _config(
         tiny_model_dir, tmp_path / "run", contrastive_form="pairwise", sub_output_prob=1.0
     )
-    trainer = HIRTrainer(config.model, config.task, config)
+    trainer = HIRTrainer(tiny_model_dir, TASK, config)
     before = [p.detach().clone() for p in trainer.policy.model.parameters()]
     summary = trainer.train()
     assert summary["iterations"] == 2 and len(summary["accuracy_per_iteration"]) == 3
@@ -64,7 +66,7 @@ def test_in_batch_form_and_quantile_relabel_run(tiny_gpt2_dir, tmp_path):
         contrastive_form="in_batch",
         relabel="quantile",
     )
-    summary = HIRTrainer(config.model, config.task, config).train()
+    summary = HIRTrainer(tiny_gpt2_dir, TASK, config).train()
     assert summary["iterations"] == 1
 
 
@@ -76,7 +78,7 @@ def test_loss_is_the_sum_of_its_terms(tiny_gpt2_dir, tmp_path):
         entropy_weight=0.3,
         sub_output_prob=0.0,
     )
-    trainer = HIRTrainer(config.model, config.task, config)
+    trainer = HIRTrainer(tiny_gpt2_dir, TASK, config)
     example = trainer.train_examples[0]
     batch = [TrainItem(example, trainer.relabeler.target_instruction, example.target),
              TrainItem(example, trainer.relabeler.opposite(trainer.relabeler.target_instruction), "kiwi")]  # fmt: skip
@@ -87,9 +89,7 @@ def test_loss_is_the_sum_of_its_terms(tiny_gpt2_dir, tmp_path):
 
 
 def test_sub_output_moves_a_prefix_into_the_context(tiny_gpt2_dir, tmp_path):
-    trainer = HIRTrainer(
-        tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path, sub_output_prob=1.0)
-    )
+    trainer = HIRTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path, sub_output_prob=1.0))
     example = trainer.train_examples[0]
     for _ in range(10):
         context, rest = trainer._with_sub_output(TrainItem(example, "x", "apple kiwi pear"))
@@ -100,11 +100,11 @@ def test_sub_output_moves_a_prefix_into_the_context(tiny_gpt2_dir, tmp_path):
 
 def test_a_killed_run_resumes_to_the_same_buffer_and_accuracy(tiny_gpt2_dir, tmp_path, monkeypatch):
     whole = _config(tiny_gpt2_dir, tmp_path / "whole", iterations=3)
-    reference = HIRTrainer(whole.model, whole.task, whole).train()
+    reference = HIRTrainer(tiny_gpt2_dir, TASK, whole).train()
     reference_buffer = (tmp_path / "whole" / "buffer.jsonl").read_text()
 
     calls = {"n": 0}
-    real_train_epochs = hir_trainer.train_epochs
+    real_train_epochs = online.train_epochs
 
     def dies_in_iteration_2(*args, **kwargs):
         calls["n"] += 1
@@ -113,31 +113,32 @@ def test_a_killed_run_resumes_to_the_same_buffer_and_accuracy(tiny_gpt2_dir, tmp
         return real_train_epochs(*args, **kwargs)
 
     broken = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3)
-    monkeypatch.setattr(hir_trainer, "train_epochs", dies_in_iteration_2)
+    monkeypatch.setattr(online, "train_epochs", dies_in_iteration_2)
     with pytest.raises(KeyboardInterrupt):
-        HIRTrainer(broken.model, broken.task, broken).train()
-    monkeypatch.setattr(hir_trainer, "train_epochs", real_train_epochs)
+        HIRTrainer(tiny_gpt2_dir, TASK, broken).train()
+    monkeypatch.setattr(online, "train_epochs", real_train_epochs)
 
     resumed_config = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3, resume=True)
-    resumed = HIRTrainer(resumed_config.model, resumed_config.task, resumed_config).train()
+    resumed = HIRTrainer(tiny_gpt2_dir, TASK, resumed_config).train()
     assert (tmp_path / "broken" / "buffer.jsonl").read_text() == reference_buffer
     assert resumed["accuracy_per_iteration"] == reference["accuracy_per_iteration"]
     assert resumed["final_accuracy"] == reference["final_accuracy"]
 
 
 def test_config_from_yaml_with_flag_overrides(tmp_path):
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.options import OptionParser
+
+    parser = OptionParser([ModelArguments, TaskArguments, HIRConfig], prog="hir train")
     path = tmp_path / "run.yaml"
     path.write_text("task: synthetic/sort\niterations: 7\nlearning_rate: 0.001\n")
-    config = parse_train_config(["--config", str(path), "--iterations", "2", "--model", "m"])
-    assert (config.task, config.iterations, config.learning_rate, config.model) == (
-        "synthetic/sort",
-        2,
-        0.001,
-        "m",
-    )
+    model, task, config = parser.parse(["--config", str(path), "--iterations", "2", "--model", "m"])
+    assert (task.task, config.iterations, config.learning_rate, model.model) == (
+        "synthetic/sort", 2, 0.001, "m",
+    )  # fmt: skip
     path.write_text("iterationz: 7\n")
     with pytest.raises(HIRError, match="unknown field\\(s\\) iterationz"):
-        parse_train_config(["--config", str(path)])
+        OptionParser([HIRConfig], prog="hir train").parse(["--config", str(path)])
     with pytest.raises(HIRError, match="bad config: temperature must be > 0"):
         HIRConfig(temperature=0)
 
@@ -175,8 +176,8 @@ def test_demo_writes_summary_and_plot(tmp_path, capsys):
 
 def test_a_fresh_run_refuses_to_mix_with_another_runs_checkpoints(tiny_gpt2_dir, tmp_path):
     config = _config(tiny_gpt2_dir, tmp_path / "run", iterations=0)
-    HIRTrainer(config.model, config.task, config).train()
+    HIRTrainer(tiny_gpt2_dir, TASK, config).train()
     with pytest.raises(HIRError, match="already holds the checkpoints of a run: pass --resume"):
-        HIRTrainer(config.model, config.task, config)
+        HIRTrainer(tiny_gpt2_dir, TASK, config)
     again = _config(tiny_gpt2_dir, tmp_path / "run", iterations=0, overwrite_output_dir=True)
-    assert HIRTrainer(again.model, again.task, again).train()["iterations"] == 0
+    assert HIRTrainer(tiny_gpt2_dir, TASK, again).train()["iterations"] == 0

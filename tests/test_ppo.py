@@ -1,7 +1,10 @@
 import json
 
+import pytest
 import torch
 
+from hir import HIRError
+from hir.models import load_policy
 from hir.sampling import Sample
 from hir.tasks import load_task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
@@ -13,9 +16,9 @@ def share_of_a(output, example):
 
 
 def _config(model_dir, output_dir, **overrides):
-    settings = dict(model=str(model_dir), task="synthetic/sort", output_dir=str(output_dir), num_examples=80,
-                    iterations=5, batch_size=32, max_new_tokens=4, num_samples=4, learning_rate=3e-3,
-                    kl_coef=0.0, ppo_epochs=2, report_to="none", seed=0, eval_limit=8)  # fmt: skip
+    settings = dict(output_dir=str(output_dir), iterations=5, batch_size=32, max_new_tokens=4,
+                    num_samples=4, learning_rate=3e-3, kl_coef=0.0, ppo_epochs=2, report_to="none",
+                    seed=0, eval_limit=8)  # fmt: skip
     return PPOConfig(**{**settings, **overrides})
 
 
@@ -40,18 +43,103 @@ def test_ppo_works_for_t5_and_its_reference_stays_the_start_after_resume(tiny_t5
     resumed = PPOTrainer(
         tiny_t5_dir, task, _config(tiny_t5_dir, tmp_path, iterations=2, resume=True)
     )
-    start = PPOTrainer(tiny_t5_dir, task, _config(tiny_t5_dir, tmp_path / "fresh", iterations=0))
-    for a, b in zip(resumed.reference.model.parameters(), start.policy.model.parameters()):
+    assert resumed.train()["iterations"] == 2
+    start = load_policy(tiny_t5_dir)
+    for a, b in zip(resumed.reference.model.parameters(), start.model.parameters()):
         assert torch.equal(a, b)
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(resumed.policy.model.parameters(), start.policy.model.parameters())
+        for a, b in zip(resumed.policy.model.parameters(), start.model.parameters())
     )
-    assert resumed.train()["iterations"] == 2
+
+
+def _history(output_dir):
+    lines = (output_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if "seconds" not in k} for line in lines]
+
+
+def test_a_killed_ppo_run_resumes_to_the_unbroken_runs_numbers(
+    tiny_gpt2_dir, tmp_path, monkeypatch
+):
+    """Fails if the value head is built after the RNG state is restored, or if the reference
+    is read from anything but the model the run started from."""
+    task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
+    settings = dict(iterations=3, kl_coef=0.05, num_samples=2)
+    PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path / "whole", **settings)).train()
+
+    real_update = PPOTrainer.update
+    calls = {"n": 0}
+
+    def dies_in_iteration_2(self, items, iteration):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_update(self, items, iteration)
+
+    monkeypatch.setattr(PPOTrainer, "update", dies_in_iteration_2)
+    broken = _config(tiny_gpt2_dir, tmp_path / "broken", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        PPOTrainer(tiny_gpt2_dir, task, broken).train()
+    monkeypatch.setattr(PPOTrainer, "update", real_update)
+    resumed = _config(tiny_gpt2_dir, tmp_path / "broken", resume=True, **settings)
+    PPOTrainer(tiny_gpt2_dir, task, resumed).train()
+
+    assert (tmp_path / "broken" / "buffer.jsonl").read_text() == (
+        tmp_path / "whole" / "buffer.jsonl"
+    ).read_text()
+    whole, again = _history(tmp_path / "whole"), _history(tmp_path / "broken")
+    assert [r["iteration"] for r in again] == [0, 1, 2, 3]
+    for a, b in zip(whole, again):
+        for key in ("accuracy", "reward", "kl", "loss_value", "loss_policy"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+    assert whole[-1]["kl"] != 0.0
+
+
+def test_ppo_switches_dropout_off_so_the_first_ratio_is_one(tmp_path):
+    """A model that ships with dropout 0.1: in train mode two passes must agree, else the
+    first PPO step's ratio p / p_old is not 1 and clip_fraction measures dropout."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hir.small_models import task_corpus, train_tokenizer
+
+    task = load_task("synthetic/sort", num_examples=40)
+    tokenizer = train_tokenizer(task_corpus(task), vocab_size=300)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                        resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    trainer = PPOTrainer(model, task, _config(None, tmp_path, iterations=1, ppo_epochs=1, batch_size=64),
+                         tokenizer=tokenizer)  # fmt: skip
+    batch = trainer.policy.encode([task.prompt(e.query) for e in task.examples[:4]], ["a b"] * 4)
+    trainer.model.train()
+    first, _ = trainer._logprobs(trainer.policy, batch, trainer.model)
+    second, _ = trainer._logprobs(trainer.policy, batch, trainer.model)
+    assert torch.equal(first, second)
+    trainer.train()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[1])
+    # One PPO epoch over one batch: the only step runs at ratio 1, so nothing is clipped.
+    assert record["clip_fraction"] == 0.0
+
+
+def test_ptx_coef_without_ptx_data_is_refused_and_ptx_data_is_read(tiny_gpt2_dir, tmp_path):
+    task = load_task("synthetic/sort", num_examples=40)
+    with pytest.raises(HIRError, match="ptx_coef > 0 needs pretraining pairs"):
+        PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path, ptx_coef=27.8))
+    data = tmp_path / "ptx.jsonl"
+    data.write_text(json.dumps({"prompt": "Q: a\nA:", "output": "a"}) + "\n")
+    trainer = PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path / "run", ptx_coef=1.0,
+                                                      ptx_data=str(data), iterations=1))  # fmt: skip
+    assert trainer.ptx_pairs == [("Q: a\nA:", "a")]
+    trainer.train()
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
+    assert record["loss_ptx"] > 0
 
 
 def test_ppo_scores_the_tokens_as_sampled_not_a_re_encoding(tiny_gpt2_dir, tmp_path, monkeypatch):
-    trainer = PPOTrainer(tiny_gpt2_dir, "synthetic/sort", _config(tiny_gpt2_dir, tmp_path))
+    task = load_task("synthetic/sort", num_examples=80)
+    trainer = PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path))
     example = trainer.train_examples[0]
     tokenizer = trainer.policy.tokenizer
     canonical = trainer.policy.output_ids([example.target])[0]
@@ -64,15 +152,9 @@ def test_ppo_scores_the_tokens_as_sampled_not_a_re_encoding(tiny_gpt2_dir, tmp_p
     assert tokenizer.decode(spelled, skip_special_tokens=True) == tokenizer.decode(
         canonical, skip_special_tokens=True
     )
-    target = trainer.relabeler.target_instruction
+    target = trainer.target_instruction
     trainer.buffer.add([Sample(1, example.id, target, example.target, 1.0, spelled)])
-    scored = []
-    monkeypatch.setattr(
-        trainer,
-        "_score_rollout",
-        lambda batch, scores: scored.append(batch) or {"kl": 0.0, "scores": scores},
-    )
     monkeypatch.setattr(trainer, "_ppo_step", lambda item: {})
-    trainer._train_on_buffer(1)
-    (batch,) = scored
+    (item,) = trainer.training_items(1)
+    batch = trainer._score_rollout([item])["batch"]
     assert [t for t in batch.labels[0].tolist() if t != -100] == list(spelled)

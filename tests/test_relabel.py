@@ -3,8 +3,7 @@ import pytest
 from hir import HIRError
 from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.tasks import load_task
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import make_relabeler
+from hir.trainers.hir import HIRConfig, make_relabeler
 
 
 def test_binary_relabel_keeps_every_sample():

@@ -47,10 +47,9 @@ def share_of_a(output, example):
 def test_instructgpt_pipeline_runs_end_to_end(tiny_gpt2_dir, tmp_path):
     # A graded feedback, so that the untrained policy's samples can be ranked at all.
     task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
-    config = PPOConfig(task="synthetic/sort", output_dir=str(tmp_path), num_examples=40, iterations=1,
-                       epochs_per_iteration=1, batch_size=16, max_new_tokens=6, report_to="none",
-                       ptx_coef=1.0, temperature=2.0)  # fmt: skip
-    summary = run_instructgpt(tiny_gpt2_dir, task, config)
+    config = PPOConfig(output_dir=str(tmp_path), iterations=1, batch_size=16, max_new_tokens=6,
+                       report_to="none", ptx_coef=1.0, temperature=2.0)  # fmt: skip
+    summary = run_instructgpt(tiny_gpt2_dir, task, config, sft_epochs=1)
     assert (tmp_path / "sft" / "model" / "config.json").is_file()
     assert (tmp_path / "ppo" / "summary.json").is_file()
     assert summary["reward_model"]["groups"] > 0

@@ -20,24 +20,38 @@ _NAME = re.compile(r"^iteration-(\d{4,})$")
 
 
 def capture_rng(generator: torch.Generator, py_rng: random.Random) -> dict:
+    """Every RNG state as tensors, lists and numbers only, so that the training state loads
+    with `torch.load(weights_only=True)` (no pickled code runs on resume)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": _plain(random.getstate()),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generator": generator.get_state(),
-        "trainer_random": py_rng.getstate(),
+        "trainer_random": _plain(py_rng.getstate()),
     }
 
 
 def restore_rng(state: dict, generator: torch.Generator, py_rng: random.Random) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_python_state(state["python"]))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     generator.set_state(state["generator"])
-    py_rng.setstate(state["trainer_random"])
+    py_rng.setstate(_python_state(state["trainer_random"]))
+
+
+def _plain(python_state: tuple) -> list:
+    version, internal, gauss = python_state
+    return [version, list(internal), gauss]
+
+
+def _python_state(plain: list) -> tuple:
+    version, internal, gauss = plain
+    return (version, tuple(internal), gauss)
 
 
 def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Path:
@@ -82,5 +96,21 @@ def save_training_state(folder: Path, optimizer, scheduler, rng: dict) -> None:
 
 
 def load_training_state(folder: Path) -> dict:
-    # Our own file, holding RNG states (numpy arrays, tuples): not a weights-only payload.
-    return torch.load(folder / "training_state.pt", weights_only=False)
+    # weights_only: a checkpoint from someone else cannot run code when it is loaded.
+    return torch.load(folder / "training_state.pt", weights_only=True)
+
+
+RUN_FILES = ("buffer.jsonl", "metrics.jsonl", "summary.json", "accuracy.png")
+
+
+def remove_run_files(output_dir: Path) -> None:
+    """Start over in `output_dir`: remove what a run wrote there (its iteration checkpoints,
+    buffer, metrics, summary and plot), and nothing else."""
+    root = output_dir / "checkpoints"
+    if root.is_dir():
+        for folder in root.iterdir():
+            name = folder.name.removeprefix(".staging-").removeprefix(".stale-")
+            if folder.is_dir() and _NAME.match(name):
+                shutil.rmtree(folder)
+    for name in RUN_FILES:
+        (output_dir / name).unlink(missing_ok=True)

@@ -1,25 +1,37 @@
-"""The `hir` command. Each subcommand is a thin layer over the Python API."""
+"""The `hir` command. Each subcommand is a thin layer over the Python API; every one reads its
+options from dataclasses (`hir.options`): `--output_dir` or `--output-dir`, `--config run.yaml`,
+the same task options (`hir.arguments.TaskArguments`) everywhere, and one-line errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hir.errors import HIRError
 
+COMMANDS = {
+    "train": "run a method: HIR (default), FARL, SFT or PPO (--method; -h lists its options)",
+    "compare": "several methods on the same task, starting policy, budget and seeds",
+    "instructgpt": "the InstructGPT baseline: SFT -> reward model -> PPO-ptx",
+    "eval": "greedy accuracy of a model on a task's split",
+    "demo": "the built-in default: a complete HIR run on CPU in about 5 minutes",
+    "tasks": "`hir tasks list` names the built-in tasks; `hir tasks export TASK` writes prompts",
+    "build-model": "build a small untrained model with a tokenizer trained on a task's text",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # `hir train` takes HIRConfig's flags, parsed later by HfArgumentParser.
-    args, extra = parser.parse_known_args(argv)
-    if args.command in ("train", "compare", "instructgpt"):
-        args.options = extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.handler(args) or 0
+        if not args or args[0] in ("-h", "--help"):
+            print(usage())
+            return 0 if args else 2
+        command, rest = args[0], args[1:]
+        if command not in COMMANDS:
+            raise HIRError(f"unknown command {command!r}: choose from {', '.join(COMMANDS)}")
+        return HANDLERS[command](rest) or 0
     except HIRError as exc:
         print(f"hir: error: {exc}", file=sys.stderr)
         return 2
@@ -28,319 +40,96 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hir", description="Hindsight Instruction Relabeling for Hugging Face language models."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    tasks = commands.add_parser("tasks", help="list built-in tasks or export a task's prompts")
-    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
-    listing = task_commands.add_parser("list", help="name every built-in task")
-    listing.set_defaults(handler=run_tasks_list)
-    export = task_commands.add_parser(
-        "export", help="write a split's rendered prompts and targets as JSONL"
-    )
-    export.add_argument("task", help="task name, jsonl:<file> or hf:<dataset>")
-    export.add_argument("--split", default="train", choices=["train", "validation", "test"])
-    export.add_argument(
-        "--instruction", help="instruction to render (default: the correct-answer one)"
-    )
-    export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    add_task_options(export)
-    export.set_defaults(handler=run_tasks_export)
-
-    evaluation = commands.add_parser(
-        "eval", help="greedy accuracy of a model on a task's test split"
-    )
-    evaluation.add_argument("--model", required=True, help="Hub model id or local folder")
-    evaluation.add_argument("--task", required=True, help="task name, jsonl:<file> or hf:<dataset>")
-    evaluation.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    evaluation.add_argument(
-        "--instruction", help="instruction to decode under (default: the correct-answer one)"
-    )
-    evaluation.add_argument(
-        "--output-dir", default="outputs/eval", help="where predictions.jsonl and summary.json go"
-    )
-    evaluation.add_argument("--batch-size", type=int, default=32)
-    evaluation.add_argument("--max-new-tokens", type=int, default=32)
-    evaluation.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    evaluation.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)"
-    )
-    evaluation.add_argument("--seed", type=int, default=0)
-    add_task_options(evaluation)
-    evaluation.set_defaults(handler=run_eval)
-
-    build = commands.add_parser(
-        "build-model",
-        help="build a small untrained model with a tokenizer trained on a task's text",
-    )
-    build.add_argument("--arch", required=True, choices=["gpt2", "t5"])
-    build.add_argument(
-        "--task", required=True, help="task whose training text the tokenizer learns"
-    )
-    build.add_argument("--output-dir", required=True)
-    build.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
-    build.add_argument("--vocab-size", type=int, default=2000)
-    build.add_argument("--seed", type=int, default=0)
-    add_task_options(build)
-    build.set_defaults(handler=run_build_model)
-
-    train = commands.add_parser(
-        "train",
-        add_help=False,
-        help="run HIR (--config run.yaml, every HIRConfig field also a flag; -h lists them)",
-    )
-    train.set_defaults(handler=run_train)
-
-    instructgpt = commands.add_parser(
-        "instructgpt",
-        add_help=False,
-        help="the InstructGPT baseline: SFT -> reward model -> PPO-ptx (PPOConfig flags)",
-    )
-    instructgpt.set_defaults(handler=run_instructgpt)
-
-    compare = commands.add_parser(
-        "compare",
-        description="Run several methods on the same task, starting policy, sampling budget and seeds. "
-        "Every HIRConfig field is also accepted as a flag (see `hir train -h`), e.g. --iterations 6.",
-        help="several methods (HIR, FARL, SFT, ablations) on the same task, model, budget and seeds",
-    )
-    compare.add_argument(
-        "--methods",
-        default="start,hir,farl,ppo,sft",
-        help="comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
-        "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing",
-    )
-    compare.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    compare.add_argument(
-        "--demo",
-        action="store_true",
-        help="on the built-in default: its task, warm-started model and settings",
-    )
-    compare.add_argument(
-        "--warm-start",
-        metavar="ARCH-SIZE",
-        help="instead of --model: build a small model (gpt2-small, t5-tiny, ...) and warm it up on "
-        "labeled training queries, which are then held out (as the built-in default does)",
-    )
-    compare.add_argument(
-        "--warm-start-fraction",
-        type=float,
-        default=0.4,
-        help="share of the training split used, with labels, by --warm-start",
-    )
-    compare.add_argument("--warm-start-epochs", type=int, default=6)
-    compare.set_defaults(handler=run_compare)
-
-    demo = commands.add_parser(
-        "demo", help="the built-in default: a complete HIR run on CPU in about 5 minutes"
-    )
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--iterations", type=int, help="override the number of HIR iterations")
-    demo.add_argument(
-        "--report-to", default="tensorboard", help="tensorboard, wandb, mlflow or none"
-    )
-    demo.set_defaults(handler=run_demo)
-    return parser
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: hir COMMAND [options]   (hir COMMAND -h for its options)", "",
+             "Hindsight Instruction Relabeling for Hugging Face language models.", "", "commands:"]  # fmt: skip
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
 
 
-def add_task_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("task data")
-    group.add_argument(
-        "--bigbench-dir",
-        help="folder with <task>/task.json (default: $HIR_BIGBENCH_DIR, else download once)",
-    )
-    group.add_argument("--no-download", action="store_true", help="never download BIG-bench data")
-    group.add_argument(
-        "--feedback",
-        help="feedback function module:function or file.py:function, (output, example) -> float",
-    )
-    group.add_argument("--query-field", default="query", help="query column of user data")
-    group.add_argument("--answer-field", default="answer", help="answer column of user data")
-    group.add_argument(
-        "--hf-split", default="train", help="split of a Hugging Face dataset to read"
-    )
-    group.add_argument("--num-examples", type=int, default=1000, help="size of a synthetic task")
-    group.add_argument(
-        "--data-seed", type=int, default=0, help="seed of a synthetic task's generator"
-    )
-    group.add_argument(
-        "--split-seed", type=int, help="seed of the train/test permutation (protocol: 1)"
-    )
-    group.add_argument(
-        "--validation-fraction", type=float, help="share of train held out for validation"
-    )
+def _parser(prog: str, *dataclass_types, description: str | None = None):
+    from hir.options import OptionParser
+
+    return OptionParser(dataclass_types, prog=prog, description=description)
 
 
-def task_from_args(args: argparse.Namespace, spec: str | None = None):
-    from hir.tasks import load_task
-
-    return load_task(
-        spec or args.task,
-        bigbench_dir=args.bigbench_dir,
-        download=not args.no_download,
-        feedback=args.feedback,
-        query_field=args.query_field,
-        answer_field=args.answer_field,
-        hf_split=args.hf_split,
-        num_examples=args.num_examples,
-        data_seed=args.data_seed,
-        split_seed=args.split_seed,
-        validation_fraction=args.validation_fraction,
-    )
+# -- hir train / instructgpt ---------------------------------------------------------------------
 
 
-def run_tasks_list(args: argparse.Namespace) -> None:
-    from hir.tasks import list_tasks
+def run_train(args: list[str]) -> None:
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.options import pop_option
+    from hir.trainers import METHODS, get_method
 
-    tasks = list_tasks()
-    width = max(map(len, tasks))
-    for name, description in tasks.items():
-        print(f"{name:<{width}}  {description}")
-    print(
-        "\nAlso: jsonl:<file> and hf:<dataset> (columns 'query' and 'answer', see --query-field)."
-    )
-
-
-def run_tasks_export(args: argparse.Namespace) -> None:
-    task = task_from_args(args)
-    lines = []
-    for example in task.split(args.split):
-        row = {
-            "id": example.id,
-            "prompt": task.prompt(example.query, args.instruction),
-            "target": example.target,
-        }
-        if example.accepted:
-            row["accepted"] = list(example.accepted)
-        lines.append(json.dumps(row, ensure_ascii=False))
-    text = "".join(line + "\n" for line in lines)
-    if args.output:
-        from hir.fileio import atomic_write_text
-
-        atomic_write_text(args.output, text)
-        print(
-            f"wrote {len(lines)} examples of {task.name} ({args.split}) to {args.output}",
-            file=sys.stderr,
-        )
-    else:
-        sys.stdout.write(text)
+    method = pop_option(args, "method") or "hir"
+    trainer_class, config_class = get_method(method)
+    parser = _parser(f"hir train --method {method}", ModelArguments, TaskArguments, config_class,
+                     description=f"{config_class.__doc__}\n\n--method: one of {', '.join(METHODS)}")  # fmt: skip
+    model_args, task_args, config = parser.parse(args)
+    task = task_args.load()
+    summary = trainer_class(model_args.model, task, config).train()
+    print(f"{summary['task']}: accuracy {summary['initial_accuracy']:.3f} -> {summary['final_accuracy']:.3f} "
+          f"after {summary['iterations']} iterations ({summary['wall_seconds']:.0f}s); "
+          f"results in {config.output_dir}")  # fmt: skip
 
 
-def run_eval(args: argparse.Namespace) -> None:
-    from transformers import set_seed
-
-    from hir.evaluate import evaluate, write_evaluation
-    from hir.models import load_policy
-
-    set_seed(args.seed)
-    task = task_from_args(args)
-    policy = load_policy(args.model, device=args.device)
-    result = evaluate(
-        policy,
-        task,
-        split=args.split,
-        instruction=args.instruction,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        limit=args.limit,
-    )
-    config = {k: v for k, v in vars(args).items() if k != "handler"}
-    summary = write_evaluation(result, args.output_dir, {**config, "task_name": task.name})
-    print(
-        f"{task.name} [{args.split}] model={args.model}: accuracy {result.accuracy:.4f} "
-        f"({result.num_examples} examples, {result.wall_seconds:.1f}s); wrote {summary}"
-    )
-
-
-def run_build_model(args: argparse.Namespace) -> None:
-    from hir.small_models import build_small_model, task_corpus
-
-    task = task_from_args(args)
-    path = build_small_model(
-        args.arch, task_corpus(task), args.output_dir, args.size, args.vocab_size, args.seed
-    )
-    print(f"built an untrained {args.size} {args.arch} for {task.name} in {Path(path)}")
-
-
-def parse_train_config(options: list[str], defaults: dict | None = None, config_class=None):
-    """HIRConfig from `--config run.yaml` overridden by flags (`--learning_rate 1e-4`);
-    `defaults` replace HIRConfig's own defaults."""
-    import yaml
-    from transformers import HfArgumentParser
-
-    from hir.trainers.hir_config import HIRConfig
-
-    config_class = config_class or HIRConfig
-    parser = HfArgumentParser(config_class, prog="hir train", description=config_class.__doc__)
-    parser.add_argument("--config", help="YAML file of HIRConfig fields; flags override it")
-    parser.set_defaults(**(defaults or {}))
-    known, _ = parser.parse_known_args(options)
-    if known.config:
-        path = Path(known.config)
-        if not path.is_file():
-            raise HIRError(f"config file {known.config!r} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise HIRError(f"{known.config} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        fields = set(config_class.__dataclass_fields__)
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise HIRError(
-                f"{known.config}: unknown field(s) {', '.join(unknown)}; see `hir train -h` for the fields"
-            )
-        parser.set_defaults(**values)
-    config, _ = parser.parse_args_into_dataclasses(options)
-    return config
-
-
-TRAINERS = {"hir": "hir.trainers.hir_trainer:HIRTrainer", "farl": "hir.trainers.farl:FARLTrainer",
-            "sft": "hir.trainers.sft:SFTTrainer", "ppo": "hir.trainers.ppo:PPOTrainer"}  # fmt: skip
-
-
-def run_train(args: argparse.Namespace) -> None:
-    import importlib
-
+def run_instructgpt(args: list[str]) -> None:
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.trainers.instructgpt import run_instructgpt as pipeline
     from hir.trainers.ppo import PPOConfig
 
-    method = "hir"
-    if "--method" in args.options:
-        at = args.options.index("--method")
-        method = args.options[at + 1] if at + 1 < len(args.options) else ""
-        args.options = args.options[:at] + args.options[at + 2 :]
-    if method not in TRAINERS:
-        raise HIRError(f"unknown --method {method!r}: choose from {', '.join(TRAINERS)}")
-    module, _, name = TRAINERS[method].partition(":")
-    trainer_class = getattr(importlib.import_module(module), name)
-    config = parse_train_config(args.options, config_class=PPOConfig if method == "ppo" else None)
-    summary = trainer_class(config.model, config.task, config).train()
-    print(
-        f"{summary['task']}: accuracy {summary['initial_accuracy']:.3f} -> {summary['final_accuracy']:.3f} "
-        f"after {summary['iterations']} iterations ({summary['wall_seconds']:.0f}s); "
-        f"results in {config.output_dir}"
+    parser = _parser("hir instructgpt", ModelArguments, TaskArguments, PPOConfig,
+                     description="SFT on the labels -> reward model -> PPO-ptx (PPOConfig fields)")  # fmt: skip
+    model_args, task_args, config = parser.parse(
+        args, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}
     )
+    if not model_args.model:
+        raise HIRError("no model given: set --model to a Hub id or a local folder")
+    summary = pipeline(model_args.model, task_args.load(), config)
+    print(f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
+          f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}")  # fmt: skip
 
 
-def run_demo(args: argparse.Namespace) -> None:
-    from hir.demo import run_demo as demo
-
-    demo(args.output_dir, seed=args.seed, iterations=args.iterations, report_to=args.report_to)
+# -- hir compare -----------------------------------------------------------------------------------
 
 
-def run_compare(args: argparse.Namespace) -> None:
-    from hir.compare import Start, parse_methods, run_comparison
+@dataclass
+class CompareArguments:
+    methods: str = field(
+        default="start,hir,farl,ppo,sft",
+        metadata={"help": "comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
+                          "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing"},
+    )  # fmt: skip
+    seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
+    demo: bool = field(
+        default=False,
+        metadata={"help": "on the built-in default: its task, warm-started model and settings"},
+    )
+    warm_start: str | None = field(
+        default=None,
+        metadata={"help": "ARCH-SIZE instead of --model: build a small model (gpt2-small, t5-tiny, "
+                          "...) and warm it up on labeled training queries, which are then held out"},
+    )  # fmt: skip
+    warm_start_fraction: float = field(
+        default=0.4, metadata={"help": "share of the training split used, with labels, by --warm_start"}
+    )  # fmt: skip
+    warm_start_epochs: int = field(default=6, metadata={"help": "epochs of the warm-up"})
 
-    methods = parse_methods(args.methods)
-    try:
-        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
-    except ValueError as exc:
-        raise HIRError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
-    if args.demo:
-        from hir.demo import DEMO_HIR, DEMO_TASK, prepare_start_policy
+
+def run_compare(args: list[str]) -> None:
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.compare import CONFIG_CLASSES, Start, parse_methods, parse_seeds, run_comparison
+    from hir.options import union_dataclass
+
+    settings_class = union_dataclass("CompareSettings", CONFIG_CLASSES)
+    parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments, settings_class,
+                     description="Several methods on the same task, starting policy, sampling "
+                                 "budget and seeds; every method's config field is a flag.")  # fmt: skip
+    compare_args = parser.parse(args[:])[0]
+    defaults = {"output_dir": "runs/compare", "report_to": "none"}
+    if compare_args.demo:
+        from hir.demo import DEMO_HIR, DEMO_TASK
 
         defaults = {
             **DEMO_HIR,
@@ -348,56 +137,207 @@ def run_compare(args: argparse.Namespace) -> None:
             "output_dir": "runs/compare-demo",
             "report_to": "none",
         }
-        base = parse_train_config(args.options, defaults)
+    compare_args, model_args, task_args, settings = parser.parse(args, defaults)
+    methods = parse_methods(compare_args.methods)
+    seeds = parse_seeds(compare_args.seeds)
+    given = _given_settings(settings, settings_class, defaults)
+    output_dir = Path(settings.output_dir)
+
+    if compare_args.demo:
+        from hir.demo import prepare_start_policy
 
         def start(seed: int) -> Start:
-            begin = prepare_start_policy(Path(base.output_dir) / "start" / f"seed-{seed}", seed)
+            begin = prepare_start_policy(output_dir / "start" / f"seed-{seed}", seed)
             return Start(begin.task, str(begin.model_dir), begin.pretraining_pairs)
-    elif args.warm_start:
-        from hir.trainers.hir_trainer import load_task_from_config
+    elif compare_args.warm_start:
         from hir.warm_start import WarmStart, warm_start_from_split
 
-        base = parse_train_config(args.options, {"output_dir": "runs/compare", "report_to": "none"})
-        settings = WarmStart.parse(
-            args.warm_start,
-            labeled_fraction=args.warm_start_fraction,
-            epochs=args.warm_start_epochs,
-        )
-        full_task = load_task_from_config(base.task, base)
+        warm = WarmStart.parse(compare_args.warm_start, labeled_fraction=compare_args.warm_start_fraction,
+                               epochs=compare_args.warm_start_epochs)  # fmt: skip
+        full_task = task_args.load()
 
         def start(seed: int) -> Start:
-            folder = Path(base.output_dir) / "start" / f"seed-{seed}"
-            task, model_dir, pairs = warm_start_from_split(full_task, folder, settings, seed)
+            folder = output_dir / "start" / f"seed-{seed}"
+            task, model_dir, pairs = warm_start_from_split(full_task, folder, warm, seed)
             return Start(task, str(model_dir), pairs)
     else:
-        from hir.trainers.hir_trainer import load_task_from_config
-
-        base = parse_train_config(args.options, {"output_dir": "runs/compare", "report_to": "none"})
-        if not base.model:
-            raise HIRError(
-                "no model given: set --model, or --warm-start ARCH-SIZE to build and warm up a "
-                "small one, or --demo for the built-in default"
-            )
-        task = load_task_from_config(base.task, base)
+        if not model_args.model:
+            raise HIRError("no model given: set --model, or --warm_start ARCH-SIZE to build and warm "
+                           "up a small one, or --demo for the built-in default")  # fmt: skip
+        task = task_args.load()
 
         def start(seed: int) -> Start:
-            return Start(task, base.model)
+            return Start(task, model_args.model)
 
-    run_comparison(base, methods, seeds, start, base.output_dir)
+    run_comparison(given, methods, seeds, start, output_dir)
 
 
-def run_instructgpt(args: argparse.Namespace) -> None:
-    from hir.trainers.hir_trainer import load_task_from_config
-    from hir.trainers.instructgpt import run_instructgpt as pipeline
-    from hir.trainers.ppo import PPOConfig
+def _given_settings(settings, settings_class, defaults: dict) -> dict:
+    """The settings the user (or the command's defaults) chose; each method keeps its own
+    default for the rest (PPO's buffer retention differs from HIR's, for one)."""
+    from dataclasses import fields
 
-    config = parse_train_config(
-        args.options, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}, config_class=PPOConfig
+    chosen = {}
+    for f in fields(settings_class):
+        value = getattr(settings, f.name)
+        if f.name in defaults or value != f.default:
+            chosen[f.name] = value
+    return chosen
+
+
+# -- hir eval ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalArguments:
+    split: str = field(default="test", metadata={"help": "train, validation or test"})
+    instruction: str | None = field(
+        default=None, metadata={"help": "instruction to decode under (default: the correct-answer one)"}
+    )  # fmt: skip
+    output_dir: str = field(
+        default="outputs/eval", metadata={"help": "where predictions.jsonl and summary.json go"}
     )
-    if not config.model:
+    batch_size: int = field(default=32, metadata={"help": "queries per generate call"})
+    max_new_tokens: int = field(default=32, metadata={"help": "longest output"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if present)"})  # fmt: skip
+    seed: int = field(default=0, metadata={"help": "seed (greedy decoding does not use it)"})
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "validation", "test"):
+            raise HIRError(f"--split must be train, validation or test, got {self.split!r}")
+        for name in ("batch_size", "max_new_tokens", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HIRError(f"--{name} must be >= 1, got {value}")
+
+
+def run_eval(args: list[str]) -> None:
+    from dataclasses import asdict
+
+    from transformers import set_seed
+
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.evaluate import evaluate, write_evaluation
+    from hir.models import load_policy
+
+    eval_args, model_args, task_args = _parser("hir eval", EvalArguments, ModelArguments,
+                                               TaskArguments).parse(args)  # fmt: skip
+    if not model_args.model:
         raise HIRError("no model given: set --model to a Hub id or a local folder")
-    summary = pipeline(config.model, load_task_from_config(config.task, config), config)
-    print(
-        f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
-        f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}"
+    set_seed(eval_args.seed)
+    task = task_args.load()
+    if not task.split(eval_args.split):
+        raise HIRError(f"task {task.name} has no {eval_args.split} examples")
+    policy = load_policy(model_args.model, device=eval_args.device)
+    result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
+                      batch_size=eval_args.batch_size, max_new_tokens=eval_args.max_new_tokens,
+                      limit=eval_args.limit)  # fmt: skip
+    config = {
+        **asdict(eval_args),
+        **asdict(model_args),
+        **asdict(task_args),
+        "task_name": task.name,
+    }
+    summary = write_evaluation(result, eval_args.output_dir, config)
+    print(f"{task.name} [{eval_args.split}] model={model_args.model}: accuracy {result.accuracy:.4f} "
+          f"({result.num_examples} examples, {result.wall_seconds:.1f}s); wrote {summary}")  # fmt: skip
+
+
+# -- hir demo, tasks, build-model ----------------------------------------------------------------
+
+
+@dataclass
+class DemoArguments:
+    output_dir: str = field(default="runs/demo", metadata={"help": "where the run is written"})
+    seed: int = field(
+        default=0, metadata={"help": "seeds the model, warm-up, sampling and training"}
     )
+    iterations: int | None = field(default=None, metadata={"help": "override the number of HIR iterations"})  # fmt: skip
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, mlflow or none"})  # fmt: skip
+
+
+def run_demo(args: list[str]) -> None:
+    from hir.demo import run_demo as demo
+
+    (demo_args,) = _parser("hir demo", DemoArguments).parse(args)
+    demo(demo_args.output_dir, seed=demo_args.seed, iterations=demo_args.iterations,
+         report_to=demo_args.report_to)  # fmt: skip
+
+
+@dataclass
+class ExportArguments:
+    split: str = field(default="train", metadata={"help": "train, validation or test"})
+    instruction: str | None = field(default=None, metadata={"help": "instruction to render (default: the correct-answer one)"})  # fmt: skip
+    output: str | None = field(default=None, metadata={"help": "file to write (default: standard output)"})  # fmt: skip
+
+
+def run_tasks(args: list[str]) -> None:
+    action = args[0] if args else ""
+    if action == "list":
+        return run_tasks_list()
+    if action == "export":
+        return run_tasks_export(args[1:])
+    raise HIRError("hir tasks needs an action: `hir tasks list` or `hir tasks export TASK`")
+
+
+def run_tasks_list() -> None:
+    from hir.tasks import list_tasks
+
+    tasks = list_tasks()
+    width = max(map(len, tasks))
+    for name, description in tasks.items():
+        print(f"{name:<{width}}  {description}")
+    print(
+        "\nAlso: jsonl:<file> and hf:<dataset> (columns 'query' and 'answer', see --query_field)."
+    )
+
+
+def run_tasks_export(args: list[str]) -> None:
+    from hir.arguments import TaskArguments
+    from hir.fileio import atomic_write_text
+
+    if args and not args[0].startswith("-"):
+        args = ["--task", *args]  # `hir tasks export TASK`
+    export, task_args = _parser("hir tasks export", ExportArguments, TaskArguments).parse(args)
+    task = task_args.load()
+    lines = []
+    for example in task.split(export.split):
+        row = {"id": example.id, "prompt": task.prompt(example.query, export.instruction),
+               "target": example.target}  # fmt: skip
+        if example.accepted:
+            row["accepted"] = list(example.accepted)
+        lines.append(json.dumps(row, ensure_ascii=False))
+    text = "".join(line + "\n" for line in lines)
+    if export.output:
+        atomic_write_text(export.output, text)
+        print(f"wrote {len(lines)} examples of {task.name} ({export.split}) to {export.output}",
+              file=sys.stderr)  # fmt: skip
+    else:
+        sys.stdout.write(text)
+
+
+@dataclass
+class BuildArguments:
+    arch: str = field(default="gpt2", metadata={"help": "gpt2 or t5"})
+    output_dir: str = field(
+        default="models/small", metadata={"help": "folder to write the model to"}
+    )
+    size: str = field(default="tiny", metadata={"help": "tiny, small or base"})
+    vocab_size: int = field(default=2000, metadata={"help": "tokenizer vocabulary size"})
+    seed: int = field(default=0, metadata={"help": "seed of the initial weights"})
+
+
+def run_build_model(args: list[str]) -> None:
+    from hir.arguments import TaskArguments
+    from hir.small_models import build_small_model, task_corpus
+
+    build, task_args = _parser("hir build-model", BuildArguments, TaskArguments).parse(args)
+    task = task_args.load()
+    path = build_small_model(build.arch, task_corpus(task), build.output_dir, build.size,
+                             build.vocab_size, build.seed)  # fmt: skip
+    print(f"built an untrained {build.size} {build.arch} for {task.name} in {Path(path)}")
+
+
+HANDLERS = {"train": run_train, "compare": run_compare, "instructgpt": run_instructgpt,
+            "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model}  # fmt: skip

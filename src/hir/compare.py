@@ -1,6 +1,6 @@
 """`hir compare`: several methods on the same task, starting policy, sampling budget and seeds,
-in one table (Markdown and CSV: final accuracy mean ± std over seeds, wall time, peak memory)
-and two plots (accuracy against iteration and against wall time).
+in one table (Markdown and CSV: final accuracy and mean score, mean ± std over seeds, wall time,
+peak memory) and two plots (accuracy against iteration and against wall time).
 
 Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
 plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), and HIR
@@ -15,36 +15,40 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import psutil
 
 from hir.errors import HIRError
-from hir.evaluate import evaluate
 from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.models import load_policy
 from hir.report import plot_comparison
 from hir.runinfo import library_versions
 from hir.tasks.base import Task
-from hir.trainers.farl import FARLTrainer
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer
-from hir.trainers.ppo import PPOConfig, PPOTrainer
-from hir.trainers.sft import SFTTrainer
+from hir.trainers import get_method
+from hir.trainers.farl import FARLConfig
+from hir.trainers.hir import HIRConfig
+from hir.trainers.online import evaluate_with_config
+from hir.trainers.online_config import RunConfig
+from hir.trainers.ppo import PPOConfig
+from hir.trainers.sft import SFTConfig
 
-METHODS: dict[str, tuple[type, dict]] = {
-    "hir": (HIRTrainer, {}),
-    "farl": (FARLTrainer, {}),
-    "sft": (SFTTrainer, {}),
-    "ppo": (PPOTrainer, {}),
-    "ppo-ptx": (PPOTrainer, {"ptx_coef": 27.8}),
-    "hir-no-contrastive": (HIRTrainer, {"contrastive_weight": 0.0}),
-    "hir-no-entropy": (HIRTrainer, {"entropy_weight": 0.0}),
-    "hir-no-sub-output": (HIRTrainer, {"sub_output_prob": 0.0}),
-    "hir-no-label-smoothing": (HIRTrainer, {"label_smoothing": 0.0}),
+# A compared method: a registered method, with config overrides for variants and ablations.
+METHODS: dict[str, tuple[str, dict]] = {
+    "hir": ("hir", {}),
+    "farl": ("farl", {}),
+    "sft": ("sft", {}),
+    "ppo": ("ppo", {}),
+    "ppo-ptx": ("ppo", {"ptx_coef": 27.8}),
+    "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
+    "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
+    "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
+    "hir-no-label-smoothing": ("hir", {"label_smoothing": 0.0}),
 }
 DEFAULT_METHODS = ("start", "hir", "farl", "ppo", "sft")
+# Whose fields `hir compare` takes as flags (HIR's defaults first, where they differ).
+CONFIG_CLASSES = (HIRConfig, FARLConfig, SFTConfig, PPOConfig)
 
 
 @dataclass
@@ -70,10 +74,38 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError as exc:
+        raise HIRError(f"--seeds must be comma-separated integers, got {text!r}") from exc
+    if not seeds:
+        raise HIRError("--seeds names no seed")
+    return seeds
+
+
+def method_config(method: str, settings: dict, seed: int, output_dir: Path):
+    """The config of one compared run: the shared settings this method has a field for, its
+    variant's overrides, its own defaults for the rest."""
+    name, overrides = METHODS[method]
+    trainer_class, config_class = get_method(name)
+    known = {f.name for f in fields(config_class)}
+    values = {k: v for k, v in settings.items() if k in known}
+    values.update(seed=seed, output_dir=str(output_dir / method / f"seed-{seed}"),
+                  overwrite_output_dir=not settings.get("resume", False), **overrides)  # fmt: skip
+    return trainer_class, config_class(**values)
+
+
 def run_comparison(
-    base: HIRConfig, methods: list[str], seeds: list[int], start: StartFn, output_dir: str | Path
+    settings: dict, methods: list[str], seeds: list[int], start: StartFn, output_dir: str | Path
 ) -> dict:
+    """`settings`: config fields chosen for every method (each uses those it has)."""
     output_dir = Path(output_dir)
+    run_settings = RunConfig(**{k: v for k, v in settings.items()
+                                if k in {f.name for f in fields(RunConfig)}})  # fmt: skip
+    for method in methods:  # every config is checked before anything runs
+        if method != "start":
+            method_config(method, settings, seeds[0], output_dir)
     runs: list[dict] = []
     for seed in seeds:
         begin = start(seed)
@@ -88,30 +120,26 @@ def run_comparison(
             with PeakMemory() as memory:
                 began = time.perf_counter()
                 if method == "start":
-                    accuracy = evaluate(
-                        load_policy(start_model),
-                        task,
-                        split=base.eval_split,
-                        max_new_tokens=base.max_new_tokens,
-                    ).accuracy
-                    history = [{"iteration": 0, "accuracy": accuracy, "wall_seconds": 0.0}]
+                    # The same evaluation (split, limit, batch size, instruction, success rule)
+                    # as every method's iteration 0.
+                    instruction = run_settings.correct_instruction or task.correct_instruction
+                    result = evaluate_with_config(
+                        load_policy(start_model), task, run_settings, instruction
+                    )
+                    history = [{"iteration": 0, "accuracy": result.accuracy,
+                                "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
                 else:
-                    trainer_class, overrides = METHODS[method]
-                    settings = {**base.to_dict(), "model": str(start_model), "seed": seed,
-                                "output_dir": str(output_dir / method / f"seed-{seed}"),
-                                "overwrite_output_dir": not base.resume, **overrides}  # fmt: skip
-                    config = (PPOConfig if trainer_class is PPOTrainer else HIRConfig)(**settings)
+                    trainer_class, config = method_config(method, settings, seed, output_dir)
                     extra = {"ptx_pairs": begin.pretraining_pairs} if method == "ppo-ptx" else {}
                     trainer_class(str(start_model), task, config, **extra).train()
-                    history = [
-                        {key: record[key] for key in ("iteration", "accuracy", "wall_seconds")}
-                        for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")
-                    ]
+                    history = [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
+                               for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")]  # fmt: skip
                 seconds = time.perf_counter() - began
-            runs.append({"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"], "wall_seconds": seconds,
+            runs.append({"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"],
+                         "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
                          "peak_rss_mib": memory.peak_mib, "history": history})  # fmt: skip
     table = summarize(runs, methods)
-    write_comparison(output_dir, table, runs, base, seeds)
+    write_comparison(output_dir, table, runs, settings, seeds)
     return {"table": table, "runs": runs}
 
 
@@ -120,11 +148,14 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
         accuracies = [r["final_accuracy"] for r in mine]
+        scores = [r.get("final_mean_score", r["final_accuracy"]) for r in mine]
         rows.append({
             "method": method,
             "seeds": len(mine),
             "accuracy_mean": statistics.mean(accuracies),
             "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "mean_score_mean": statistics.mean(scores),
+            "mean_score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
             "wall_seconds_mean": statistics.mean(r["wall_seconds"] for r in mine),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
         })  # fmt: skip
@@ -133,19 +164,21 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| method | final accuracy (mean ± std) | seeds | wall time (s, mean) | peak RSS (MiB) |",
-        "|---|---|---|---|---|",
+        "| method | final accuracy (mean ± std) | final mean score (mean ± std) | seeds | "
+        "wall time (s, mean) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} | {r['seeds']} | "
+            f"| {r['method']} | {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} | "
+            f"{r['mean_score_mean']:.3f} ± {r['mean_score_std']:.3f} | {r['seeds']} | "
             f"{r['wall_seconds_mean']:.0f} | {r['peak_rss_mib']:.0f} |"
         )
     return "\n".join(lines)
 
 
 def write_comparison(
-    output_dir: Path, rows: list[dict], runs: list[dict], base: HIRConfig, seeds: list[int]
+    output_dir: Path, rows: list[dict], runs: list[dict], settings: dict, seeds: list[int]
 ) -> None:
     markdown = markdown_table(rows)
     atomic_write_text(output_dir / "comparison.md", markdown + "\n")
@@ -155,7 +188,7 @@ def write_comparison(
     writer.writerows(rows)
     atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
     atomic_write_json(output_dir / "comparison.json", {"table": rows, "runs": runs, "seeds": seeds,
-                                                        "config": base.to_dict(), "versions": library_versions()})  # fmt: skip
+                                                        "settings": settings, "versions": library_versions()})  # fmt: skip
     plot_comparison(runs, output_dir)
     print(
         "\n"

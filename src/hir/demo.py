@@ -25,8 +25,7 @@ from hir.fileio import atomic_write_json
 from hir.models import Policy
 from hir.report import before_after_table
 from hir.tasks import Task, load_task
-from hir.trainers.hir_config import HIRConfig
-from hir.trainers.hir_trainer import HIRTrainer
+from hir.trainers.hir import HIRConfig, HIRTrainer
 from hir.warm_start import WarmStart, build_and_warm_up
 
 DEMO_TASK = "synthetic/sort"
@@ -78,13 +77,7 @@ def prepare_start_policy(output_dir: str | Path, seed: int = 0):
 
 def demo_config(output_dir: str | Path, seed: int, **overrides) -> HIRConfig:
     settings = {**DEMO_HIR, "overwrite_output_dir": True, **overrides}
-    return HIRConfig(
-        model=str(Path(output_dir) / "model-start"),
-        task=DEMO_TASK,
-        output_dir=str(output_dir),
-        seed=seed,
-        **settings,
-    )
+    return HIRConfig(output_dir=str(output_dir), seed=seed, **settings)
 
 
 def run_demo(

@@ -17,16 +17,18 @@ from hir.tasks.base import Task
 
 @dataclass
 class EvalResult:
-    accuracy: float  # share of outputs with score 1.0
+    accuracy: float  # share of outputs whose score reaches the success threshold
     mean_score: float
     num_examples: int
     wall_seconds: float
+    well_formed: float = 1.0  # share of outputs of the task's answer shape
     records: list[dict] = field(repr=False, default_factory=list)
 
     def summary(self) -> dict:
         return {
             "accuracy": self.accuracy,
             "mean_score": self.mean_score,
+            "well_formed": self.well_formed,
             "num_examples": self.num_examples,
             "wall_seconds": round(self.wall_seconds, 3),
         }
@@ -42,9 +44,11 @@ def evaluate(
     max_new_tokens: int = 32,
     limit: int | None = None,
     accelerator: Accelerator | None = None,
+    success_threshold: float = 1.0,
 ) -> EvalResult:
     """Greedy-decode every example of `split` under `instruction` (default: the task's
-    correct-answer instruction) and score the outputs with the task's feedback function.
+    correct-answer instruction) and score the outputs with the task's feedback function;
+    accuracy counts scores >= `success_threshold`.
     With an `accelerator` of several processes, each decodes a share and all get every record."""
     start = time.perf_counter()
     examples = task.split(split)[:limit]
@@ -54,11 +58,13 @@ def evaluate(
         lambda mine: _score_outputs(policy, task, mine, instruction, batch_size, max_new_tokens),
     )
     scores = [r["score"] for r in records]
+    count = max(len(scores), 1)
     return EvalResult(
-        accuracy=sum(s == 1.0 for s in scores) / max(len(scores), 1),
-        mean_score=sum(scores) / max(len(scores), 1),
+        accuracy=sum(s >= success_threshold for s in scores) / count,
+        mean_score=sum(scores) / count,
         num_examples=len(records),
         wall_seconds=time.perf_counter() - start,
+        well_formed=sum(task.is_well_formed(r["prediction"]) for r in records) / count,
         records=records,
     )
 

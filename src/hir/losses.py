@@ -148,7 +148,9 @@ def ppo_policy_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped surrogate: mean over tokens of max(-A r, -A clip(r, 1-c, 1+c)), r = p / p_old.
     Returns (loss, share of tokens where the clipped term was the larger)."""
-    ratio = torch.exp(logp - old_logp)
+    # Clamped before exp: one token far off-policy must not overflow the batch (its term is
+    # clipped anyway; the clamp only bounds the unclipped side's value).
+    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip, 1.0 + clip)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)

@@ -7,6 +7,7 @@ Everything downstream (sampling, losses, trainers, evaluation) talks to a `Polic
     outputs = policy.generate(prompts, num_samples=4, do_sample=True)
     batch = policy.encode(prompts, outputs)           # padded tensors
     logits, labels = policy.output_logits(batch)      # aligned: logits[b, t] predicts labels[b, t]
+    states, labels = policy.output_hidden_states(batch)  # the last layer's state that predicts labels[b, t]
 """
 
 from __future__ import annotations
@@ -147,8 +148,33 @@ class Policy:
         `model` is the module to run (e.g. accelerate's wrapped one); default `self.model`."""
         raise NotImplementedError
 
-    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    def output_hidden_states(
+        self, batch: EncodedBatch, model=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's hidden states [B, T, H] and labels [B, T] in the layout of
+        `output_logits`: the state at [b, t] has read the prompt and the output tokens before
+        labels[b, t] and predicts it (what a value or reward head reads). For batches encoded
+        without shared prompts."""
         raise NotImplementedError
+
+    def all_position_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at every position and the matching labels, as `model(input_ids, labels=...)`
+        computes them (prompt positions included): what the public HIR code computes."""
+        raise NotImplementedError
+
+    def pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Padded `generate` inputs for prompt token ids (left-padded for decoder-only models)."""
+        raise NotImplementedError
+
+    @property
+    def hidden_size(self) -> int:
+        # T5's and GPT-2's configs both map `hidden_size` to their own name for the width.
+        return self.model.config.hidden_size
+
+    def load_weights(self, folder: str | os.PathLike) -> None:
+        """Load the weights `save_pretrained` wrote to `folder` into this policy's model in
+        place (e.g. a checkpoint's), keeping its device and dtype."""
+        load_weights_into(self.model, Path(folder))
 
     def logits_for(
         self, prompts: list[str], outputs: list[str], model=None
@@ -196,7 +222,7 @@ class Policy:
         for start in tqdm(starts, desc=progress, disable=None if progress else True, leave=False):
             chunk = order[start : start + batch_size]
             inputs = {
-                k: v.to(self.device) for k, v in self._pad_prompts([ids[i] for i in chunk]).items()
+                k: v.to(self.device) for k, v in self.pad_prompts([ids[i] for i in chunk]).items()
             }
             options = {
                 **(sampling if do_sample else {"do_sample": False}),
@@ -204,9 +230,7 @@ class Policy:
                 "pad_token_id": self.tokenizer.pad_token_id,
                 "eos_token_id": self.tokenizer.eos_token_id,
             }
-            new_tokens = self._new_tokens(
-                self._generate_batch(inputs, num_samples, options), inputs
-            )
+            new_tokens = self.new_tokens(self._generate_batch(inputs, num_samples, options), inputs)
             outputs = self.decode(new_tokens)
             if return_token_ids:
                 outputs = list(zip(outputs, self._until_eos(new_tokens)))
@@ -222,7 +246,8 @@ class Policy:
         # output for the n samples.
         return self.model.generate(**inputs, num_return_sequences=num_samples, **options)
 
-    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The sampled part of `generate`'s output for `inputs`."""
         raise NotImplementedError
 
     def _until_eos(self, new_tokens: torch.Tensor) -> list[tuple[int, ...]]:
@@ -243,7 +268,7 @@ class Seq2SeqPolicy(Policy):
 
     is_encoder_decoder = True
 
-    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    def pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=False)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
@@ -251,7 +276,7 @@ class Seq2SeqPolicy(Policy):
         self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
     ) -> EncodedBatch:
         decoder_inputs, labels = self._decoder_inputs(output_ids)
-        return EncodedBatch({**self._pad_prompts(prompt_ids), **decoder_inputs}, labels)
+        return EncodedBatch({**self.pad_prompts(prompt_ids), **decoder_inputs}, labels)
 
     def _encode_shared(
         self,
@@ -261,7 +286,7 @@ class Seq2SeqPolicy(Policy):
     ) -> EncodedBatch:
         decoder_inputs, labels = self._decoder_inputs(output_ids)
         return EncodedBatch(
-            decoder_inputs, labels, self._pad_prompts(prompts), torch.tensor(prompt_of_row)
+            decoder_inputs, labels, self.pad_prompts(prompts), torch.tensor(prompt_of_row)
         )
 
     def _decoder_inputs(
@@ -291,7 +316,19 @@ class Seq2SeqPolicy(Policy):
         ).logits
         return logits, batch.labels
 
-    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def output_hidden_states(
+        self, batch: EncodedBatch, model=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _require_flat(batch)
+        model = model if model is not None else self.model
+        outputs = model(**batch.inputs, output_hidden_states=True)
+        return outputs.decoder_hidden_states[-1], batch.labels
+
+    def all_position_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        _require_flat(batch)
+        return self.model(**batch.inputs).logits, batch.labels
+
+    def new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         # The output starts with the decoder start token, which was not sampled.
         return generated[:, 1:]
 
@@ -302,7 +339,7 @@ class CausalPolicy(Policy):
 
     completion_prefix = " "
 
-    def _pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    def pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         # Left padding, so that every prompt ends where generation starts.
         input_ids, attention_mask = _pad(ids, self.tokenizer.pad_token_id, left=True)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -337,7 +374,7 @@ class CausalPolicy(Policy):
     ) -> EncodedBatch:
         """The prompts but their last token, once each, left-padded; per row, that last token
         and the output, right-padded, at the positions that follow the row's prompt."""
-        prefix = self._pad_prompts([p[:-1] for p in prompts])
+        prefix = self.pad_prompts([p[:-1] for p in prompts])
         prefix["position_ids"] = _positions(prefix["attention_mask"])
         rows = torch.tensor(prompt_of_row)
         continuations = [[prompts[r][-1], *o] for r, o in zip(prompt_of_row, output_ids)]
@@ -360,6 +397,23 @@ class CausalPolicy(Policy):
         output_width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
         logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
         return logits[:, :-1], batch.labels[:, -output_width:]
+
+    def output_hidden_states(
+        self, batch: EncodedBatch, model=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _require_flat(batch)
+        model = model if model is not None else self.model
+        width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
+        hidden = model(**batch.inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[
+            -1
+        ]
+        # As in output_logits: the state one position before output token t predicts it.
+        return hidden[:, -width - 1 : -1], batch.labels[:, -width:]
+
+    def all_position_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        _require_flat(batch)
+        logits = self.model(**batch.inputs).logits
+        return logits[:, :-1], batch.labels[:, 1:]
 
     def _shared_prompt_logits(
         self, batch: EncodedBatch, model
@@ -410,8 +464,36 @@ class CausalPolicy(Policy):
             **options,
         )
 
-    def _new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return generated[:, inputs["input_ids"].shape[1] :]
+
+
+def _require_flat(batch: EncodedBatch) -> None:
+    if batch.prompt_inputs is not None:
+        raise ValueError("this method needs a batch encoded without share_prompts")
+
+
+def load_weights_into(model: PreTrainedModel, folder: Path) -> None:
+    """Load `model*.safetensors` (one file or shards) from `folder` into `model`. Weights that
+    `save_pretrained` left out because they are tied to another (GPT-2's output embedding) are
+    the same tensor as one that is loaded; any other missing weight is an error."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        raise HIRError(f"{folder} holds no model*.safetensors weights")
+    state = {}
+    for file in files:
+        state.update(load_file(file, device=str(next(model.parameters()).device)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    current = model.state_dict()
+    loaded = {t.data_ptr() for name, t in current.items() if name in state}
+    untied = [n for n in missing if current[n].data_ptr() not in loaded]
+    if untied or unexpected:
+        raise HIRError(
+            f"the weights in {folder} do not fit this model (missing {untied[:3]}, unexpected "
+            f"{unexpected[:3]}): resume with the model the run started from"
+        )
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -440,6 +522,37 @@ def wrap_policy(model: PreTrainedModel, tokenizer, **kwargs) -> Policy:
     """The right `Policy` for an already loaded model."""
     cls = Seq2SeqPolicy if model.config.is_encoder_decoder else CausalPolicy
     return cls(model, tokenizer, **kwargs)
+
+
+def as_policy(
+    model: str | os.PathLike | Policy | PreTrainedModel,
+    tokenizer=None,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> Policy:
+    """A `Policy` from what a user has: a Hub id or local folder (loaded), a `Policy` (used as
+    it is) or a loaded `PreTrainedModel` with its `tokenizer`."""
+    if isinstance(model, Policy):
+        return model
+    if isinstance(model, PreTrainedModel):
+        if tokenizer is None:
+            raise HIRError("a loaded model needs its tokenizer: pass tokenizer=...")
+        if device not in (None, "auto"):
+            model.to(resolve_device(device))
+        return wrap_policy(model, tokenizer)
+    if not str(model):
+        raise HIRError("no model given: set --model to a Hub id or a local folder")
+    return load_policy(model, device=device, dtype=dtype)
+
+
+def describe_model(model: str | os.PathLike | Policy | PreTrainedModel) -> str:
+    """What a run records as its model: the name or path it was given, else the loaded model's
+    `name_or_path`."""
+    if isinstance(model, Policy):
+        model = model.model
+    if isinstance(model, PreTrainedModel):
+        return str(getattr(model, "name_or_path", "") or type(model).__name__)
+    return str(model)
 
 
 def load_policy(

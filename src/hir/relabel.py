@@ -77,11 +77,21 @@ class QuantileRelabel:
         self._sorted_scores = sorted(scores)
 
     def bucket(self, score: float) -> int:
-        """The share of scores strictly above `score` places it; ties share a bucket."""
+        """The bucket of `score`'s mid-rank from the top: (scores above + half the ties) / n.
+
+        Ties take their mid-rank, not their best rank. Early graded buffers are mostly 0s: at
+        their best rank every 0 would be "in the top 25%", the target instruction, and the
+        instruction would say nothing about the output. At the mid-rank a block of ties lands
+        in the middle of the ranking it occupies, so the top bucket holds only outputs that
+        really rank near the top. (Absolute score bands were the alternative; ranks keep the
+        paper's "ranks about X% among answers" meaning for any score scale.)"""
         if not self._sorted_scores:
             raise HIRError("QuantileRelabel needs fit(scores) on the buffer before relabeling")
-        above = len(self._sorted_scores) - bisect.bisect_right(self._sorted_scores, score)
-        return min(int(above / len(self._sorted_scores) * self.num_buckets), self.num_buckets - 1)
+        count = len(self._sorted_scores)
+        at_or_below = bisect.bisect_right(self._sorted_scores, score)
+        ties = at_or_below - bisect.bisect_left(self._sorted_scores, score)
+        mid_rank = (count - at_or_below) + ties / 2
+        return min(int(mid_rank / count * self.num_buckets), self.num_buckets - 1)
 
     def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
         return self._instruction(self.bucket(score))

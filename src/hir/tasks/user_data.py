@@ -1,15 +1,14 @@
 """Users' own data: JSONL files and Hugging Face datasets with a query and an answer column,
-plus feedback functions given as callables or as `module:function` / `file.py:function` paths."""
+and their feedback functions (a callable, or a `module:function` path)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from hir.callables import load_callable
 from hir.errors import HIRError
 from hir.tasks.base import Example, Feedback, Task, exact_match_any
 
@@ -18,38 +17,6 @@ def load_feedback(spec: str | Callable) -> Feedback:
     """A callable `(output, example) -> float` from a callable or a `module:function` path
     (`package.module:function` on sys.path, or `path/to/file.py:function`)."""
     return load_callable(spec, "feedback")
-
-
-def load_callable(spec: str | Callable, what: str) -> Callable:
-    """A function from a callable or a `module:function` / `file.py:function` path."""
-    if callable(spec):
-        return spec
-    module_name, sep, attribute = str(spec).rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise HIRError(
-            f"{what} {spec!r} is not of the form module:function (e.g. my_checks:is_correct "
-            "or ./checks.py:is_correct)"
-        )
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise HIRError(f"{what} file {module_name!r} does not exist")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except HIRError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - report the user's import problem in one line
-        raise HIRError(
-            f"cannot import feedback module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise HIRError(f"feedback module {module_name!r} has no function {attribute!r}")
-    return function
 
 
 def examples_from_records(

@@ -5,6 +5,7 @@ SFT data as the "pretraining" set. Each stage writes to its own folder under out
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from hir.fileio import atomic_write_json
@@ -12,40 +13,40 @@ from hir.sampling import sample_outputs
 from hir.tasks.base import Task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
 from hir.trainers.reward_model import rankings_from_feedback, train_reward_model
-from hir.trainers.sft import SFTTrainer
+from hir.trainers.sft import SFTConfig, SFTTrainer
 
 
 def run_instructgpt(
-    model: str, task: Task, config: PPOConfig, sft_iterations: int = 1, reward_model_epochs: int = 2
-) -> dict:
+    model: str, task: Task, config: PPOConfig, sft_iterations: int = 1, sft_epochs: int = 10,
+    reward_model_epochs: int = 2,
+) -> dict:  # fmt: skip
+    """PPOConfig's shared fields (learning rate, batch size, evaluation...) also set the SFT
+    stage, which trains `sft_iterations` x `sft_epochs` epochs with SFTConfig's other defaults."""
+    began = time.perf_counter()
     root = Path(config.output_dir)
-    sft_config = dataclasses.replace(
-        config, model=model, output_dir=str(root / "sft"), iterations=sft_iterations
-    )
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig)
+              if hasattr(config, f.name)}  # fmt: skip
+    sft_config = SFTConfig(**{**shared, "output_dir": str(root / "sft"), "iterations": sft_iterations,
+                              "epochs_per_iteration": sft_epochs})  # fmt: skip
     sft = SFTTrainer(model, task, sft_config)
     sft_summary = sft.train()
     sft.policy.save(root / "sft" / "model")
 
-    instruction = sft.relabeler.target_instruction
+    instruction = sft.target_instruction
     samples = sample_outputs(
         sft.policy, task, sft.train_examples, instruction=instruction, iteration=0,
-        num_samples=config.num_samples, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-        batch_size=config.sampling_batch_size,
+        num_samples=config.num_samples, temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
     )  # fmt: skip
     groups = rankings_from_feedback(task, samples, instruction)
     reward_model, reward_metrics = train_reward_model(
-        sft.policy,
-        groups,
-        epochs=reward_model_epochs,
-        learning_rate=config.learning_rate,
+        sft.policy, groups, epochs=reward_model_epochs, learning_rate=config.learning_rate,
         seed=config.seed,
-    )
+    )  # fmt: skip
     print(f"hir instructgpt: reward model on {len(groups)} ranked groups: {reward_metrics}")
 
     ptx_pairs = [(task.prompt(e.query, instruction), e.target) for e in sft.train_examples]
-    ppo_config = dataclasses.replace(
-        config, model=str(root / "sft" / "model"), output_dir=str(root / "ppo")
-    )
+    ppo_config = dataclasses.replace(config, output_dir=str(root / "ppo"))
     ppo = PPOTrainer(
         str(root / "sft" / "model"), task, ppo_config,
         reward_fn=lambda prompts, outputs, scores: reward_model.score(prompts, outputs),
@@ -55,11 +56,13 @@ def run_instructgpt(
     summary = {
         "method": "instructgpt (sft -> reward model -> ppo-ptx)",
         "task": task.name,
+        "model": str(model),
         "initial_accuracy": sft_summary["initial_accuracy"],
         "sft_accuracy": sft_summary["final_accuracy"],
         "final_accuracy": ppo_summary["final_accuracy"],
         "reward_model": {**reward_metrics, "groups": len(groups)},
-        "wall_seconds": round(sft_summary["wall_seconds"] + ppo_summary["wall_seconds"], 2),
+        # The whole pipeline: SFT, sampling for the rankings, the reward model and PPO.
+        "wall_seconds": round(time.perf_counter() - began, 2),
         "config": config.to_dict(),
     }
     atomic_write_json(root / "summary.json", summary)

@@ -1,6 +1,7 @@
-"""Reward model (InstructGPT stage 2): a scalar head on a copy of the policy's network, read at
-the output's last token, trained from rankings with the K-wise loss
--1/C(K,2) sum_{i<j} log sigmoid(r(x, y_i) - r(x, y_j)) (all pairs of one prompt together).
+"""Reward model (InstructGPT stage 2): a scalar head on a copy of the policy's network
+(`ScalarHeadModel`, shared with PPO's value model), read at the output's last token, trained
+from rankings with the K-wise loss -1/C(K,2) sum_{i<j} log sigmoid(r(x, y_i) - r(x, y_j))
+(all pairs of one prompt together).
 
 Rankings come from a JSONL of human comparisons (`{"prompt": ..., "ranked": [best, ...]}` or
 `{"prompt": ..., "chosen": ..., "rejected": ...}`), or are derived from a feedback function:
@@ -9,45 +10,34 @@ outputs of the same query ordered by score, ties dropped.
 
 from __future__ import annotations
 
-import copy
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from hir.errors import HIRError
 from hir.fileio import read_jsonl
-from hir.losses import IGNORE_INDEX, ranking_loss
+from hir.losses import ranking_loss
 from hir.models import Policy
 from hir.sampling import Sample
 from hir.tasks.base import Task
+from hir.trainers.scalar_head import ScalarHeadModel
 
 # (prompt, outputs ranked best first)
 RankedGroup = tuple[str, list[str]]
 
 
-class RewardModel(nn.Module):
-    def __init__(self, policy: Policy) -> None:
-        super().__init__()
-        self.policy = policy  # for tokenization only
-        self.body = copy.deepcopy(policy.model)
-        config = self.body.config
-        self.head = nn.Linear(getattr(config, "hidden_size", None) or config.d_model, 1)
+class RewardModel(ScalarHeadModel):
+    """r(prompt, output): the scalar head read at the output's last token."""
 
-    def forward(self, prompts: Sequence[str], outputs: Sequence[str]) -> torch.Tensor:
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(policy)
+
+    def reward(self, prompts: Sequence[str], outputs: Sequence[str]) -> torch.Tensor:
         batch = self.policy.encode(list(prompts), list(outputs)).to(self.head.weight.device)
-        if self.policy.is_encoder_decoder:
-            hidden = self.body(**batch.inputs, output_hidden_states=True).decoder_hidden_states[-1]
-            last = (batch.labels != IGNORE_INDEX).sum(-1) - 1
-            return self.head(hidden[torch.arange(len(last)), last]).squeeze(-1)
-        # Causal batches are left-padded: every row's last token (EOS) is at the last position.
-        hidden = self.body(
-            **batch.inputs, output_hidden_states=True, logits_to_keep=1
-        ).hidden_states[-1]
-        return self.head(hidden[:, -1]).squeeze(-1)
+        return self.last_output_scalar(batch)
 
     @torch.no_grad()
     def score(
@@ -56,7 +46,7 @@ class RewardModel(nn.Module):
         self.eval()
         return torch.cat(
             [
-                self(prompts[i : i + batch_size], outputs[i : i + batch_size])
+                self.reward(prompts[i : i + batch_size], outputs[i : i + batch_size])
                 for i in range(0, len(prompts), batch_size)
             ]
         ).cpu()
@@ -105,9 +95,7 @@ def train_reward_model(
             "no rankings to train the reward model on: every query's outputs scored the same"
         )
     model = RewardModel(policy).to(policy.device)
-    optimizer = torch.optim.AdamW(
-        [p for n, p in model.named_parameters() if not n.startswith("policy.")], lr=learning_rate
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     rng = random.Random(seed)
     order = list(range(len(groups)))
     metrics = {}
@@ -119,7 +107,7 @@ def train_reward_model(
             chunk = [groups[i] for i in order[begin : begin + groups_per_step]]
             prompts = [p for p, ranked in chunk for _ in ranked]
             outputs = [o for _, ranked in chunk for o in ranked]
-            rewards = model(prompts, outputs)
+            rewards = model.reward(prompts, outputs)
             loss, offset = 0.0, 0
             for _, ranked in chunk:
                 group = rewards[offset : offset + len(ranked)]

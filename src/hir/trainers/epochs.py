@@ -1,4 +1,5 @@
-"""The supervised epoch loop every trainer shares: shuffle with a seeded generator, cut into
+"""The supervised epoch loop (one iteration's epochs over its training items) that HIR, FARL, SFT
+and the warm-up share: shuffle with a seeded generator, cut into
 batches, compute a loss, step with accelerate (gradient accumulation, clipping, mixed
 precision)."""
 

@@ -1,0 +1,202 @@
+"""HIR: Hindsight Instruction Relabeling (Zhang et al., 2023; METHOD.md section 2).
+
+Every buffered sample is relabeled with the instruction it satisfies in hindsight (binary: a
+correct output -> "correct answer", a wrong one -> "wrong answer"; graded scores -> quantile
+instructions; or a user function), and the policy trains `epochs_per_iteration` epochs on
+
+    L = CE(label smoothing) + contrastive_weight * contrastive - entropy_weight * entropy
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hir.callables import load_callable
+from hir.losses import (
+    IGNORE_INDEX,
+    in_batch_contrastive_loss,
+    label_smoothed_nll,
+    mean_entropy,
+    pairwise_contrastive_loss,
+    sequence_scores,
+)
+from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
+from hir.sampling import Sample
+from hir.tasks import Task
+from hir.trainers.online import SupervisedTrainer, TrainItem
+from hir.trainers.online_config import SamplingConfig, SupervisedFields, _help
+
+IN_BATCH_GROUP = 8  # the in-batch form scores every output under every context: group^2 sequences
+
+
+@dataclass
+class HIRConfig(SupervisedFields, SamplingConfig):
+    """Hindsight Instruction Relabeling, with the paper's defaults.
+
+    Each iteration samples `num_samples` outputs per training query at `temperature` under the
+    target instruction, scores them, adds them to the replay buffer, relabels every buffered
+    sample with the instruction it satisfies, trains `epochs_per_iteration` epochs on
+    L = CE(label smoothing) + contrastive_weight * contrastive - entropy_weight * entropy,
+    and evaluates greedy accuracy under the target instruction.
+    """
+
+    relabel: str = field(default="binary", metadata=_help("binary | quantile | module:function"))
+    wrong_instruction: str | None = field(
+        default=None, metadata=_help("default: the task's wrong-answer instruction")
+    )
+    num_buckets: int = field(default=4, metadata=_help("quantile relabel: number of score buckets"))
+    contrastive_weight: float = field(
+        default=1.0, metadata=_help("alpha (paper: 1); 0 = no contrastive term")
+    )
+    contrastive_form: str = field(
+        default="pairwise", metadata=_help("pairwise (public code) | in_batch (paper's equation)")
+    )
+    contrastive_smoothing: float = field(
+        default=0.2, metadata=_help("epsilon of the pairwise form (public code: 0.2)")
+    )
+    entropy_weight: float = field(
+        default=0.001, metadata=_help("beta (paper: 0.001); 0 = no entropy term")
+    )
+    sub_output_prob: float = field(
+        default=0.5,
+        metadata=_help(
+            "share of multi-word samples trained as prefix-in-context sub-outputs; 0 = off"
+        ),
+    )
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.contrastive_weight >= 0, "contrastive_weight must be >= 0"),
+            (self.entropy_weight >= 0, "entropy_weight must be >= 0"),
+            (0 <= self.contrastive_smoothing < 1, "contrastive_smoothing must be in [0, 1)"),
+            (0 <= self.sub_output_prob <= 1, "sub_output_prob must be in [0, 1]"),
+            (self.num_buckets >= 2, "num_buckets must be >= 2"),
+            (
+                self.contrastive_form in ("pairwise", "in_batch"),
+                "contrastive_form must be pairwise or in_batch",
+            ),
+        ]
+
+
+class HIRTrainer(SupervisedTrainer):
+    method = "hir"
+    config_class = HIRConfig
+
+    def __init__(self, model, task, config: HIRConfig | None = None, *, tokenizer=None,
+                 relabeler=None) -> None:  # fmt: skip
+        super().__init__(model, task, config, tokenizer=tokenizer)
+        self.relabeler = relabeler or make_relabeler(self.config, self.task)
+
+    @property
+    def target_instruction(self) -> str:
+        return self.relabeler.target_instruction
+
+    def training_items(self, iteration: int) -> list[TrainItem]:
+        return self.relabel(self.buffer.samples)
+
+    def relabel(self, samples: Sequence[Sample]) -> list[TrainItem]:
+        """Every buffered sample, with the instruction it satisfies in hindsight."""
+        self.relabeler.fit([s.score for s in samples])
+        items = []
+        for s in samples:
+            example = self.examples_by_id[s.query_id]
+            instruction = self.relabeler(s.instruction, example.query, s.output, s.score)
+            items.append(TrainItem(example, instruction, s.output))
+        return items
+
+    def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
+        metrics = super().update(items, iteration)
+        if items:
+            target = self.target_instruction
+            metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(
+                items
+            )
+        return metrics
+
+    # -- the loss ------------------------------------------------------------------------------
+
+    def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
+        config = self.config
+        contexts, outputs = zip(*(self._with_sub_output(item) for item in batch))
+        contexts, outputs = list(contexts), list(outputs)
+        prompts = [self.task.prompt(i.example.query, i.instruction) for i in batch]
+        if config.contrastive_weight and config.contrastive_form == "pairwise":
+            opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
+                        for i in batch]  # fmt: skip
+            # Both instructions in one forward pass.
+            logits, labels = self.policy.logits_for(
+                [p + c for p, c in zip(prompts + opposite, contexts * 2)], outputs * 2, self.model
+            )
+            n = len(batch)
+            scores = sequence_scores(logits, labels)
+            contrastive = pairwise_contrastive_loss(
+                scores[:n], scores[n:], config.contrastive_smoothing
+            )
+            logits, labels = logits[:n], labels[:n]
+        elif config.contrastive_weight:
+            logits, labels, contrastive = self._in_batch(prompts, contexts, outputs)
+        else:
+            logits, labels = self.policy.logits_for(
+                [p + c for p, c in zip(prompts, contexts)], outputs, self.model
+            )
+            contrastive = torch.zeros((), device=logits.device)
+        sft = label_smoothed_nll(logits, labels, config.label_smoothing)
+        entropy = mean_entropy(logits, labels)
+        loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
+        terms = {"loss": loss.item(), "loss_sft": sft.item(),
+                 "loss_contrastive": contrastive.item(), "entropy": entropy.item()}  # fmt: skip
+        return loss, terms
+
+    def _in_batch(self, prompts: list[str], contexts: list[str], outputs: list[str]):
+        """The paper's in-batch form over groups of IN_BATCH_GROUP:
+        P[i, k] = log P(o_i | q_k, p_k). With sub-output, o_i is a suffix whose prefix stays
+        with it (prompt_k + prefix_i), so that only the (query, instruction) varies along k."""
+        losses, diagonal_logits, diagonal_labels = [], [], []
+        for begin in range(0, len(prompts), IN_BATCH_GROUP):
+            group = range(begin, min(begin + IN_BATCH_GROUP, len(prompts)))
+            m = len(group)
+            logits, labels = self.policy.logits_for(
+                [prompts[k] + contexts[i] for i in group for k in group],
+                [outputs[i] for i in group for _ in group],
+                self.model,
+            )
+            losses.append(in_batch_contrastive_loss(sequence_scores(logits, labels).view(m, m)))
+            diagonal = [i * m + i for i in range(m)]
+            diagonal_logits.append(logits[diagonal])
+            diagonal_labels.append(labels[diagonal])
+        width = max(x.shape[1] for x in diagonal_logits)
+        logits = torch.cat(
+            [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in diagonal_logits]
+        )
+        labels = torch.cat([torch.nn.functional.pad(x, (0, width - x.shape[1]), value=IGNORE_INDEX)
+                            for x in diagonal_labels])  # fmt: skip
+        return logits, labels, torch.stack(losses).mean()
+
+    def _with_sub_output(self, item: TrainItem) -> tuple[str, str]:
+        """(extra context, output to predict). With probability sub_output_prob a multi-word
+        output is cut at a random word: the prefix joins the context, the rest is predicted
+        under the instruction the *whole* output was relabeled with.
+
+        This differs from both sources: the paper relabels by what the remaining part achieves,
+        and the public code trains a random window [s, e) relabeled by whether the prefix
+        o[:e] is correct. Judging a part needs a feedback function defined on parts, which a
+        final-answer verifier is not; the whole output's label is the one we know holds."""
+        words = item.output.split(" ")
+        if len(words) > 1 and self.rng.random() < self.config.sub_output_prob:
+            cut = self.rng.randrange(1, len(words))
+            return " " + " ".join(words[:cut]), " ".join(words[cut:])
+        return "", item.output
+
+
+def make_relabeler(config: HIRConfig, task: Task):
+    correct = config.correct_instruction or task.correct_instruction
+    wrong = config.wrong_instruction or task.wrong_instruction
+    if config.relabel == "binary":
+        return BinaryRelabel(correct, wrong, config.success_threshold)
+    if config.relabel == "quantile":
+        return QuantileRelabel(config.num_buckets)
+    function = load_callable(config.relabel, "relabel")
+    return CallableRelabel(function, target_instruction=correct, fallback_opposite=wrong)

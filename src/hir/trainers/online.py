@@ -1,0 +1,337 @@
+"""The online loop every method shares (METHOD.md section 2):
+
+    iteration 0:  evaluate the starting policy
+    iteration i:  sample -> score -> buffer -> training_items -> update -> evaluate -> checkpoint
+
+`OnlineTrainer` owns what all methods share: the run folder, accelerate, sampling, the replay
+buffer, evaluation, logging, checkpoints and resume, the summary. A method is a sibling subclass
+that sets `method` and `config_class` and fills in two hooks:
+
+- `training_items(iteration)`: what to learn from this iteration (HIR: every buffered sample
+  relabeled; FARL: the correct ones; SFT: the labeled queries; PPO: this iteration's rollout);
+- `update(items, iteration)`: one iteration's training on them; returns its metrics.
+
+Methods that keep more state than the policy and its optimizer (PPO's value model) extend
+`save_extra_state` / `load_extra_state`. `SupervisedTrainer` is the `update` of the methods that
+train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces its CE `loss(batch)`.
+
+    trainer = HIRTrainer("path/or/hub-id", "synthetic/count", HIRConfig(iterations=5))
+    summary = trainer.train()          # resumes first when config.resume is set
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import PreTrainedModel, get_scheduler
+
+from hir.buffer import ReplayBuffer
+from hir.checkpoint import (
+    capture_rng,
+    latest_checkpoint,
+    list_checkpoints,
+    load_training_state,
+    remove_run_files,
+    restore_rng,
+    save_checkpoint,
+    save_training_state,
+)
+from hir.errors import HIRError
+from hir.evaluate import evaluate
+from hir.fileio import atomic_write_json, atomic_write_jsonl, read_jsonl
+from hir.losses import label_smoothed_nll
+from hir.models import Policy, as_policy, describe_model
+from hir.parallel import on_shares
+from hir.report import plot_accuracy
+from hir.runinfo import library_versions
+from hir.sampling import sample_outputs
+from hir.tasks import Example, Task, load_task
+from hir.tracking import RunLogger, parse_report_to
+from hir.trainers.epochs import train_epochs
+from hir.trainers.online_config import RunConfig, SamplingConfig
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """One supervised example: (instruction, query) -> output."""
+
+    example: Example
+    instruction: str
+    output: str
+
+
+class OnlineTrainer:
+    method: str = ""
+    config_class: type[RunConfig] = RunConfig
+
+    def __init__(
+        self,
+        model: str | Policy | PreTrainedModel,
+        task: str | Task,
+        config: RunConfig | None = None,
+        *,
+        tokenizer=None,
+    ) -> None:
+        """`model`: a Hub id or folder, a `Policy`, or a loaded `PreTrainedModel` (then pass
+        its `tokenizer`). `task`: a `Task` or a task name for `load_task`. `config`: this
+        method's config (default: its defaults)."""
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise HIRError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got "
+                f"{type(config).__name__}"
+            )
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self._refuse_mixing_runs()
+        set_seed(config.seed)
+        self.task = task if isinstance(task, Task) else load_task(task)
+        self.model_source = describe_model(model)
+        self.accelerator = Accelerator(
+            cpu=config.device == "cpu",
+            mixed_precision=resolve_mixed_precision(config.mixed_precision),
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            log_with=parse_report_to(config.report_to) or None,
+            project_dir=str(self.output_dir),
+        )
+        self.policy = as_policy(model, tokenizer, device=str(self.accelerator.device))
+        self.train_examples = self.task.split("train")
+        if not self.train_examples:
+            raise HIRError(f"task {self.task.name} has no training examples")
+        self.examples_by_id = {e.id: e for e in self.train_examples}
+        # Every process holds the whole buffer (to build the same batches); one writes it.
+        retention = getattr(config, "buffer_retention", "all")
+        self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
+                                   len(self.train_examples), persist=self.accelerator.is_main_process)  # fmt: skip
+        optimizer = torch.optim.AdamW(
+            self.policy.model.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+        )
+        scheduler = get_scheduler(
+            config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps
+        )
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.policy.model, optimizer, scheduler
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        self.history: list[dict] = []
+        self.elapsed_before = 0.0
+
+    @property
+    def target_instruction(self) -> str:
+        """The instruction sampled and evaluated under."""
+        return self.config.correct_instruction or self.task.correct_instruction
+
+    def is_success(self, score: float) -> bool:
+        return score >= self.config.success_threshold
+
+    # -- the hooks a method fills in -----------------------------------------------------------
+
+    def training_items(self, iteration: int) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def update(self, items: Sequence[Any], iteration: int) -> dict:
+        raise NotImplementedError
+
+    def save_extra_state(self, folder: Path) -> None:
+        """Write method-specific state into a checkpoint folder (default: none)."""
+
+    def load_extra_state(self, folder: Path) -> None:
+        """Read what `save_extra_state` wrote."""
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        if self.config.resume:
+            self._resume_from_latest()
+        elif self.config.overwrite_output_dir and self.accelerator.is_main_process:
+            remove_run_files(self.output_dir)
+        self.accelerator.wait_for_everyone()
+        self.logger = RunLogger(self.accelerator, self.output_dir, self._run_record(), self.history)
+        start = time.perf_counter() - self.elapsed_before
+        if not self.history:
+            self._finish_iteration(0, {}, start)
+        for iteration in range(len(self.history), self.config.iterations + 1):
+            metrics = self.sample(iteration) if isinstance(self.config, SamplingConfig) else {}
+            metrics.update(self.update(self.training_items(iteration), iteration))
+            self._finish_iteration(iteration, metrics, start)
+        return self._write_summary(time.perf_counter() - start)
+
+    def sample(self, iteration: int) -> dict:
+        """Sample every (or a random subset of the) training queries under the target
+        instruction, score the outputs and add them to the buffer."""
+        config = self.config
+        queries = self.train_examples
+        if config.max_queries_per_iteration and config.max_queries_per_iteration < len(queries):
+            queries = self.rng.sample(queries, config.max_queries_per_iteration)
+        started = time.perf_counter()
+        # With several processes each samples a share of the queries; all get every sample.
+        samples = on_shares(
+            self.accelerator,
+            queries,
+            lambda mine: sample_outputs(
+                self.policy, self.task, mine, instruction=self.target_instruction,
+                iteration=iteration, num_samples=config.num_samples,
+                temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
+                progress=f"iteration {iteration}: sampling",
+            ),
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        self.buffer.add(samples)
+        scores = [s.score for s in samples]
+        return {
+            "sample_accuracy": sum(map(self.is_success, scores)) / len(scores),
+            "sample_mean_score": sum(scores) / len(scores),
+            "sample_well_formed": sum(self.task.is_well_formed(s.output) for s in samples)
+            / len(samples),
+            "unique_samples_per_query": len(samples) / len(queries),
+            "buffer_size": len(self.buffer),
+            "sampling_seconds": seconds,
+            "samples_per_second": len(queries) * config.num_samples / max(seconds, 1e-9),
+            "examples": [s.to_dict() for s in samples[: config.log_samples]],
+        }
+
+    # -- evaluation, logging, checkpoints ------------------------------------------------------
+
+    def _finish_iteration(self, iteration: int, metrics: dict, start: float) -> None:
+        result = evaluate_with_config(
+            self.policy, self.task, self.config, self.target_instruction, self.accelerator
+        )
+        record = {"iteration": iteration, "accuracy": result.accuracy, "mean_score": result.mean_score,
+                  "well_formed": result.well_formed, **metrics,
+                  "wall_seconds": time.perf_counter() - start}  # fmt: skip
+        self.history.append(record)
+        self.logger.log(record)
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.output_dir / "checkpoints", iteration, self._write_checkpoint,
+                            self.config.keep_checkpoints)  # fmt: skip
+        self.accelerator.wait_for_everyone()
+
+    def _write_checkpoint(self, folder: Path) -> None:
+        self.accelerator.unwrap_model(self.model).save_pretrained(folder)
+        self.policy.tokenizer.save_pretrained(folder)
+        save_training_state(
+            folder, self.optimizer, self.scheduler, capture_rng(self.generator, self.rng)
+        )
+        self.buffer.save(folder / "buffer.jsonl")
+        atomic_write_jsonl(folder / "history.jsonl", self.history)
+        self.save_extra_state(folder)
+
+    def _refuse_mixing_runs(self) -> None:
+        config = self.config
+        fresh = not config.resume and not config.overwrite_output_dir
+        if fresh and list_checkpoints(self.output_dir / "checkpoints"):
+            raise HIRError(
+                f"{self.output_dir} already holds the checkpoints of a run: pass --resume to "
+                "continue it, --overwrite_output_dir to start over, or choose another --output_dir"
+            )
+
+    def _resume_from_latest(self) -> None:
+        folder = latest_checkpoint(self.output_dir / "checkpoints")
+        if folder is None:
+            print(
+                f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning"
+            )
+            return
+        self.restore(folder)
+
+    def restore(self, folder: str | Path) -> None:
+        """Continue from a checkpoint: the policy's weights, optimizer and scheduler, every RNG
+        state, the buffer, the history and the method's extra state. Called after construction,
+        so that the run's own start (e.g. PPO's reference policy) is what the constructor built."""
+        folder = Path(folder)
+        self.policy.load_weights(folder)
+        state = load_training_state(folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.load_extra_state(folder)
+        restore_rng(state["rng"], self.generator, self.rng)
+        self.buffer.load(folder / "buffer.jsonl")
+        self.buffer.save()
+        self.history = list(read_jsonl(folder / "history.jsonl"))
+        self.elapsed_before = self.history[-1]["wall_seconds"]
+        print(f"hir: resumed from {folder} (iteration {self.history[-1]['iteration']})")
+
+    def _run_record(self) -> dict:
+        return {"method": self.method, "model": self.model_source, "task": self.task.name,
+                **self.config.to_dict()}  # fmt: skip
+
+    def _write_summary(self, wall_seconds: float) -> dict:
+        best = max(self.history, key=lambda r: r["accuracy"])
+        summary = {
+            "method": self.method,
+            "task": self.task.name,
+            "model": self.model_source,
+            "seed": self.config.seed,
+            "initial_accuracy": self.history[0]["accuracy"],
+            "final_accuracy": self.history[-1]["accuracy"],
+            "final_mean_score": self.history[-1]["mean_score"],
+            "best_accuracy": best["accuracy"],
+            "best_iteration": best["iteration"],
+            "iterations": self.history[-1]["iteration"],
+            "eval_split": self.config.eval_split,
+            "wall_seconds": round(wall_seconds, 2),
+            "accuracy_per_iteration": [r["accuracy"] for r in self.history],
+            "config": self._run_record(),
+            "versions": library_versions(),
+        }
+        if self.accelerator.is_main_process:
+            atomic_write_json(self.output_dir / "summary.json", summary)
+            plot_accuracy(self.history, self.output_dir / "accuracy.png",
+                          title=f"{self.method} on {self.task.name}")  # fmt: skip
+        self.logger.close()
+        return summary
+
+
+class SupervisedTrainer(OnlineTrainer):
+    """The update of the methods that train `epochs_per_iteration` epochs of a supervised loss
+    on their training items (HIR, FARL, SFT). `loss(batch)` is label-smoothed CE of each
+    item's output after its (instruction, query) prompt; HIR adds its two terms."""
+
+    def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
+        prompts = [self.task.prompt(item.example.query, item.instruction) for item in batch]
+        logits, labels = self.policy.logits_for(prompts, [i.output for i in batch], self.model)
+        loss = label_smoothed_nll(logits, labels, self.config.label_smoothing)
+        return loss, {"loss": loss.item(), "loss_sft": loss.item()}
+
+    def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
+        if not items:
+            return {"train_steps": 0, "train_items": 0}
+        metrics = train_epochs(
+            self.accelerator, self.model, self.optimizer, self.scheduler, items, self.loss,
+            epochs=self.config.epochs_per_iteration, batch_size=self.config.batch_size,
+            generator=self.generator, max_grad_norm=self.config.max_grad_norm,
+            progress=f"iteration {iteration}: training",
+            group_of=(lambda item: item.example.id) if self.config.group_by_query else None,
+        )  # fmt: skip
+        return {**metrics, "train_items": len(items)}
+
+
+def evaluate_with_config(
+    policy: Policy, task: Task, config: RunConfig, instruction: str, accelerator=None
+):
+    """Greedy evaluation with a run's settings: what every iteration, and the compare "start"
+    row, report."""
+    return evaluate(
+        policy, task, split=config.eval_split, instruction=instruction,
+        batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens,
+        limit=config.eval_limit, accelerator=accelerator,
+        success_threshold=config.success_threshold,
+    )  # fmt: skip
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"

@@ -1,0 +1,213 @@
+"""The settings every method shares, in three pieces that each method's config combines:
+
+- `RunConfig`: run folder, seed, iterations, optimizer, evaluation, infrastructure (every method);
+- `SamplingConfig(RunConfig)`: the online sampling phase (HIR, FARL, PPO; not SFT);
+- `SupervisedFields`: epochs of supervised training per iteration (HIR, FARL, SFT; not PPO).
+
+A config is filled from Python, from `--config run.yaml` and from flags (one per field); every
+field is checked on construction, so a bad value fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from hir.errors import HIRError
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = field(
+        default="runs/hir", metadata=_help("folder for checkpoints, logs and summary.json")
+    )
+    seed: int = field(default=0, metadata=_help("seeds sampling, shuffling and initialisation"))
+    iterations: int = field(default=10, metadata=_help("rounds of (sample ->) train -> evaluate"))
+    correct_instruction: str | None = field(
+        default=None,
+        metadata=_help("the target instruction sampled and evaluated under (default: the task's)"),
+    )
+    success_threshold: float = field(
+        default=1.0,
+        metadata=_help("a score at least this counts as correct, everywhere: accuracy, sample "
+                       "accuracy, FARL's filter, HIR's binary relabel"),
+    )  # fmt: skip
+
+    # The optimizer.
+    learning_rate: float = field(default=5e-4, metadata=_help("AdamW learning rate (paper: 5e-4)"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    lr_scheduler: str = field(
+        default="constant",
+        metadata=_help("constant | constant_with_warmup (which needs warmup_steps > 0)"),
+    )
+    warmup_steps: int = field(
+        default=0, metadata=_help("optimizer steps of linear warmup (constant_with_warmup)")
+    )
+    batch_size: int = field(
+        default=64,
+        metadata=_help("examples per micro-batch (paper: 64); an optimizer step takes "
+                       "gradient_accumulation_steps of them"),
+    )  # fmt: skip
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("micro-batches per optimizer step")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping; 0 = off"))
+
+    # Evaluation.
+    max_new_tokens: int = field(default=32, metadata=_help("longest output, sampled or greedy"))
+    eval_split: str = field(default="test", metadata=_help("split evaluated after every iteration"))
+    eval_batch_size: int = field(default=64, metadata=_help("queries per greedy generate call"))
+    eval_limit: int | None = field(
+        default=None, metadata=_help("evaluate only the first N examples")
+    )
+
+    # Infrastructure.
+    device: str = field(default="auto", metadata=_help("auto | cpu | cuda"))
+    mixed_precision: str = field(
+        default="auto", metadata=_help("auto (bf16 on a capable GPU) | no | bf16 | fp16")
+    )
+    report_to: str = field(
+        default="tensorboard", metadata=_help("comma-separated: tensorboard, wandb, mlflow, none")
+    )
+    keep_checkpoints: int = field(
+        default=2, metadata=_help("how many iteration checkpoints to keep")
+    )
+    resume: bool = field(
+        default=False, metadata=_help("continue from the last checkpoint in output_dir")
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("start over in an output_dir that holds another run's checkpoints"),
+    )
+    log_samples: int = field(
+        default=4, metadata=_help("sampled outputs shown in the log per iteration")
+    )
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        for ok, message in self.checks():
+            if not ok:
+                raise HIRError(f"bad config: {message}")
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """(condition, message) pairs; a subclass adds its own to `super().checks()`."""
+        return [
+            (self.iterations >= 0, "iterations must be >= 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0 (0 = off)"),
+            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.eval_limit is None or self.eval_limit >= 1, "eval_limit must be >= 1"),
+            (0 <= self.success_threshold <= 1, "success_threshold must be in [0, 1]"),
+            (
+                self.lr_scheduler in ("constant", "constant_with_warmup"),
+                "lr_scheduler must be constant or constant_with_warmup",
+            ),
+            (
+                self.warmup_steps == 0 or self.lr_scheduler == "constant_with_warmup",
+                "warmup_steps needs --lr_scheduler constant_with_warmup (constant ignores it)",
+            ),
+            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (
+                self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+                "mixed_precision must be auto, no, bf16 or fp16",
+            ),
+            (
+                self.eval_split in ("train", "validation", "test"),
+                "eval_split must be train, validation or test",
+            ),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (not (self.resume and self.overwrite_output_dir),
+             "resume and overwrite_output_dir exclude each other: choose one"),
+        ]  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SamplingConfig(RunConfig):
+    max_queries_per_iteration: int | None = field(
+        default=None,
+        metadata=_help("sample for a random subset of this many training queries per round"),
+    )
+    num_samples: int = field(default=4, metadata=_help("samples per query (paper: 4)"))
+    temperature: float = field(default=1.0, metadata=_help("sampling temperature (paper: 1.0)"))
+    top_k: int = field(default=0, metadata=_help("top-k sampling; 0 = off (pure sampling)"))
+    top_p: float = field(default=1.0, metadata=_help("nucleus sampling; 1.0 = off"))
+    sampling_batch_size: int = field(default=64, metadata=_help("queries per generate call"))
+    buffer_retention: str = field(
+        default="cap:4", metadata=_help("all | latest:K | cap:M (x train size)")
+    )
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.num_samples >= 1, "num_samples must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.top_k >= 0, "top_k must be >= 0 (0 = off)"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.sampling_batch_size >= 1, "sampling_batch_size must be >= 1"),
+            (
+                self.max_queries_per_iteration is None or self.max_queries_per_iteration >= 1,
+                "max_queries_per_iteration must be >= 1",
+            ),
+        ]
+
+
+@dataclass
+class SupervisedFields:
+    """Mixed into the configs of the methods that train with supervised epochs."""
+
+    epochs_per_iteration: int = field(
+        default=10, metadata=_help("training epochs per iteration (paper: 10)")
+    )
+    label_smoothing: float = field(
+        default=0.2, metadata=_help("label smoothing of the CE term (paper: 0.2)")
+    )
+    group_by_query: bool = field(
+        default=False,
+        metadata=_help("batch a query's samples together, so its prompt runs once for all of "
+                       "them (faster training; batches then hold fewer distinct queries)"),
+    )  # fmt: skip
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [  # type: ignore[misc]
+            (self.epochs_per_iteration >= 1, "epochs_per_iteration must be >= 1"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+        ]
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+def check_field_types(config) -> None:
+    """Every field holds a value of its declared type (YAML `iterations: 1.5` or `seed: "x"`
+    fail here, not after an iteration has run)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        expected = tuple(t for k in kinds if k in _TYPES for t in _flat(_TYPES[k]))
+        if not expected:
+            continue
+        wrong = not isinstance(value, expected) or (
+            bool not in expected and isinstance(value, bool)
+        )
+        if isinstance(value, float) and not math.isfinite(value):
+            wrong = True
+        if wrong:
+            raise HIRError(
+                f"bad config: {f.name} must be {' or '.join(kinds)}, got {type(value).__name__} {value!r}"
+            )
+
+
+def _flat(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)

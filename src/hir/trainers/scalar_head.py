@@ -1,0 +1,35 @@
+"""One scalar per output position from a copy of the policy's network: PPO's value model reads
+every position, InstructGPT's reward model the last output token. The model kind (where the
+output positions are) stays inside `Policy.output_hidden_states`."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from hir.losses import IGNORE_INDEX
+from hir.models import EncodedBatch, Policy
+
+
+class ScalarHeadModel(nn.Module):
+    def __init__(self, policy: Policy, zero_init: bool = False) -> None:
+        super().__init__()
+        self.policy = policy  # for encoding and the model kind; its weights are not ours
+        self.body = copy.deepcopy(policy.model)
+        self.head = nn.Linear(policy.hidden_size, 1)
+        if zero_init:  # a value model that starts at V = 0 does not bias the first advantages
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scalars [B, T] and labels [B, T] in the layout of `Policy.output_logits`."""
+        hidden, labels = self.policy.output_hidden_states(batch, self.body)
+        return self.head(hidden).squeeze(-1), labels
+
+    def last_output_scalar(self, batch: EncodedBatch) -> torch.Tensor:
+        """[B]: the scalar at each row's last output token (its EOS), having read the rest."""
+        values, labels = self(batch)
+        last = (labels != IGNORE_INDEX).long().cumsum(-1).argmax(-1)
+        return values[torch.arange(len(last), device=values.device), last]
