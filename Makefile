@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/hir demo --output-dir runs/demo
+	$(VENV)/bin/hir demo --output_dir runs/demo
 
 test: setup
 	$(PYTHON) -m pytest tests

@@ -28,9 +28,7 @@ def one_iteration(arch: str, way: str, queries: int) -> dict:
 
     task = paper_task()
     policy, _ = build_policy(arch, task)
-    trainer = HIRTrainer(
-        policy, task, HIRConfig(output_dir=tempfile.mkdtemp(), report_to="none")
-    )
+    trainer = HIRTrainer(policy, task, HIRConfig(output_dir=tempfile.mkdtemp(), report_to="none"))
     examples = task.split("train")[:queries]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if torch.cuda.is_available():

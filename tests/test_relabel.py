@@ -62,3 +62,14 @@ def test_make_relabeler_from_config(tmp_path):
     user = make_relabeler(HIRConfig(relabel=f"{module}:phi"), task)
     assert user("x", "q", "o", 0.0) == "Be bold."
     assert user.target_instruction == task.correct_instruction
+
+
+def test_quantile_ties_take_their_mid_rank_not_the_target_bucket():
+    """Graded feedback early on: 9 of 10 samples score 0. At their best rank every 0 would be
+    "in the top 25%" (the target instruction) and the instruction would carry no information."""
+    phi = QuantileRelabel(num_buckets=4)
+    phi.fit([0.0] * 9 + [0.7])
+    assert phi.bucket(0.7) == 0
+    assert phi.bucket(0.0) == 2  # mid-rank (1 + 9/2) / 10 = 0.55 -> the third bucket
+    phi.fit([0.0] * 20)
+    assert phi.bucket(0.0) == 2  # a buffer of ties is in the middle, not at the target

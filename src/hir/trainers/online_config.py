@@ -190,9 +190,14 @@ _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
 def check_field_types(config) -> None:
     """Every field holds a value of its declared type (YAML `iterations: 1.5` or `seed: "x"`
     fail here, not after an iteration has run)."""
+    # The annotations as written (HfArgumentParser rewrites `Field.type` in place, dropping
+    # `| None`), as strings under `from __future__ import annotations`.
+    annotations = {}
+    for cls in reversed(type(config).__mro__):
+        annotations.update(getattr(cls, "__annotations__", {}))
     for f in fields(config):
         value = getattr(config, f.name)
-        kinds = [k.strip() for k in str(f.type).split("|")]
+        kinds = [k.strip() for k in str(annotations[f.name]).split("|")]
         if value is None and "None" in kinds:
             continue
         expected = tuple(t for k in kinds if k in _TYPES for t in _flat(_TYPES[k]))
