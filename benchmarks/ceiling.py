@@ -17,12 +17,11 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
-from hir.trainers.hir import HIRConfig
-from hir.trainers.hir import HIRTrainer
 from training import _prompts, make_items
 
 from hir.losses import IGNORE_INDEX
 from hir.public_code import public_code_hir_step
+from hir.trainers.hir import HIRConfig, HIRTrainer
 
 
 def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:

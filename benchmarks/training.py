@@ -22,12 +22,11 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
-from hir.trainers.hir import HIRConfig
-from hir.trainers.hir import HIRTrainer
-from hir.trainers.online import TrainItem
-from hir.trainers.epochs import train_epochs
 
 from hir.public_code import public_code_hir_step
+from hir.trainers.epochs import train_epochs
+from hir.trainers.hir import HIRConfig, HIRTrainer
+from hir.trainers.online import TrainItem
 
 
 def make_items(task, relabeler, samples: int = 4, seed: int = 0) -> list[TrainItem]:

@@ -119,7 +119,7 @@ def test_one_success_rule_for_accuracy_sample_accuracy_and_farl(tiny_gpt2_dir, t
     assert record["sample_accuracy"] == pytest.approx(
         sum(s["score"] >= 0.5 for s in samples) / len(samples)
     )
-    assert 0 < record["sample_accuracy"] and record["mean_score"] > 0
+    assert record["sample_accuracy"] > 0 and record["mean_score"] > 0
 
 
 def test_ppo_ratio_is_finite_far_off_policy():
