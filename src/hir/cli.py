@@ -85,8 +85,6 @@ def run_instructgpt(args: list[str]) -> None:
     model_args, task_args, config = parser.parse(
         args, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}
     )
-    if not model_args.model:
-        raise HIRError("no model given: set --model to a Hub id or a local folder")
     summary = pipeline(model_args.model, task_args.load(), config)
     print(f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
           f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}")  # fmt: skip
@@ -220,17 +218,15 @@ def run_eval(args: list[str]) -> None:
 
     from hir.arguments import ModelArguments, TaskArguments
     from hir.evaluate import evaluate, write_evaluation
-    from hir.models import load_policy
+    from hir.models import as_policy
 
     eval_args, model_args, task_args = _parser("hir eval", EvalArguments, ModelArguments,
                                                TaskArguments).parse(args)  # fmt: skip
-    if not model_args.model:
-        raise HIRError("no model given: set --model to a Hub id or a local folder")
     set_seed(eval_args.seed)
     task = task_args.load()
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
-    policy = load_policy(model_args.model, device=eval_args.device)
+    policy = as_policy(model_args.model, device=eval_args.device)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
                       batch_size=eval_args.batch_size, max_new_tokens=eval_args.max_new_tokens,
                       limit=eval_args.limit)  # fmt: skip

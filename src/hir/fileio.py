@@ -34,6 +34,28 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_jsonl_objects(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a user's JSONL file; a missing file,
+    a line that is not JSON or not a JSON object is an `HIRError` naming the line."""
+    from hir.errors import HIRError
+
+    if not Path(path).is_file():
+        raise HIRError(f"{what} file {str(path)!r} does not exist")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HIRError(f"{path} line {number} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise HIRError(f"{path} line {number} is not a JSON object")
+            records.append((number, record))
+    return records
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     with open(path, encoding="utf-8") as f:
         for line in f:

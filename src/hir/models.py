@@ -394,7 +394,7 @@ class CausalPolicy(Policy):
             return self._shared_prompt_logits(batch, model)
         # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
         # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
-        output_width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
+        output_width = _output_width(batch.labels)
         logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
         return logits[:, :-1], batch.labels[:, -output_width:]
 
@@ -403,7 +403,7 @@ class CausalPolicy(Policy):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         _require_flat(batch)
         model = model if model is not None else self.model
-        width = int((batch.labels != IGNORE_INDEX).sum(-1).max())
+        width = _output_width(batch.labels)
         hidden = model(**batch.inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[
             -1
         ]
@@ -468,6 +468,12 @@ class CausalPolicy(Policy):
         return generated[:, inputs["input_ids"].shape[1] :]
 
 
+def _output_width(labels: torch.Tensor) -> int:
+    """The longest output of a left-padded causal batch: its outputs fill the last this many
+    positions."""
+    return int((labels != IGNORE_INDEX).sum(-1).max())
+
+
 def _require_flat(batch: EncodedBatch) -> None:
     if batch.prompt_inputs is not None:
         raise ValueError("this method needs a batch encoded without share_prompts")
@@ -528,7 +534,6 @@ def as_policy(
     model: str | os.PathLike | Policy | PreTrainedModel,
     tokenizer=None,
     device: str | None = None,
-    dtype: str | torch.dtype | None = None,
 ) -> Policy:
     """A `Policy` from what a user has: a Hub id or local folder (loaded), a `Policy` (used as
     it is) or a loaded `PreTrainedModel` with its `tokenizer`."""
@@ -542,7 +547,7 @@ def as_policy(
         return wrap_policy(model, tokenizer)
     if not str(model):
         raise HIRError("no model given: set --model to a Hub id or a local folder")
-    return load_policy(model, device=device, dtype=dtype)
+    return load_policy(model, device=device)
 
 
 def describe_model(model: str | os.PathLike | Policy | PreTrainedModel) -> str:

@@ -3,13 +3,13 @@ and their feedback functions (a callable, or a `module:function` path)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from hir.callables import load_callable
 from hir.errors import HIRError
+from hir.fileio import read_jsonl_objects
 from hir.tasks.base import Example, Feedback, Task, exact_match_any
 
 
@@ -54,21 +54,7 @@ def examples_from_records(
 
 
 def load_jsonl_task(path: str, query_field: str = "query", answer_field: str = "answer") -> Task:
-    file = Path(path)
-    if not file.is_file():
-        raise HIRError(f"data file {path!r} does not exist")
-    records = []
-    with open(file, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HIRError(f"{path} line {line_number} is not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise HIRError(f"{path} line {line_number} is not a JSON object")
-            records.append(record)
+    records = [record for _, record in read_jsonl_objects(path, "data")]
     return Task(
         name=f"jsonl:{path}",
         examples=examples_from_records(records, path, query_field, answer_field),

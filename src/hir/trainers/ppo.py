@@ -18,7 +18,6 @@ first step, or `clip_fraction` measures dropout noise.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from hir.errors import HIRError
+from hir.fileio import read_jsonl_objects
 from hir.losses import (
     gae_advantages,
     kl_estimate,
@@ -249,19 +249,8 @@ def disable_dropout(model: nn.Module) -> None:
 
 def load_ptx_pairs(path: str) -> list[tuple[str, str]]:
     pairs = []
-    file = Path(path)
-    if not file.is_file():
-        raise HIRError(f"ptx_data file {path!r} does not exist")
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HIRError(f"{path} line {number} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not all(
-            isinstance(record.get(k), str) for k in ("prompt", "output")
-        ):
+    for number, record in read_jsonl_objects(path, "ptx_data"):
+        if not all(isinstance(record.get(k), str) for k in ("prompt", "output")):
             raise HIRError(f'{path} line {number}: give "prompt" and "output" as strings')
         pairs.append((record["prompt"], record["output"]))
     if not pairs:
