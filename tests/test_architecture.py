@@ -59,8 +59,11 @@ def test_in_batch_contrast_keeps_each_outputs_own_prefix(tiny_gpt2_dir, tmp_path
     batch = [TrainItem(a, target, "apple kiwi pear"), TrainItem(b, target, "fig date plum")]
     seen = []
     real = trainer.policy.logits_for
-    monkeypatch.setattr(trainer.policy, "logits_for",
-                        lambda prompts, outputs, model=None: seen.append((prompts, outputs)) or real(prompts, outputs, model))  # fmt: skip
+    def spy(prompts, outputs, model=None, contexts=None):
+        seen.append(([p + c for p, c in zip(prompts, contexts)], outputs))
+        return real(prompts, outputs, model, contexts)
+
+    monkeypatch.setattr(trainer.policy, "logits_for", spy)
     trainer.loss(batch)
     ((prompts, outputs),) = seen
     prompt_of = [trainer.task.prompt(e.query, target) for e in (a, b)]

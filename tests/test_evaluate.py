@@ -10,6 +10,8 @@ from hir.tasks import load_task
 class ScriptedPolicy:
     """Answers correctly for every other example: a stand-in whose accuracy we know."""
 
+    chat = False  # the plain prompt format
+
     def __init__(self, task):
         self.answers = {task.prompt(e.query): e.target for e in task.examples}
         self.calls = []
@@ -69,5 +71,5 @@ def test_hir_eval_with_a_built_saved_and_reloaded_model(arch, tmp_path, capsys):
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert summary["config"]["seed"] == 0 and summary["config"]["model"] == str(model_dir)
     assert summary["versions"]["torch"] and summary["versions"]["transformers"]
-    assert set(json.loads(predictions[0])) == {"id", "prompt", "prediction", "target", "score"}
+    assert set(json.loads(predictions[0])) == {"id", "prompt", "prediction", "answer", "target", "score"}
     assert "accuracy" in capsys.readouterr().out

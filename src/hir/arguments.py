@@ -18,8 +18,24 @@ def _help(text: str) -> dict:
 @dataclass
 class ModelArguments:
     model: str = field(
-        default="", metadata=_help("Hub model id or local folder of the starting policy")
+        default="",
+        metadata=_help("Hub id, local folder, GGUF file or built-in name of the starting policy"),
     )
+    prompt_format: str = field(
+        default="auto",
+        metadata=_help("auto (chat when the tokenizer has a chat template), chat or plain"),
+    )
+    lora_r: int = field(default=0, metadata=_help("LoRA rank; 0 trains the weights themselves"))
+    lora_alpha: float = field(default=16.0, metadata=_help("LoRA scaling numerator"))
+    lora_dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input"))
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata=_help("comma-separated module names (e.g. q_proj,v_proj) or all-linear"),
+    )
+    train_last_layers: int = field(
+        default=0,
+        metadata=_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
+    )  # fmt: skip
 
 
 @dataclass
@@ -50,6 +66,15 @@ class TaskArguments:
         default=None, metadata=_help("share of train held out for validation")
     )
 
+    extract: str = field(
+        default="auto",
+        metadata=_help("answer extraction before feedback: auto, none, option, number, first_line, regex:PATTERN or module:function"),
+    )  # fmt: skip
+    answer_hint: str = field(
+        default="auto",
+        metadata=_help("sentence after the instruction, e.g. 'Answer with the option letter only.' (auto: the task's, for chat models; '': none)"),
+    )  # fmt: skip
+
     def load(self) -> Task:
         return load_task(
             self.task,
@@ -63,4 +88,6 @@ class TaskArguments:
             data_seed=self.data_seed,
             split_seed=self.split_seed,
             validation_fraction=self.validation_fraction,
+            extract=self.extract,
+            answer_hint=self.answer_hint,
         )

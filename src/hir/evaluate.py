@@ -51,6 +51,7 @@ def evaluate(
     accuracy counts scores >= `success_threshold`.
     With an `accelerator` of several processes, each decodes a share and all get every record."""
     start = time.perf_counter()
+    task = task.for_format(policy.chat)
     examples = task.split(split)[:limit]
     records = on_shares(
         accelerator,
@@ -64,7 +65,7 @@ def evaluate(
         mean_score=sum(scores) / count,
         num_examples=len(records),
         wall_seconds=time.perf_counter() - start,
-        well_formed=sum(task.is_well_formed(r["prediction"]) for r in records) / count,
+        well_formed=sum(task.is_well_formed(r["answer"]) for r in records) / count,
         records=records,
     )
 
@@ -74,14 +75,15 @@ def _score_outputs(policy, task, examples, instruction, batch_size, max_new_toke
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     records = []
     for example, prompt, (prediction,) in zip(examples, prompts, outputs):
-        score = task.score(prediction, example)
+        answer = task.extract(prediction, example)
         records.append(
             {
                 "id": example.id,
                 "prompt": prompt,
-                "prediction": prediction,
+                "prediction": prediction,  # the raw output
+                "answer": answer,  # what the feedback function scored
                 "target": example.target,
-                "score": score,
+                "score": task.score_answer(answer, example),
             }
         )
     return records

@@ -59,12 +59,19 @@ class EncodedBatch:
         )
 
 
+PROMPT_FORMATS = ("auto", "chat", "plain")
+
+
 class Policy:
-    """A model, its tokenizer, and how text becomes tensors for it."""
+    """A model, its tokenizer, and how text becomes tensors for it.
+
+    Prompt formats: "plain" feeds the prompt text as it is (the paper's protocol); "chat" puts
+    it in the user turn of the tokenizer's chat template, the output is the assistant's turn
+    and ends with the template's end-of-turn token; "auto" is chat when a template exists."""
 
     is_encoder_decoder: bool = False
-    # Text put before an output when it follows the prompt in one sequence ("A: (B)").
-    completion_prefix: str = ""
+    # Text put before an output when it follows a plain prompt in one sequence ("A: (B)").
+    plain_completion_prefix: str = ""
 
     def __init__(
         self,
@@ -72,16 +79,21 @@ class Policy:
         tokenizer,
         max_prompt_tokens: int = 1024,
         max_output_tokens: int = 256,
+        prompt_format: str = "auto",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
         self.max_output_tokens = max_output_tokens
+        if tokenizer.eos_token_id is None:
+            raise HIRError("the tokenizer has no EOS token; set tokenizer.eos_token before use")
         if tokenizer.pad_token_id is None:
             # GPT-2 style tokenizers have no pad token; padding is masked out anyway.
             tokenizer.pad_token = tokenizer.eos_token
-        if tokenizer.eos_token_id is None:
-            raise HIRError("the tokenizer has no EOS token; set tokenizer.eos_token before use")
+        self.chat = _uses_chat(prompt_format, tokenizer, self.is_encoder_decoder)
+        # The token that ends an output: the end-of-turn token under a chat template.
+        self.end_token_id = end_of_turn_id(tokenizer) if self.chat else tokenizer.eos_token_id
+        self.completion_prefix = "" if self.chat else self.plain_completion_prefix
 
     @property
     def device(self) -> torch.device:
@@ -89,16 +101,35 @@ class Policy:
 
     # -- text -> token ids ------------------------------------------------------------------
 
-    def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+    def render_prompts(self, prompts: list[str]) -> list[str]:
+        """The text the model reads for each prompt: the prompt itself, or under a chat
+        template its user turn followed by the opening of the assistant's turn."""
+        if not self.chat:
+            return list(prompts)
+        return [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
+
+    def prompt_ids(
+        self, prompts: list[str], contexts: Sequence[str] | None = None
+    ) -> list[list[int]]:
+        """Token ids of the rendered prompts, each followed by its `context` (the start of an
+        output that the model reads rather than predicts, as in HIR's sub-output training)."""
+        texts = self.render_prompts(prompts)
+        if contexts is not None:
+            texts = [t + c for t, c in zip(texts, contexts, strict=True)]
         # Keep the end of an over-long prompt: the query and "A:" matter more than the start.
-        ids = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-        return [row[-self.max_prompt_tokens :] for row in ids]
+        # A rendered chat prompt already holds its special tokens (BOS included).
+        ids = self.tokenizer(texts, add_special_tokens=not self.chat)
+        return [row[-self.max_prompt_tokens :] for row in ids["input_ids"]]
 
     def output_ids(self, outputs: list[str]) -> list[list[int]]:
         texts = [self.completion_prefix + o for o in outputs]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        eos = self.tokenizer.eos_token_id
-        return [row[: self.max_output_tokens - 1] + [eos] for row in ids]
+        return [row[: self.max_output_tokens - 1] + [self.end_token_id] for row in ids]
 
     def decode(self, token_ids: torch.Tensor) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
@@ -106,11 +137,18 @@ class Policy:
     # -- the model-kind specific part ------------------------------------------------------
 
     def encode(
-        self, prompts: list[str], outputs: list[str], share_prompts: bool = False
+        self,
+        prompts: list[str],
+        outputs: list[str],
+        share_prompts: bool = False,
+        contexts: Sequence[str] | None = None,
     ) -> EncodedBatch:
         """Model inputs for (prompt, output) pairs. With `share_prompts`, a prompt that several
-        rows repeat is run once for all of them (same logits, less compute)."""
-        return self.encode_ids(self.prompt_ids(prompts), self.output_ids(outputs), share_prompts)
+        rows repeat is run once for all of them (same logits, less compute). `contexts`: text
+        read between each prompt and its output (see `prompt_ids`)."""
+        return self.encode_ids(
+            self.prompt_ids(prompts, contexts), self.output_ids(outputs), share_prompts
+        )
 
     def encode_ids(
         self,
@@ -177,12 +215,16 @@ class Policy:
         load_weights_into(self.model, Path(folder))
 
     def logits_for(
-        self, prompts: list[str], outputs: list[str], model=None
+        self,
+        prompts: list[str],
+        outputs: list[str],
+        model=None,
+        contexts: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`encode` then `output_logits`, on the model's device. Repeated prompts are run once,
         unless the model is wrapped (DDP, DeepSpeed), which expects one forward per step."""
-        share = isinstance(model if model is not None else self.model, PreTrainedModel)
-        batch = self.encode(prompts, outputs, share_prompts=share)
+        share = _runs_unwrapped(model if model is not None else self.model)
+        batch = self.encode(prompts, outputs, share_prompts=share, contexts=contexts)
         return self.output_logits(batch.to(self.device), model)
 
     # -- generation --------------------------------------------------------------------------
@@ -228,7 +270,7 @@ class Policy:
                 **(sampling if do_sample else {"do_sample": False}),
                 "max_new_tokens": max_new_tokens,
                 "pad_token_id": self.tokenizer.pad_token_id,
-                "eos_token_id": self.tokenizer.eos_token_id,
+                "eos_token_id": self.end_token_id,
             }
             new_tokens = self.new_tokens(self._generate_batch(inputs, num_samples, options), inputs)
             outputs = self.decode(new_tokens)
@@ -252,7 +294,7 @@ class Policy:
 
     def _until_eos(self, new_tokens: torch.Tensor) -> list[tuple[int, ...]]:
         """Each row up to and including its first EOS; after it, generate only pads."""
-        eos = self.tokenizer.eos_token_id
+        eos = self.end_token_id
         rows = []
         for row in new_tokens.tolist():
             rows.append(tuple(row[: row.index(eos) + 1] if eos in row else row))
@@ -337,7 +379,7 @@ class CausalPolicy(Policy):
     """Decoder-only (GPT-2, Llama, Qwen): prompt and output are one sequence; the loss covers
     the output tokens only."""
 
-    completion_prefix = " "
+    plain_completion_prefix = " "
 
     def pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         # Left padding, so that every prompt ends where generation starts.
@@ -468,6 +510,47 @@ class CausalPolicy(Policy):
         return generated[:, inputs["input_ids"].shape[1] :]
 
 
+def _runs_unwrapped(model) -> bool:
+    """A model called directly (a transformers model, or one with a peft adapter), rather than
+    through a DDP/DeepSpeed wrapper that expects one forward per step."""
+    if isinstance(model, PreTrainedModel):
+        return True
+    return isinstance(getattr(getattr(model, "base_model", None), "model", None), PreTrainedModel)
+
+
+def _uses_chat(prompt_format: str, tokenizer, is_encoder_decoder: bool) -> bool:
+    if prompt_format not in PROMPT_FORMATS:
+        raise HIRError(
+            f"unknown prompt format {prompt_format!r}: choose one of {', '.join(PROMPT_FORMATS)}"
+        )
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if prompt_format == "chat" and not has_template:
+        raise HIRError(
+            "--prompt_format chat needs a tokenizer with a chat template, and this model's has "
+            "none; use --prompt_format plain (or auto), or give a chat model"
+        )
+    if prompt_format == "chat" and is_encoder_decoder:
+        raise HIRError("--prompt_format chat is for decoder-only models; use plain for this one")
+    return prompt_format == "chat" or (
+        prompt_format == "auto" and has_template and not is_encoder_decoder
+    )
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token a chat template puts right after an assistant's message (<|im_end|>,
+    <|eot_id|>, <end_of_turn>...), found by rendering one; EOS when it is not a special token."""
+    marker = "XYZZY"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
+        tokenize=False,
+    )
+    after = text[text.rindex(marker) + len(marker) :]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    if ids and ids[0] in tokenizer.all_special_ids:
+        return ids[0]
+    return tokenizer.eos_token_id
+
+
 def _output_width(labels: torch.Tensor) -> int:
     """The longest output of a left-padded causal batch: its outputs fill the last this many
     positions."""
@@ -564,6 +647,7 @@ def load_policy(
     name_or_path: str | os.PathLike,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
+    prompt_format: str = "auto",
     **kwargs,
 ) -> Policy:
     """Load a model and its tokenizer by Hub name, local folder, built-in name or GGUF file
@@ -592,4 +676,4 @@ def load_policy(
             + suggest_builtin(name)
         ) from exc
     model.to(resolve_device(device))
-    return wrap_policy(model, tokenizer, **kwargs)
+    return wrap_policy(model, tokenizer, prompt_format=prompt_format, **kwargs)

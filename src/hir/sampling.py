@@ -19,11 +19,15 @@ class Sample:
     # The output's token ids as sampled, up to and including EOS (PPO scores these); None for
     # outputs that were not sampled by the policy, or buffers written before they were kept.
     token_ids: tuple[int, ...] | None = None
+    # The answer the task's extractor took from `output` (what the feedback scored); the model
+    # trains on `output`, the raw text it sampled.
+    answer: str | None = None
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        if self.token_ids is None:
-            del record["token_ids"]
+        for optional in ("token_ids", "answer"):
+            if record[optional] is None:
+                del record[optional]
         return record
 
     @classmethod
@@ -70,6 +74,9 @@ def sample_outputs(
         for output, token_ids in candidates:
             first_seen.setdefault(output, token_ids)
         for output, token_ids in first_seen.items():
-            score = task.score(output, example)
-            samples.append(Sample(iteration, example.id, instruction, output, score, token_ids))
+            answer = task.extract(output, example)
+            score = task.score_answer(answer, example)
+            samples.append(
+                Sample(iteration, example.id, instruction, output, score, token_ids, answer)
+            )
     return samples

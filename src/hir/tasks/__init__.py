@@ -72,9 +72,13 @@ def load_task(
     data_seed: int = 0,
     split_seed: int | None = None,
     validation_fraction: float | None = None,
+    extract: str | Callable = "auto",
+    answer_hint: str = "auto",
 ) -> Task:
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
-    path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier."""
+    path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier;
+    `extract` and `answer_hint` replace how answers are taken from outputs and the format hint
+    (`hir.extraction`; "auto": the task's own choice for chat models, none for plain ones)."""
     if spec == PAPER_12:
         raise HIRError(
             f"{PAPER_12} names twelve tasks; load them one by one with expand_task_names"
@@ -97,6 +101,8 @@ def load_task(
         "feedback": None if feedback is None else load_feedback(feedback),
         "split_seed": split_seed,
         "validation_fraction": validation_fraction,
+        "extraction": None if extract == "auto" else extract,
+        "answer_hint": None if answer_hint == "auto" else answer_hint,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # replace() runs the Task's checks again on the new values.

@@ -7,6 +7,7 @@ prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,10 @@ from hir.errors import HIRError
 CORRECT_INSTRUCTION = "Solve the question with correct answer."
 WRONG_INSTRUCTION = "Solve the question with wrong answer."
 PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}\nA:"
+# The user turn of a chat-formatted model: the same text without the "A:" cue, since the
+# chat template itself opens the assistant's turn.
+CHAT_PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}"
+AUTO = "auto"
 SPLITS = ("train", "validation", "test")
 
 
@@ -101,6 +106,15 @@ class Task:
     # Ids of training examples kept out of the training split, e.g. because a warm-up already
     # used their labels (`hir.warm_start`); the validation and test splits never change.
     held_out_train_ids: frozenset[str] = frozenset()
+    # How the answer is taken from an output before feedback (`hir.extraction`): a name,
+    # "regex:PATTERN", "module:function" or a callable. "auto" is `chat_extraction` for chat
+    # models and "none" (the paper's protocol) otherwise; `for_format` settles it.
+    extraction: str | Callable = AUTO
+    chat_extraction: str = "none"
+    # A sentence put after the instruction ("Answer with the option letter only."); "auto" is
+    # `chat_answer_hint` for chat models and none otherwise, "" is none.
+    answer_hint: str = AUTO
+    chat_answer_hint: str = ""
 
     def __post_init__(self) -> None:
         if not self.examples:
@@ -110,6 +124,33 @@ class Task:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise HIRError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         self._split_cache: dict[str, list[int]] | None = None
+        from hir.extraction import make_extractor  # (it imports this module)
+
+        # Built now, so that a bad regex or function name fails at load, not mid-run.
+        self._extractor = make_extractor("none" if self.extraction == AUTO else self.extraction)
+
+    def for_format(self, chat: bool) -> Task:
+        """This task as a model of that prompt format sees it: "auto" extraction and hint
+        settled, and for chat models the user-turn prompt template (unless a custom one was
+        given). Applying it twice changes nothing."""
+        changes = {}
+        if self.extraction == AUTO:
+            changes["extraction"] = self.chat_extraction if chat else "none"
+        if self.answer_hint == AUTO:
+            changes["answer_hint"] = self.chat_answer_hint if chat else ""
+        if chat and self.prompt_template == PROMPT_TEMPLATE:
+            changes["prompt_template"] = CHAT_PROMPT_TEMPLATE
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def extract(self, output: str, example: Example) -> str:
+        """The answer in `output` that the feedback function checks."""
+        answer = self._extractor(output, example)
+        if not isinstance(answer, str):
+            raise HIRError(
+                f"answer extractor {_callable_name(self._extractor)} returned "
+                f"{type(answer).__name__} for example {example.id!r}; it must return a string"
+            )
+        return answer
 
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
@@ -124,22 +165,27 @@ class Task:
         return examples
 
     def prompt(self, query: str, instruction: str | None = None) -> str:
-        return render_prompt(
-            self.correct_instruction if instruction is None else instruction,
-            query,
-            self.prompt_template,
-        )
+        instruction = self.correct_instruction if instruction is None else instruction
+        hint = "" if self.answer_hint == AUTO else self.answer_hint
+        return render_prompt(f"{instruction} {hint}" if hint else instruction, query,
+                             self.prompt_template)  # fmt: skip
 
-    def is_well_formed(self, output: str) -> bool:
+    def is_well_formed(self, answer: str) -> bool:
+        """Whether an (extracted) answer has the task's answer shape."""
         return (
             self.answer_format is None
-            or re.fullmatch(self.answer_format, output.strip()) is not None
+            or re.fullmatch(self.answer_format, answer.strip()) is not None
         )
 
     def score(self, output: str, example: Example) -> float:
-        """The feedback function, checked: a number in [0, 1] or a clear error."""
+        """The feedback function on the answer extracted from `output`, checked: a number in
+        [0, 1] or a clear error."""
+        return self.score_answer(self.extract(output, example), example)
+
+    def score_answer(self, answer: str, example: Example) -> float:
+        """The feedback function on an already extracted answer."""
         try:
-            value = self.feedback(output, example)
+            value = self.feedback(answer, example)
         except Exception as exc:  # noqa: BLE001 - user code; report it in one line
             raise HIRError(
                 f"feedback function {_callable_name(self.feedback)} raised "

@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
+from types import MappingProxyType
 
 from hir.errors import HIRError
 from hir.tasks.base import Example, Task, exact_match
@@ -87,13 +88,26 @@ def load_bigbench_task(
         )
     examples = parse_bigbench_file(path, short_name)
     multiple_choice = all(re.fullmatch(r"\([A-Z]\)", e.target) for e in examples)
+    numeric = all(e.target.isdigit() for e in examples)
+    kind = "option" if multiple_choice else "number" if numeric else "first_line"
     return Task(
         name=f"bigbench/{short_name}",
         examples=examples,
         feedback=exact_match,
         description=f"BIG-bench {task_folder(short_name)} ({path})",
-        answer_format=r"\([A-Z]\)" if multiple_choice else None,
+        answer_format=_ANSWER_FORMATS.get(kind),
+        chat_extraction=kind,
+        chat_answer_hint=_ANSWER_HINTS[kind],
     )
+
+
+# What a chat model is told and what its answer is taken as, per kind of BIG-bench task.
+_ANSWER_FORMATS = {"option": r"\([A-Z]\)", "number": r"\d+"}
+_ANSWER_HINTS = {
+    "option": "Answer with the option letter only.",
+    "number": "Answer with a number only.",
+    "first_line": "Answer on one line.",
+}
 
 
 def parse_bigbench_file(path: Path, short_name: str) -> list[Example]:
@@ -132,7 +146,13 @@ def _render_example(raw: dict, index: int, prefix: str, path: Path, short_name: 
         correct = scores.index(1)
         lines = "\n".join(f"({chr(65 + i)}) {option}" for i, option in enumerate(options))
         query = prefix + raw["input"].replace("\n\n", "") + "\nOptions:\n" + lines
-        return Example(example_id, query, f"({chr(65 + correct)})", accepted=(options[correct],))
+        return Example(
+            example_id,
+            query,
+            f"({chr(65 + correct)})",
+            accepted=(options[correct],),
+            meta=MappingProxyType({"options": tuple(options)}),  # for option extraction
+        )
     if "target" in raw:
         target = raw["target"]
         if isinstance(target, list):

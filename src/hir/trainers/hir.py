@@ -128,7 +128,7 @@ class HIRTrainer(SupervisedTrainer):
                         for i in batch]  # fmt: skip
             # Both instructions in one forward pass.
             logits, labels = self.policy.logits_for(
-                [p + c for p, c in zip(prompts + opposite, contexts * 2)], outputs * 2, self.model
+                prompts + opposite, outputs * 2, self.model, contexts * 2
             )
             n = len(batch)
             scores = sequence_scores(logits, labels)
@@ -139,9 +139,7 @@ class HIRTrainer(SupervisedTrainer):
         elif config.contrastive_weight:
             logits, labels, contrastive = self._in_batch(prompts, contexts, outputs)
         else:
-            logits, labels = self.policy.logits_for(
-                [p + c for p, c in zip(prompts, contexts)], outputs, self.model
-            )
+            logits, labels = self.policy.logits_for(prompts, outputs, self.model, contexts)
             contrastive = torch.zeros((), device=logits.device)
         sft = label_smoothed_nll(logits, labels, config.label_smoothing)
         entropy = mean_entropy(logits, labels)
@@ -159,9 +157,10 @@ class HIRTrainer(SupervisedTrainer):
             group = range(begin, min(begin + IN_BATCH_GROUP, len(prompts)))
             m = len(group)
             logits, labels = self.policy.logits_for(
-                [prompts[k] + contexts[i] for i in group for k in group],
+                [prompts[k] for i in group for k in group],
                 [outputs[i] for i in group for _ in group],
                 self.model,
+                [contexts[i] for i in group for _ in group],
             )
             losses.append(in_batch_contrastive_loss(sequence_scores(logits, labels).view(m, m)))
             diagonal = [i * m + i for i in range(m)]
@@ -187,7 +186,12 @@ class HIRTrainer(SupervisedTrainer):
         words = item.output.split(" ")
         if len(words) > 1 and self.rng.random() < self.config.sub_output_prob:
             cut = self.rng.randrange(1, len(words))
-            return " " + " ".join(words[:cut]), " ".join(words[cut:])
+            head, rest = " ".join(words[:cut]), " ".join(words[cut:])
+            if self.policy.chat:
+                # The assistant's turn opens right before the head; the rest is predicted with
+                # the space that joined it to the head.
+                return head, " " + rest
+            return " " + head, rest
         return "", item.output
 
 

@@ -103,6 +103,8 @@ class OnlineTrainer:
             project_dir=str(self.output_dir),
         )
         self.policy = as_policy(model, tokenizer, device=str(self.accelerator.device))
+        # Answer extraction, format hint and prompt template as this model's format needs.
+        self.task = self.task.for_format(self.policy.chat)
         self.train_examples = self.task.split("train")
         if not self.train_examples:
             raise HIRError(f"task {self.task.name} has no training examples")
@@ -112,7 +114,8 @@ class OnlineTrainer:
         self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
                                    len(self.train_examples), persist=self.accelerator.is_main_process)  # fmt: skip
         optimizer = torch.optim.AdamW(
-            self.policy.model.parameters(),
+            # Only what is trained: an adapter's weights, or the unfrozen layers.
+            [p for p in self.policy.model.parameters() if p.requires_grad],
             lr=config.learning_rate,
             weight_decay=config.weight_decay,
         )
@@ -193,7 +196,10 @@ class OnlineTrainer:
         return {
             "sample_accuracy": sum(map(self.is_success, scores)) / len(scores),
             "sample_mean_score": sum(scores) / len(scores),
-            "sample_well_formed": sum(self.task.is_well_formed(s.output) for s in samples)
+            "sample_well_formed": sum(
+                self.task.is_well_formed(s.output if s.answer is None else s.answer)
+                for s in samples
+            )
             / len(samples),
             "unique_samples_per_query": len(samples) / len(queries),
             "buffer_size": len(self.buffer),
