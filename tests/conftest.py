@@ -100,3 +100,33 @@ def tiny_t5_dir(tmp_path_factory) -> str:
 @pytest.fixture(params=["gpt2", "t5"])
 def tiny_model_dir(request, tiny_gpt2_dir, tiny_t5_dir) -> str:
     return {"gpt2": tiny_gpt2_dir, "t5": tiny_t5_dir}[request.param]
+
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_chat_dir(tmp_path_factory) -> str:
+    """A 2-layer Llama-architecture chat model with a ChatML template, built from a config."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hir.small_models import task_corpus, train_tokenizer
+    from hir.tasks import load_task
+
+    task = load_task("synthetic/count", num_examples=200)
+    tokenizer = train_tokenizer(task_corpus(task), vocab_size=400)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)  # fmt: skip
+    folder = tmp_path_factory.mktemp("tiny-llama-chat")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -59,6 +59,7 @@ def test_in_batch_contrast_keeps_each_outputs_own_prefix(tiny_gpt2_dir, tmp_path
     batch = [TrainItem(a, target, "apple kiwi pear"), TrainItem(b, target, "fig date plum")]
     seen = []
     real = trainer.policy.logits_for
+
     def spy(prompts, outputs, model=None, contexts=None):
         seen.append(([p + c for p, c in zip(prompts, contexts)], outputs))
         return real(prompts, outputs, model, contexts)

@@ -71,5 +71,12 @@ def test_hir_eval_with_a_built_saved_and_reloaded_model(arch, tmp_path, capsys):
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert summary["config"]["seed"] == 0 and summary["config"]["model"] == str(model_dir)
     assert summary["versions"]["torch"] and summary["versions"]["transformers"]
-    assert set(json.loads(predictions[0])) == {"id", "prompt", "prediction", "answer", "target", "score"}
+    assert set(json.loads(predictions[0])) == {
+        "id",
+        "prompt",
+        "prediction",
+        "answer",
+        "target",
+        "score",
+    }
     assert "accuracy" in capsys.readouterr().out

@@ -37,6 +37,23 @@ class ModelArguments:
         metadata=_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
     )  # fmt: skip
 
+    def training_scope(self):
+        from hir.adapters import TrainingScope
+
+        return TrainingScope(self.lora_r, self.lora_alpha, self.lora_dropout,
+                             self.lora_target_modules, self.train_last_layers)  # fmt: skip
+
+    def load_policy(self, device: str | None = None):
+        """The starting policy: loaded, in its prompt format, with its training scope."""
+        from hir.adapters import apply_training_scope
+        from hir.models import as_policy, load_policy
+
+        scope = self.training_scope()  # checked before the (slow) load
+        if not self.model:
+            as_policy(self.model)  # raises the one "no model given" error
+        policy = load_policy(self.model, device=device, prompt_format=self.prompt_format)
+        return apply_training_scope(policy, scope)
+
 
 @dataclass
 class TaskArguments:

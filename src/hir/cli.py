@@ -20,6 +20,7 @@ COMMANDS = {
     "tasks": "`hir tasks list` names the built-in tasks; `hir tasks export TASK` writes prompts",
     "build-model": "build a small untrained model with a tokenizer trained on a task's text",
     "models": "`hir models list` names the built-in models; `hir models fetch NAME` fetches one",
+    "export": "a run's trained model as a model folder (--merge folds a LoRA adapter in)",
 }
 
 
@@ -69,7 +70,7 @@ def run_train(args: list[str]) -> None:
                      description=f"{config_class.__doc__}\n\n--method: one of {', '.join(METHODS)}")  # fmt: skip
     model_args, task_args, config = parser.parse(args)
     task = task_args.load()
-    summary = trainer_class(model_args.model, task, config).train()
+    summary = trainer_class(model_args.load_policy(), task, config).train()
     print(f"{summary['task']}: accuracy {summary['initial_accuracy']:.3f} -> {summary['final_accuracy']:.3f} "
           f"after {summary['iterations']} iterations ({summary['wall_seconds']:.0f}s); "
           f"results in {config.output_dir}")  # fmt: skip
@@ -85,7 +86,7 @@ def run_instructgpt(args: list[str]) -> None:
     model_args, task_args, config = parser.parse(
         args, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}
     )
-    summary = pipeline(model_args.model, task_args.load(), config)
+    summary = pipeline(model_args.load_policy(), task_args.load(), config)
     print(f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
           f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}")  # fmt: skip
 
@@ -168,7 +169,7 @@ def run_compare(args: list[str]) -> None:
         def start(seed: int) -> Start:
             return Start(task, model_args.model)
 
-    run_comparison(given, methods, seeds, start, output_dir)
+    run_comparison(given, methods, seeds, start, output_dir, model_args)
 
 
 def _given_settings(settings, settings_class, defaults: dict) -> dict:
@@ -218,7 +219,6 @@ def run_eval(args: list[str]) -> None:
 
     from hir.arguments import ModelArguments, TaskArguments
     from hir.evaluate import evaluate, write_evaluation
-    from hir.models import as_policy
 
     eval_args, model_args, task_args = _parser("hir eval", EvalArguments, ModelArguments,
                                                TaskArguments).parse(args)  # fmt: skip
@@ -226,7 +226,7 @@ def run_eval(args: list[str]) -> None:
     task = task_args.load()
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
-    policy = as_policy(model_args.model, device=eval_args.device)
+    policy = model_args.load_policy(device=eval_args.device)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
                       batch_size=eval_args.batch_size, max_new_tokens=eval_args.max_new_tokens,
                       limit=eval_args.limit)  # fmt: skip
@@ -364,6 +364,29 @@ def run_models(args: list[str]) -> None:
     raise HIRError("hir models needs an action: `hir models list` or `hir models fetch NAME`")
 
 
+@dataclass
+class ModelExportArguments:
+    run: str = field(default="", metadata={"help": "a run folder (its newest checkpoint) or a checkpoint folder"})  # fmt: skip
+    output_dir: str = field(default="", metadata={"help": "new folder to write the model to"})
+    merge: bool = field(
+        default=False,
+        metadata={"help": "fold a LoRA adapter into the base weights (an ordinary model folder)"},
+    )
+
+
+def run_export(args: list[str]) -> None:
+    from hir.export import export_model
+
+    if args and not args[0].startswith("-"):
+        args = ["--run", *args]  # `hir export RUN`
+    (export,) = _parser("hir export", ModelExportArguments).parse(args)
+    if not export.run or not export.output_dir:
+        raise HIRError(
+            "hir export needs a run and --output_dir: hir export RUN --output_dir DIR [--merge]"
+        )
+    print(f"wrote {export_model(export.run, export.output_dir, export.merge)}")
+
+
 HANDLERS = {"train": run_train, "compare": run_compare, "instructgpt": run_instructgpt,
             "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model,
-            "models": run_models}  # fmt: skip
+            "models": run_models, "export": run_export}  # fmt: skip

@@ -10,7 +10,9 @@ ablations "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-l
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import statistics
 import threading
 import time
@@ -20,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
+from hir.arguments import ModelArguments
 from hir.errors import HIRError
 from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
-from hir.models import load_policy
 from hir.report import plot_comparison
 from hir.runinfo import library_versions
 from hir.tasks.base import Task
@@ -97,10 +99,26 @@ def method_config(method: str, settings: dict, seed: int, output_dir: Path):
 
 
 def run_comparison(
-    settings: dict, methods: list[str], seeds: list[int], start: StartFn, output_dir: str | Path
+    settings: dict,
+    methods: list[str],
+    seeds: list[int],
+    start: StartFn,
+    output_dir: str | Path,
+    model_options: ModelArguments | None = None,
 ) -> dict:
-    """`settings`: config fields chosen for every method (each uses those it has)."""
+    """`settings`: config fields chosen for every method (each uses those it has).
+    `model_options`: how each run loads its start (prompt format, LoRA, trained layers).
+
+    With `settings["resume"]`, runs that finished are read back, not run again, and an
+    interrupted run continues from its last checkpoint. The table is rewritten after every
+    run, so a long comparison shows its results as they come."""
     output_dir = Path(output_dir)
+    model_options = model_options or ModelArguments()
+    resume = bool(settings.get("resume", False))
+
+    def load_start(model: str):
+        return dataclasses.replace(model_options, model=str(model)).load_policy()
+
     run_settings = RunConfig(**{k: v for k, v in settings.items()
                                 if k in {f.name for f in fields(RunConfig)}})  # fmt: skip
     for method in methods:  # every config is checked before anything runs
@@ -116,6 +134,11 @@ def run_comparison(
                 "use --warm-start or --demo, or leave ppo-ptx out"
             )
         for method in methods:
+            record_path = output_dir / method / f"seed-{seed}" / "compare_run.json"
+            if resume and record_path.is_file():
+                print(f"hir compare: {method}, seed {seed}: finished before, kept")
+                runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+                continue
             print(f"hir compare: {method}, seed {seed}")
             with PeakMemory() as memory:
                 began = time.perf_counter()
@@ -124,20 +147,23 @@ def run_comparison(
                     # as every method's iteration 0.
                     instruction = run_settings.correct_instruction or task.correct_instruction
                     result = evaluate_with_config(
-                        load_policy(start_model), task, run_settings, instruction
+                        load_start(start_model), task, run_settings, instruction
                     )
                     history = [{"iteration": 0, "accuracy": result.accuracy,
                                 "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
                 else:
                     trainer_class, config = method_config(method, settings, seed, output_dir)
                     extra = {"ptx_pairs": begin.pretraining_pairs} if method == "ppo-ptx" else {}
-                    trainer_class(str(start_model), task, config, **extra).train()
+                    trainer_class(load_start(start_model), task, config, **extra).train()
                     history = [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
                                for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")]  # fmt: skip
                 seconds = time.perf_counter() - began
-            runs.append({"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"],
-                         "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
-                         "peak_rss_mib": memory.peak_mib, "history": history})  # fmt: skip
+            run = {"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"],
+                   "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
+                   "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
+            atomic_write_json(record_path, run)  # written last: the run is finished
+            runs.append(run)
+            write_comparison(output_dir, summarize(runs, methods), runs, settings, seeds)
     table = summarize(runs, methods)
     write_comparison(output_dir, table, runs, settings, seeds)
     return {"table": table, "runs": runs}
@@ -147,6 +173,8 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
         accuracies = [r["final_accuracy"] for r in mine]
         scores = [r.get("final_mean_score", r["final_accuracy"]) for r in mine]
         rows.append({

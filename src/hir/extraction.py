@@ -30,15 +30,36 @@ NAMED = ("none", "option", "number", "first_line")
 _NUMBER_WORDS = {
     word: value
     for value, word in enumerate(
-        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
     )
 }
 _NUMBER = re.compile(r"\b(\d+|" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*", re.IGNORECASE)
 _LETTER_IN_PARENS = re.compile(r"\(([A-Z])\)")
-_LETTER_ALONE = re.compile(
-    r"(?:^|answer\s*(?:is|:)\s*|option\s+)([A-Z])(?:[).:]|\s|$)", re.IGNORECASE
-)
+_LETTER_FIRST = re.compile(r"^([A-Z])(?:[).:]|$)")  # "B) red", "B.", "B"
+_LETTER_NAMED = re.compile(r"(?i:answer\s*(?:is|:)|option)\s*([A-Z])\b")  # "Answer: B"
 
 
 def no_extraction(output: str, example: Example) -> str:
@@ -48,13 +69,12 @@ def no_extraction(output: str, example: Example) -> str:
 def option_letter(output: str, example: Example) -> str:
     """ "(C)" from "The correct answer is (C).", "C) ...", "Answer: C" or the text of one option
     (the options are `example.meta["options"]` where the task keeps them)."""
-    found = _LETTER_IN_PARENS.search(output)
-    if found:
-        return f"({found.group(1)})"
-    found = _LETTER_ALONE.search(output.strip())
-    if found and found.group(1).isupper():
-        return f"({found.group(1)})"
     options = example.meta.get("options", ())
+    valid = {chr(65 + i) for i in range(len(options))} if options else None
+    for pattern in (_LETTER_IN_PARENS, _LETTER_FIRST, _LETTER_NAMED):
+        found = pattern.search(output.strip())
+        if found and (valid is None or found.group(1) in valid):
+            return f"({found.group(1)})"
     text = output.lower()
     named = [i for i, option in enumerate(options) if str(option).lower().rstrip(".") in text]
     if len(named) == 1:

@@ -94,6 +94,7 @@ class Policy:
         # The token that ends an output: the end-of-turn token under a chat template.
         self.end_token_id = end_of_turn_id(tokenizer) if self.chat else tokenizer.eos_token_id
         self.completion_prefix = "" if self.chat else self.plain_completion_prefix
+        self.source = ""  # the name or path it was loaded by, when `load_policy` loaded it
 
     @property
     def device(self) -> torch.device:
@@ -211,8 +212,14 @@ class Policy:
 
     def load_weights(self, folder: str | os.PathLike) -> None:
         """Load the weights `save_pretrained` wrote to `folder` into this policy's model in
-        place (e.g. a checkpoint's), keeping its device and dtype."""
-        load_weights_into(self.model, Path(folder))
+        place (e.g. a checkpoint's), keeping its device and dtype. For a LoRA model, the
+        adapter's weights."""
+        from hir.adapters import is_adapted, load_adapter_weights
+
+        if is_adapted(self.model):
+            load_adapter_weights(self.model, Path(folder))
+        else:
+            load_weights_into(self.model, Path(folder))
 
     def logits_for(
         self,
@@ -300,8 +307,12 @@ class Policy:
             rows.append(tuple(row[: row.index(eos) + 1] if eos in row else row))
         return rows
 
-    def save(self, path: str | os.PathLike) -> None:
-        self.model.save_pretrained(path)
+    def save(self, path: str | os.PathLike, merge: bool = True) -> None:
+        """An ordinary model folder; a LoRA adapter is merged into the weights (unless
+        `merge=False`, which writes the adapter alone)."""
+        from hir.adapters import merged_model
+
+        (merged_model(self.model) if merge else self.model).save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
 
@@ -637,7 +648,11 @@ def describe_model(model: str | os.PathLike | Policy | PreTrainedModel) -> str:
     """What a run records as its model: the name or path it was given, else the loaded model's
     `name_or_path`."""
     if isinstance(model, Policy):
+        if model.source:
+            return model.source
         model = model.model
+    if hasattr(model, "get_base_model"):  # a peft model
+        model = model.get_base_model()
     if isinstance(model, PreTrainedModel):
         return str(getattr(model, "name_or_path", "") or type(model).__name__)
     return str(model)
@@ -676,4 +691,6 @@ def load_policy(
             + suggest_builtin(name)
         ) from exc
     model.to(resolve_device(device))
-    return wrap_policy(model, tokenizer, prompt_format=prompt_format, **kwargs)
+    policy = wrap_policy(model, tokenizer, prompt_format=prompt_format, **kwargs)
+    policy.source = str(name_or_path)
+    return policy

@@ -22,9 +22,11 @@ from hir.errors import HIRError
 CORRECT_INSTRUCTION = "Solve the question with correct answer."
 WRONG_INSTRUCTION = "Solve the question with wrong answer."
 PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}\nA:"
-# The user turn of a chat-formatted model: the same text without the "A:" cue, since the
-# chat template itself opens the assistant's turn.
-CHAT_PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}"
+# The user turn of a chat-formatted model: the question, then the instruction (with its answer
+# hint), as a user would ask; the chat template itself opens the assistant's turn. (On
+# SmolLM2-135M-Instruct this order gave well-formed numbers on object_counting where the
+# paper's order gave 68%: benchmarks/premise.py.)
+CHAT_PROMPT_TEMPLATE = "{query}\n\n{instruction}"
 AUTO = "auto"
 SPLITS = ("train", "validation", "test")
 

@@ -21,6 +21,7 @@ train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces its CE `loss(ba
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Sequence
@@ -270,8 +271,11 @@ class OnlineTrainer:
         print(f"hir: resumed from {folder} (iteration {self.history[-1]['iteration']})")
 
     def _run_record(self) -> dict:
+        scope = getattr(self.policy, "training_scope", None)
         return {"method": self.method, "model": self.model_source, "task": self.task.name,
-                **self.config.to_dict()}  # fmt: skip
+                "prompt_format": "chat" if self.policy.chat else "plain",
+                "training_scope": dataclasses.asdict(scope) if scope else "all weights",
+                "answer_extraction": str(self.task.extraction), **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
         best = max(self.history, key=lambda r: r["accuracy"])

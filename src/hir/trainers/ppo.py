@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hir.adapters import is_adapted, reference_context
 from hir.errors import HIRError
 from hir.fileio import read_jsonl_objects
 from hir.losses import (
@@ -112,10 +113,14 @@ class PPOTrainer(OnlineTrainer):
         self.reward_fn = reward_fn  # default: the feedback scores
         disable_dropout(self.policy.model)
         # The reference and the value model start as copies of the starting policy (a resume
-        # restores the policy's and the value model's weights after this, in `restore`).
-        self.reference = wrap_policy(
-            copy.deepcopy(self.policy.model).eval().requires_grad_(False), self.policy.tokenizer
-        )
+        # restores the policy's and the value model's weights after this, in `restore`). With a
+        # LoRA adapter the reference is the same network with the adapter off: no second copy.
+        self.reference = None
+        if not is_adapted(self.policy.model):
+            self.reference = wrap_policy(
+                copy.deepcopy(self.policy.model).eval().requires_grad_(False),
+                self.policy.tokenizer,
+            )
         value_model = ScalarHeadModel(self.policy, zero_init=True).to(self.accelerator.device)
         value_optimizer = torch.optim.AdamW(value_model.parameters(), lr=config.learning_rate)
         self.value_model, self.value_optimizer = self.accelerator.prepare(
@@ -189,7 +194,11 @@ class PPOTrainer(OnlineTrainer):
         batch = self.policy.encode_ids(self.policy.prompt_ids(prompts), output_ids)
         batch = batch.to(self.accelerator.device)
         logp, mask = self._logprobs(self.policy, batch, self.model)
-        ref_logp, _ = self._logprobs(self.reference, batch)
+        if self.reference is None:
+            with reference_context(self.accelerator.unwrap_model(self.model)):
+                ref_logp, _ = self._logprobs(self.policy, batch, self.model)
+        else:
+            ref_logp, _ = self._logprobs(self.reference, batch)
         mask = mask.float()
         values = self.value_model(batch)[0] * mask
         scores = scores.to(logp.device)
