@@ -67,15 +67,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--fresh", action="store_true", help="forget cases measured before")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case is not None:
         print("RESULT " + json.dumps(run_case(args)))
         return 0
-    rows = []
+    # Each case is appended as it finishes, and a rerun skips the cases already measured
+    # (--fresh starts over): a long benchmark survives an interruption.
+    partial = Path("benchmarks/results/real_model.partial.jsonl")
+    if args.fresh:
+        partial.unlink(missing_ok=True)
+    rows = (
+        [json.loads(line) for line in partial.read_text().splitlines()] if partial.is_file() else []
+    )
     for name, scope in CASES.items():
         for shared in (False, True):
+            if any(r["case"] == name and r["shared prompts"] == shared for r in rows):
+                continue
             command = [sys.executable, __file__, "--case", json.dumps(scope), "--model", args.model,
                        "--task", args.task, "--queries", str(args.queries), "--samples", str(args.samples),
                        "--tokens", str(args.tokens), "--batch_size", str(args.batch_size)]  # fmt: skip
@@ -86,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             result = json.loads(output.split("RESULT ", 1)[1])
             rows.append({"case": name, "shared prompts": shared, **result})
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
             print(f"done: {name}, shared={shared}", file=sys.stderr, flush=True)
     base = rows[0]
     for row in rows:
@@ -98,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.samples} samples of <= {args.tokens} tokens, batch {args.batch_size}")  # fmt: skip
     print_table(title, columns, [[row[c] for c in columns] for row in rows])
     write_json("real_model", {"rows": rows, "settings": vars(args)})
+    partial.unlink()
     return 0
 
 

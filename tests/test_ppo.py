@@ -41,7 +41,7 @@ def test_ppo_works_for_t5_and_its_reference_stays_the_start_after_resume(tiny_t5
         tiny_t5_dir, task, _config(tiny_t5_dir, tmp_path, iterations=1, kl_coef=0.05)
     ).train()
     resumed = PPOTrainer(
-        tiny_t5_dir, task, _config(tiny_t5_dir, tmp_path, iterations=2, resume=True)
+        tiny_t5_dir, task, _config(tiny_t5_dir, tmp_path, iterations=2, kl_coef=0.05, resume=True)
     )
     assert resumed.train()["iterations"] == 2
     start = load_policy(tiny_t5_dir)

@@ -81,7 +81,15 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = scope.lora_target_modules
-    target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    if targets == "all-linear" and scope.train_last_layers:
+        # peft cannot combine "all-linear" with a layer subset: name the layers' linears.
+        layers = transformer_layers(model)[1]
+        target_modules = sorted({n.rsplit(".", 1)[-1] for n, m in layers.named_modules()
+                                 if type(m).__name__ in ("Linear", "Conv1D")})  # fmt: skip
+    elif targets == "all-linear":
+        target_modules = targets
+    else:
+        target_modules = [t.strip() for t in targets.split(",")]
     config = LoraConfig(
         r=scope.lora_r,
         lora_alpha=scope.lora_alpha,
@@ -92,10 +100,10 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
         layers_pattern=layers_pattern if scope.train_last_layers else None,
     )
     try:
-        return get_peft_model(model, config)
+        return get_peft_model(model, config)  # (LoraConfig's own checks raise above: peft bugs)
     except ValueError as exc:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                        if isinstance(m, torch.nn.Linear)})  # fmt: skip
+                        if type(m).__name__ in ("Linear", "Conv1D")})  # fmt: skip
         raise HIRError(
             f"--lora_target_modules {targets!r} matches no layer of this model "
             f"({str(exc).splitlines()[0][:120]}); its linear layers are named: {', '.join(names)}"

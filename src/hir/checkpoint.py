@@ -5,6 +5,7 @@ previous checkpoint or the new one, complete."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -63,7 +64,10 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     write_contents(staging)
-    atomic_write_json(staging / "COMPLETE.json", {"iteration": iteration})
+    # Written last: what every file must be, so that a resume can tell a damaged checkpoint.
+    atomic_write_json(
+        staging / "COMPLETE.json", {"iteration": iteration, "files": manifest(staging)}
+    )
     if final.exists():  # the same iteration done again after a resume
         stale = root / f".stale-{final.name}"
         shutil.rmtree(stale, ignore_errors=True)
@@ -73,6 +77,39 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def manifest(folder: Path) -> dict[str, dict]:
+    """Size and sha256 of every file in `folder`, and the line count of its JSONL files."""
+    from hir.model_sources import file_sha256
+
+    entries = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        entry = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        if path.suffix == ".jsonl":
+            entry["lines"] = sum(1 for line in path.read_bytes().splitlines() if line.strip())
+        entries[str(path.relative_to(folder))] = entry
+    return entries
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why `folder` is not an intact checkpoint (a file missing, cut or changed since it was
+    written), or None. Checkpoints written before manifests existed are taken as they are."""
+    try:
+        recorded = json.loads((folder / "COMPLETE.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "its COMPLETE.json is missing or unreadable"
+    from hir.model_sources import file_sha256
+
+    for name, entry in recorded.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != entry["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, {entry['bytes']} were written"
+        if file_sha256(path) != entry["sha256"]:
+            return f"{name} changed since it was written (sha256 differs)"
+    return None
 
 
 def list_checkpoints(root: Path) -> list[Path]:

@@ -42,8 +42,15 @@ def read_jsonl_objects(path: str | os.PathLike, what: str) -> list[tuple[int, di
     if not Path(path).is_file():
         raise HIRError(f"{what} file {str(path)!r} does not exist")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HIRError(
+                    f"{path} line {number} is not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); save the file as UTF-8"
+                ) from exc
             if not line.strip():
                 continue
             try:
@@ -61,3 +68,14 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def remove_stale_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the `.NAME.*.tmp` files that an atomic write killed mid-way left in `folder`
+    (never the file it was replacing); returns what was removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -126,6 +126,13 @@ class Task:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise HIRError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         self._split_cache: dict[str, list[int]] | None = None
+        ids = [e.id for e in self.examples]
+        if len(set(ids)) < len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})[:3]
+            raise HIRError(
+                f"task {self.name!r} has examples that share an id ({', '.join(map(repr, repeated))}); "
+                "ids must be unique, since samples are matched to their query by id"
+            )
         from hir.extraction import make_extractor  # (it imports this module)
 
         # Built now, so that a bad regex or function name fails at load, not mid-run.
@@ -194,7 +201,7 @@ class Task:
                 f"{type(exc).__name__}: {exc} (task {self.name!r}, example {example.id!r}); "
                 "fix the function so it returns a score for every output"
             ) from exc
-        if not isinstance(value, (bool, int, float, np.number)):
+        if not isinstance(value, (bool, int, float, np.number, np.bool_)):
             raise HIRError(
                 f"feedback function {_callable_name(self.feedback)} returned "
                 f"{type(value).__name__} {value!r} for example {example.id!r}; "

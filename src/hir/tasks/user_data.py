@@ -26,6 +26,7 @@ def examples_from_records(
     answer_field: str = "answer",
 ) -> list[Example]:
     examples = []
+    first_record_of: dict[str, int] = {}
     for index, record in enumerate(records):
         for field_name in (query_field, answer_field):
             if field_name not in record:
@@ -35,13 +36,28 @@ def examples_from_records(
                     f"--query-field / --answer-field"
                 )
         answer = record[answer_field]
-        forms = [str(a) for a in answer] if isinstance(answer, (list, tuple)) else [str(answer)]
+        forms = list(answer) if isinstance(answer, (list, tuple)) else [answer]
         if not forms:
             raise HIRError(f"{source}: record {index} has an empty {answer_field!r} list")
+        for form in (record[query_field], *forms):
+            # str() would turn null into "None" and an object into its repr: train on neither.
+            if form is None or isinstance(form, (dict, list)):
+                raise HIRError(
+                    f"{source}: record {index} has {json_type(form)} as its query or answer; "
+                    "give text or numbers (an answer may be a list of accepted forms)"
+                )
+        forms = [str(form) for form in forms]
+        example_id = str(record.get("id", index))
+        if example_id in first_record_of:
+            raise HIRError(
+                f"{source}: records {first_record_of[example_id]} and {index} share the id "
+                f"{example_id!r}; ids must be unique (drop the 'id' field to number records)"
+            )
+        first_record_of[example_id] = index
         extra = {k: v for k, v in record.items() if k not in (query_field, answer_field)}
         examples.append(
             Example(
-                id=str(record.get("id", index)),
+                id=example_id,
                 query=str(record[query_field]),
                 target=forms[0],
                 accepted=tuple(forms[1:]),
@@ -99,4 +115,10 @@ def task_from_dataset(
         examples=examples_from_records(dataset, name, query_field, answer_field),
         feedback=exact_match_any,
         description=f"user data {name}",
+    )
+
+
+def json_type(value) -> str:
+    return {type(None): "null", dict: "an object", list: "a list"}.get(
+        type(value), type(value).__name__
     )

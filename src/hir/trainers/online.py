@@ -22,7 +22,9 @@ train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces its CE `loss(ba
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from transformers import PreTrainedModel, get_scheduler
 from hir.buffer import ReplayBuffer
 from hir.checkpoint import (
     capture_rng,
-    latest_checkpoint,
+    checkpoint_problem,
     list_checkpoints,
     load_training_state,
     remove_run_files,
@@ -47,7 +49,12 @@ from hir.checkpoint import (
 )
 from hir.errors import HIRError
 from hir.evaluate import evaluate
-from hir.fileio import atomic_write_json, atomic_write_jsonl, read_jsonl
+from hir.fileio import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_jsonl,
+    remove_stale_temporary_files,
+)
 from hir.losses import label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
 from hir.parallel import on_shares
@@ -67,6 +74,13 @@ class TrainItem:
     example: Example
     instruction: str
     output: str
+
+
+# Settings a resumed run may change: they do not alter what the run computes.
+RESUMABLE_CHANGES = frozenset({
+    "iterations", "resume", "overwrite_output_dir", "output_dir", "report_to", "log_samples",
+    "keep_checkpoints", "eval_batch_size", "sampling_batch_size", "device",
+})  # fmt: skip
 
 
 class OnlineTrainer:
@@ -109,6 +123,11 @@ class OnlineTrainer:
         self.train_examples = self.task.split("train")
         if not self.train_examples:
             raise HIRError(f"task {self.task.name} has no training examples")
+        if not self.task.split(config.eval_split):
+            raise HIRError(
+                f"task {self.task.name} has no {config.eval_split} examples to evaluate on: "
+                "set --validation_fraction (e.g. 0.2) or choose another --eval_split"
+            )
         self.examples_by_id = {e.id: e for e in self.train_examples}
         # Every process holds the whole buffer (to build the same batches); one writes it.
         retention = getattr(config, "buffer_retention", "all")
@@ -156,6 +175,8 @@ class OnlineTrainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def train(self) -> dict:
+        if self.accelerator.is_main_process and self.output_dir.is_dir():
+            remove_stale_temporary_files(self.output_dir)  # left by a write killed mid-way
         if self.config.resume:
             self._resume_from_latest()
         elif self.config.overwrite_output_dir and self.accelerator.is_main_process:
@@ -245,13 +266,44 @@ class OnlineTrainer:
             )
 
     def _resume_from_latest(self) -> None:
-        folder = latest_checkpoint(self.output_dir / "checkpoints")
-        if folder is None:
+        """Resume from the newest checkpoint that verifies; say which were skipped and why."""
+        checkpoints = list_checkpoints(self.output_dir / "checkpoints")
+        if not checkpoints:
             print(
                 f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning"
             )
             return
-        self.restore(folder)
+        self._refuse_changed_settings()
+        for folder in reversed(checkpoints):
+            problem = checkpoint_problem(folder)
+            if problem is None:
+                try:
+                    self.restore(folder)
+                    return
+                except (OSError, ValueError, RuntimeError, KeyError, HIRError) as exc:
+                    problem = f"it cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})"
+            print(f"hir: skipping checkpoint {folder.name}: {problem}", file=sys.stderr)
+        raise HIRError(
+            f"no intact checkpoint in {self.output_dir / 'checkpoints'} (all failed their checks, "
+            "see above); start over with --overwrite_output_dir"
+        )
+
+    def _refuse_changed_settings(self) -> None:
+        """A resume continues the same run: the settings that define it must not change."""
+        path = self.output_dir / "config.json"
+        if not path.is_file():
+            return
+        saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+        current = json.loads(json.dumps(self._run_record(), default=str))
+        changed = [k for k, v in current.items()
+                   if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v]  # fmt: skip
+        if changed:
+            name = changed[0]
+            raise HIRError(
+                f"--resume with a different {name} ({saved[name]!r} in {path}, now "
+                f"{current[name]!r}): a resume must continue the same run; change it back, or "
+                "start a new run in another --output_dir"
+            )
 
     def restore(self, folder: str | Path) -> None:
         """Continue from a checkpoint: the policy's weights, optimizer and scheduler, every RNG
@@ -274,8 +326,8 @@ class OnlineTrainer:
         scope = getattr(self.policy, "training_scope", None)
         return {"method": self.method, "model": self.model_source, "task": self.task.name,
                 "prompt_format": "chat" if self.policy.chat else "plain",
-                "training_scope": dataclasses.asdict(scope) if scope else "all weights",
-                "answer_extraction": str(self.task.extraction), **self.config.to_dict()}  # fmt: skip
+                "training_scope": "all weights" if scope is None or scope.is_full else dataclasses.asdict(scope),
+                "answer_extraction": _spec_name(self.task.extraction), **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
         best = max(self.history, key=lambda r: r["accuracy"])
@@ -345,3 +397,10 @@ def resolve_mixed_precision(setting: str) -> str:
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _spec_name(spec) -> str:
+    """A setting that may be a callable, as text that is the same in every run."""
+    if callable(spec):
+        return f"{getattr(spec, '__module__', '?')}:{getattr(spec, '__qualname__', repr(spec))}"
+    return str(spec)

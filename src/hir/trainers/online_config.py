@@ -11,7 +11,10 @@ field is checked on construction, so a bad value fails before anything runs.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
+
+import torch
 
 from hir.errors import HIRError
 
@@ -126,6 +129,14 @@ class RunConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (not (self.resume and self.overwrite_output_dir),
              "resume and overwrite_output_dir exclude each other: choose one"),
+            (not _unknown_trackers(self.report_to),
+             f"report_to names unknown trackers {_unknown_trackers(self.report_to)}: use a "
+             f"comma-separated list of {', '.join(TRACKERS)}"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|xpu", self.device) is not None,
+             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
+            (not self.device.startswith("cuda") or torch.cuda.is_available(),
+             f"device {self.device} was asked for, but torch sees no CUDA GPU here; use "
+             "--device cpu (or auto)"),
         ]  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -182,6 +193,14 @@ class SupervisedFields:
             (self.epochs_per_iteration >= 1, "epochs_per_iteration must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
         ]
+
+
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive",
+            "trackio", "all")  # fmt: skip
+
+
+def _unknown_trackers(report_to: str) -> list[str]:
+    return [n.strip() for n in report_to.split(",") if n.strip() and n.strip() not in TRACKERS]
 
 
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
