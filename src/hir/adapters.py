@@ -5,8 +5,8 @@ adapter (through peft), optionally on the last k layers only.
     apply_training_scope(policy, TrainingScope(lora_r=8, train_last_layers=4))
 
 With LoRA the policy's model becomes a `peft.PeftModel`: checkpoints hold the adapter only,
-`Policy.load_weights` loads one back, `reference_model` is the base model with the adapter
-switched off (no second copy), and `merged_model` folds the adapter into ordinary weights.
+`Policy.load_weights` loads one back, `reference_context` runs the base model with the
+adapter switched off (no second copy), and `merged_model` folds the adapter into ordinary weights.
 """
 
 from __future__ import annotations
@@ -83,9 +83,7 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
     targets = scope.lora_target_modules
     if targets == "all-linear" and scope.train_last_layers:
         # peft cannot combine "all-linear" with a layer subset: name the layers' linears.
-        layers = transformer_layers(model)[1]
-        target_modules = sorted({n.rsplit(".", 1)[-1] for n, m in layers.named_modules()
-                                 if type(m).__name__ in ("Linear", "Conv1D")})  # fmt: skip
+        target_modules = linear_layer_names(transformer_layers(model)[1])
     elif targets == "all-linear":
         target_modules = targets
     else:
@@ -102,12 +100,17 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
     try:
         return get_peft_model(model, config)  # (LoraConfig's own checks raise above: peft bugs)
     except ValueError as exc:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                        if type(m).__name__ in ("Linear", "Conv1D")})  # fmt: skip
         raise HIRError(
             f"--lora_target_modules {targets!r} matches no layer of this model "
-            f"({str(exc).splitlines()[0][:120]}); its linear layers are named: {', '.join(names)}"
+            f"({str(exc).splitlines()[0][:120]}); its linear layers are named: "
+            f"{', '.join(linear_layer_names(model))}"
         ) from exc
+
+
+def linear_layer_names(module: torch.nn.Module) -> list[str]:
+    """The distinct last names of the linear layers under `module` (GPT-2's are Conv1D)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in module.named_modules()
+                   if type(m).__name__ in ("Linear", "Conv1D")})  # fmt: skip
 
 
 def is_adapted(model) -> bool:

@@ -56,7 +56,7 @@ def export_model(run_or_checkpoint: str | Path, output_dir: str | Path, merge: b
     else:
         ignore = shutil.ignore_patterns(
             "training_state.pt", "value_state.pt", "buffer.jsonl", "history.jsonl",
-            "COMPLETE.json", "MANIFEST.json",
+            "COMPLETE.json",
         )  # fmt: skip
         shutil.copytree(source, staging, ignore=ignore)
     if output_dir.exists():

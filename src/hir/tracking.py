@@ -25,6 +25,14 @@ _CONSOLE = [
 ]
 
 
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive",
+            "trackio", "all")  # fmt: skip
+
+
+def unknown_trackers(report_to: str) -> list[str]:
+    return [name for name in parse_report_to(report_to) if name not in TRACKERS]
+
+
 def parse_report_to(report_to: str) -> list[str]:
     names = [n.strip() for n in report_to.split(",") if n.strip()]
     return [] if names in ([], ["none"]) else names

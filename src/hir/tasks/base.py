@@ -156,7 +156,7 @@ class Task:
         answer = self._extractor(output, example)
         if not isinstance(answer, str):
             raise HIRError(
-                f"answer extractor {_callable_name(self._extractor)} returned "
+                f"answer extractor {callable_name(self._extractor)} returned "
                 f"{type(answer).__name__} for example {example.id!r}; it must return a string"
             )
         return answer
@@ -197,26 +197,27 @@ class Task:
             value = self.feedback(answer, example)
         except Exception as exc:  # noqa: BLE001 - user code; report it in one line
             raise HIRError(
-                f"feedback function {_callable_name(self.feedback)} raised "
+                f"feedback function {callable_name(self.feedback)} raised "
                 f"{type(exc).__name__}: {exc} (task {self.name!r}, example {example.id!r}); "
                 "fix the function so it returns a score for every output"
             ) from exc
         if not isinstance(value, (bool, int, float, np.number, np.bool_)):
             raise HIRError(
-                f"feedback function {_callable_name(self.feedback)} returned "
+                f"feedback function {callable_name(self.feedback)} returned "
                 f"{type(value).__name__} {value!r} for example {example.id!r}; "
                 "it must return a number in [0, 1] (1.0 = correct)"
             )
         value = float(value)
         if math.isnan(value) or not 0.0 <= value <= 1.0:
             raise HIRError(
-                f"feedback function {_callable_name(self.feedback)} returned {value} for example "
+                f"feedback function {callable_name(self.feedback)} returned {value} for example "
                 f"{example.id!r}; scores must lie in [0, 1] (1.0 = correct)"
             )
         return value
 
 
-def _callable_name(fn: Callable) -> str:
+def callable_name(fn: Callable) -> str:
+    """`module:qualname`: how messages and run records name a user's function."""
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or repr(fn)
     return f"{module}:{name}" if module else name

@@ -62,6 +62,7 @@ from hir.report import plot_accuracy
 from hir.runinfo import library_versions
 from hir.sampling import sample_outputs
 from hir.tasks import Example, Task, load_task
+from hir.tasks.base import callable_name
 from hir.tracking import RunLogger, parse_report_to
 from hir.trainers.epochs import train_epochs
 from hir.trainers.online_config import RunConfig, SamplingConfig
@@ -324,10 +325,11 @@ class OnlineTrainer:
 
     def _run_record(self) -> dict:
         scope = getattr(self.policy, "training_scope", None)
+        extraction = self.task.extraction
         return {"method": self.method, "model": self.model_source, "task": self.task.name,
                 "prompt_format": "chat" if self.policy.chat else "plain",
                 "training_scope": "all weights" if scope is None or scope.is_full else dataclasses.asdict(scope),
-                "answer_extraction": _spec_name(self.task.extraction), **self.config.to_dict()}  # fmt: skip
+                "answer_extraction": callable_name(extraction) if callable(extraction) else extraction, **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
         best = max(self.history, key=lambda r: r["accuracy"])
@@ -397,10 +399,3 @@ def resolve_mixed_precision(setting: str) -> str:
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-
-
-def _spec_name(spec) -> str:
-    """A setting that may be a callable, as text that is the same in every run."""
-    if callable(spec):
-        return f"{getattr(spec, '__module__', '?')}:{getattr(spec, '__qualname__', repr(spec))}"
-    return str(spec)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from hir.errors import HIRError
+from hir.tracking import TRACKERS, unknown_trackers
 
 
 def _help(text: str) -> dict:
@@ -129,8 +130,8 @@ class RunConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
             (not (self.resume and self.overwrite_output_dir),
              "resume and overwrite_output_dir exclude each other: choose one"),
-            (not _unknown_trackers(self.report_to),
-             f"report_to names unknown trackers {_unknown_trackers(self.report_to)}: use a "
+            (not unknown_trackers(self.report_to),
+             f"report_to names unknown trackers {unknown_trackers(self.report_to)}: use a "
              f"comma-separated list of {', '.join(TRACKERS)}"),
             (re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|xpu", self.device) is not None,
              f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
@@ -193,14 +194,6 @@ class SupervisedFields:
             (self.epochs_per_iteration >= 1, "epochs_per_iteration must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
         ]
-
-
-TRACKERS = ("none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive",
-            "trackio", "all")  # fmt: skip
-
-
-def _unknown_trackers(report_to: str) -> list[str]:
-    return [n.strip() for n in report_to.split(",") if n.strip() and n.strip() not in TRACKERS]
 
 
 _TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
