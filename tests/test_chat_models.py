@@ -204,6 +204,17 @@ def test_lora_trains_the_adapter_only_and_resumes_exactly(tiny_llama_chat_dir, t
     assert accuracies[0] == accuracies[1]
 
 
+def test_the_seed_decides_the_adapters_initial_weights(tiny_llama_chat_dir, tmp_path):
+    def initial_adapter(seed):
+        policy = apply_training_scope(chat_policy(tiny_llama_chat_dir), LORA)
+        HIRTrainer(policy, TASK, HIRConfig(output_dir=str(tmp_path / str(seed)), **{**QUICK, "seed": seed}))  # fmt: skip
+        return {n: p.clone() for n, p in policy.model.named_parameters() if "lora_A" in n}
+
+    first, again, other = initial_adapter(0), initial_adapter(0), initial_adapter(1)
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not any(torch.equal(first[n], other[n]) for n in first)
+
+
 def test_merged_export_is_an_ordinary_model_with_the_adapters_outputs(
     tiny_llama_chat_dir, tmp_path
 ):

@@ -29,10 +29,12 @@ class TrainingScope:
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"
     train_last_layers: int = 0  # 0: every layer
+    # Keep the frozen layers' activations (decoder-only, last-k training); 0 turns it off.
+    activation_cache_mb: int = 2048
 
     def __post_init__(self) -> None:
-        if self.lora_r < 0 or self.train_last_layers < 0:
-            raise HIRError("--lora_r and --train_last_layers must be >= 0 (0 turns them off)")
+        if self.lora_r < 0 or self.train_last_layers < 0 or self.activation_cache_mb < 0:
+            raise HIRError("--lora_r, --train_last_layers and --activation_cache_mb must be >= 0 (0 turns them off)")  # fmt: skip
         if not 0.0 <= self.lora_dropout < 1.0:
             raise HIRError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
@@ -74,6 +76,13 @@ def apply_training_scope(policy, scope: TrainingScope):
             is_final_norm = module_name.endswith(("norm", "ln_f", "final_layer_norm"))
             if is_final_norm and not module_name.startswith(name):
                 module.requires_grad_(True)
+    if k and k < len(layers) and scope.activation_cache_mb and not policy.is_encoder_decoder:
+        from hir.frozen_layers import FrozenLayerCache
+
+        policy.frozen_cache = FrozenLayerCache(
+            policy.model, transformer_layers(policy.model)[1], len(layers) - k,
+            scope.activation_cache_mb,
+        )
     return policy
 
 
@@ -105,6 +114,18 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
             f"({str(exc).splitlines()[0][:120]}); its linear layers are named: "
             f"{', '.join(linear_layer_names(model))}"
         ) from exc
+
+
+def initialize_adapter(model) -> None:
+    """Draw a LoRA adapter's initial weights (A random, B zero) from the global torch RNG, as
+    peft does when it wraps the model: called after the run's seed is set, so that the seed
+    decides them. Nothing happens to a model without an adapter."""
+    if not is_adapted(model):
+        return
+    for module in model.modules():
+        if hasattr(module, "reset_lora_parameters") and hasattr(module, "lora_A"):
+            for name in module.lora_A:
+                module.reset_lora_parameters(name, model.peft_config[name].init_lora_weights)
 
 
 def linear_layer_names(module: torch.nn.Module) -> list[str]:

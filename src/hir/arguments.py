@@ -36,12 +36,17 @@ class ModelArguments:
         default=0,
         metadata=_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
     )  # fmt: skip
+    activation_cache_mb: int = field(
+        default=2048,
+        metadata=_help("with --train_last_layers: memory for the frozen layers' activations, computed once per sequence (0: recompute every step)"),
+    )  # fmt: skip
 
     def training_scope(self):
         from hir.adapters import TrainingScope
 
         return TrainingScope(self.lora_r, self.lora_alpha, self.lora_dropout,
-                             self.lora_target_modules, self.train_last_layers)  # fmt: skip
+                             self.lora_target_modules, self.train_last_layers,
+                             self.activation_cache_mb)  # fmt: skip
 
     def load_policy(self, device: str | None = None):
         """The starting policy: loaded, in its prompt format, with its training scope."""

@@ -12,6 +12,7 @@ Everything downstream (sampling, losses, trainers, evaluation) talks to a `Polic
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging as hf_logging
 
 from hir.errors import HIRError
+from hir.frozen_layers import FrozenLayerCache
 from hir.losses import IGNORE_INDEX
 
 
@@ -95,6 +97,8 @@ class Policy:
         self.end_token_id = end_of_turn_id(tokenizer) if self.chat else tokenizer.eos_token_id
         self.completion_prefix = "" if self.chat else self.plain_completion_prefix
         self.source = ""  # the name or path it was loaded by, when `load_policy` loaded it
+        # Set by `apply_training_scope` when the lower layers are frozen (decoder-only models).
+        self.frozen_cache: FrozenLayerCache | None = None
 
     @property
     def device(self) -> torch.device:
@@ -220,6 +224,8 @@ class Policy:
             load_adapter_weights(self.model, Path(folder))
         else:
             load_weights_into(self.model, Path(folder))
+        if self.frozen_cache is not None:
+            self.frozen_cache.clear()
 
     def logits_for(
         self,
@@ -443,12 +449,24 @@ class CausalPolicy(Policy):
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         model = model if model is not None else self.model
+        if self.frozen_cache is not None and model is self.frozen_cache.model:
+            return self.frozen_cache.output_logits(model, batch, self._output_logits)
+        return self._output_logits(batch, model)
+
+    def _output_logits(
+        self, batch: EncodedBatch, model, prompt_pass=None, row_pass=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`prompt_pass` and `row_pass`: contexts around the forward pass over the distinct
+        prompts and over the rows (where `FrozenLayerCache` hands its activations over)."""
+        prompt_pass = prompt_pass or contextlib.nullcontext()
+        row_pass = row_pass or contextlib.nullcontext()
         if batch.prompt_inputs is not None:
-            return self._shared_prompt_logits(batch, model)
+            return self._shared_prompt_logits(batch, model, prompt_pass, row_pass)
         # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
         # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
         output_width = _output_width(batch.labels)
-        logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
+        with row_pass:
+            logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
         return logits[:, :-1], batch.labels[:, -output_width:]
 
     def output_hidden_states(
@@ -469,25 +487,27 @@ class CausalPolicy(Policy):
         return logits[:, :-1], batch.labels[:, 1:]
 
     def _shared_prompt_logits(
-        self, batch: EncodedBatch, model
+        self, batch: EncodedBatch, model, prompt_pass, row_pass
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run each distinct prompt once, copy its KV cache to the rows that continue it (the
         copies stay in the autograd graph, so gradients flow back to the one prompt pass), then
         run every row's continuation."""
         rows = batch.prompt_of_row
         prefix = batch.prompt_inputs
-        cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+        with prompt_pass:
+            cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_select_indices(rows)
         attention_mask = torch.cat(
             [prefix["attention_mask"][rows], batch.inputs["attention_mask"]], 1
         )
-        logits = model(
-            input_ids=batch.inputs["input_ids"],
-            attention_mask=attention_mask,
-            position_ids=batch.inputs["position_ids"],
-            past_key_values=cache,
-            use_cache=True,
-        ).logits
+        with row_pass:
+            logits = model(
+                input_ids=batch.inputs["input_ids"],
+                attention_mask=attention_mask,
+                position_ids=batch.inputs["position_ids"],
+                past_key_values=cache,
+                use_cache=True,
+            ).logits
         return logits[:, :-1], batch.labels
 
     def _generate_batch(

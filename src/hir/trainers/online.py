@@ -36,6 +36,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import PreTrainedModel, get_scheduler
 
+from hir.adapters import initialize_adapter
 from hir.buffer import ReplayBuffer
 from hir.checkpoint import (
     capture_rng,
@@ -80,7 +81,7 @@ class TrainItem:
 # Settings a resumed run may change: they do not alter what the run computes.
 RESUMABLE_CHANGES = frozenset({
     "iterations", "resume", "overwrite_output_dir", "output_dir", "report_to", "log_samples",
-    "keep_checkpoints", "eval_batch_size", "sampling_batch_size", "device",
+    "keep_checkpoints", "eval_batch_size", "sampling_batch_size", "device", "activation_cache_mb",
 })  # fmt: skip
 
 
@@ -119,6 +120,8 @@ class OnlineTrainer:
             project_dir=str(self.output_dir),
         )
         self.policy = as_policy(model, tokenizer, device=str(self.accelerator.device))
+        # peft drew the adapter's initial weights before the seed was known: draw them anew.
+        initialize_adapter(self.policy.model)
         # Answer extraction, format hint and prompt template as this model's format needs.
         self.task = self.task.for_format(self.policy.chat)
         self.train_examples = self.task.split("train")
@@ -325,10 +328,14 @@ class OnlineTrainer:
 
     def _run_record(self) -> dict:
         scope = getattr(self.policy, "training_scope", None)
+        trained = "all weights" if scope is None or scope.is_full else dataclasses.asdict(scope)
+        cache = self.policy.frozen_cache
+        if isinstance(trained, dict):  # a speed setting, recorded apart: a resume may change it
+            trained.pop("activation_cache_mb")
         extraction = self.task.extraction
         return {"method": self.method, "model": self.model_source, "task": self.task.name,
-                "prompt_format": "chat" if self.policy.chat else "plain",
-                "training_scope": "all weights" if scope is None or scope.is_full else dataclasses.asdict(scope),
+                "prompt_format": "chat" if self.policy.chat else "plain", "training_scope": trained,
+                "activation_cache_mb": cache.max_bytes // 2**20 if cache and cache.enabled else 0,
                 "answer_extraction": callable_name(extraction) if callable(extraction) else extraction, **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:

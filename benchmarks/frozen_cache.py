@@ -1,0 +1,109 @@
+"""Training speed with the frozen layers' activations kept (`--activation_cache_mb`, the
+default) against recomputing them every step (`--activation_cache_mb 0`), on a real pretrained
+model (default: SmolLM2-135M-Instruct, chat template) with the last 4 layers trained, with and
+without LoRA, prompts shared. HIR retrains its whole buffer every iteration, for
+`epochs_per_iteration` epochs: a sample's frozen layers run once, every later pass reuses them.
+Each case runs in its own process (its peak RSS is its own); ratios are against the same setup
+without the cache, measured in the same run.
+
+    python benchmarks/frozen_cache.py --bigbench_dir ../shared/bigbench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import print_table, write_json
+
+SCOPES = {
+    "last 4 layers": {"train_last_layers": 4},
+    "LoRA r=8, last 4 layers": {"lora_r": 8, "train_last_layers": 4},
+}
+
+
+def run_case(args) -> dict:
+    import torch
+
+    from hir.arguments import ModelArguments
+    from hir.tasks import load_task
+    from hir.trainers.hir import HIRConfig, HIRTrainer
+
+    torch.manual_seed(0)
+    scope = json.loads(args.case)
+    policy = ModelArguments(model=args.model, **scope).load_policy()
+    task = load_task(f"bigbench/{args.task}", bigbench_dir=args.bigbench_dir)
+    config = HIRConfig(
+        output_dir=tempfile.mkdtemp(prefix="hir-bench-cache-"), iterations=args.iterations,
+        seed=0, max_queries_per_iteration=args.queries, num_samples=args.samples,
+        max_new_tokens=args.tokens, batch_size=args.batch_size,
+        epochs_per_iteration=args.epochs, eval_limit=1, report_to="none", group_by_query=True,
+        learning_rate=1e-5,
+    )  # fmt: skip
+    HIRTrainer(policy, task, config).train()
+    history = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    trained = [h for h in history if h.get("train_items")]
+    cache = policy.frozen_cache
+    return {
+        "train_seconds": sum(h["train_items"] * args.epochs / h["train_examples_per_second"] for h in trained),  # fmt: skip
+        "last_iteration_examples_per_second": trained[-1]["train_examples_per_second"],
+        "final_accuracy": history[-1]["accuracy"],
+        "final_loss": trained[-1]["loss"],
+        "cache_hits": cache.hits if cache else 0,
+        "cache_misses": cache.misses if cache else 0,
+        "cache_mib": cache.bytes / 2**20 if cache else 0.0,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--task", default="logical_deduction_three_objects")
+    parser.add_argument("--bigbench_dir", default=None)
+    parser.add_argument("--queries", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case is not None:
+        print("RESULT " + json.dumps(run_case(args)))
+        return 0
+    rows = []
+    for name, scope in SCOPES.items():
+        for cache_mb in (0, 2048):
+            case = json.dumps({**scope, "activation_cache_mb": cache_mb})
+            command = [sys.executable, __file__, "--case", case, "--model", args.model,
+                       "--task", args.task, "--queries", str(args.queries),
+                       "--samples", str(args.samples), "--tokens", str(args.tokens),
+                       "--batch_size", str(args.batch_size), "--iterations", str(args.iterations),
+                       "--epochs", str(args.epochs)]  # fmt: skip
+            if args.bigbench_dir:
+                command += ["--bigbench_dir", args.bigbench_dir]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            rows.append({"case": name, "cache": bool(cache_mb), **json.loads(output.split("RESULT ", 1)[1])})  # fmt: skip
+            print(f"done: {name}, cache={bool(cache_mb)}", file=sys.stderr, flush=True)
+    for row in rows:
+        base = next(r for r in rows if r["case"] == row["case"] and not r["cache"])
+        row["training time x"] = base["train_seconds"] / row["train_seconds"]
+        row["memory x"] = row["peak_rss_mib"] / base["peak_rss_mib"]
+    columns = ["case", "cache", "train_seconds", "last_iteration_examples_per_second",
+               "cache_hits", "cache_misses", "cache_mib", "peak_rss_mib", "final_loss",
+               "training time x", "memory x"]  # fmt: skip
+    title = (f"HIR on {args.model}, {args.task}: {args.iterations} iterations x {args.epochs} "
+             f"epochs, {args.queries} queries x {args.samples} samples, batch {args.batch_size}")  # fmt: skip
+    print_table(title, columns, [[row[c] for c in columns] for row in rows])
+    write_json("frozen_cache", {"rows": rows, "settings": vars(args)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

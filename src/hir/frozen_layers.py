@@ -1,0 +1,211 @@
+"""Activations below the first trained layer, computed once per token sequence.
+
+When only the last k layers of a decoder-only model are trained (`--train_last_layers k`, with
+or without LoRA), the embeddings and the layers below never change: what enters the first
+trained layer at a position is a function of the tokens up to it. `FrozenLayerCache` keeps it,
+keyed by those tokens, so that the frozen layers run once per prompt (and once per sampled
+output) for the whole run instead of in every epoch's forward pass. Training then runs the
+frozen layers as stand-ins that hand over the kept activations, and only the trained layers
+compute.
+
+    (prompt, output) -- frozen layers, once per run --> kept --> trained layers, every step
+
+Activations are kept per whole token sequence (prompt then output), and a batch that runs its
+prompts once (shared prompts) takes the prompt's positions from them. A sample trained with the
+head of its output read as context (HIR's sub-output) is the same token sequence, cut
+elsewhere: it is served from the same entry. Each sequence is computed on its own (a batch of
+one, whole), so its numbers do not depend on which batch first needed it: a resumed run, whose
+cache starts empty, computes the same ones.
+
+The stand-ins imitate what a transformers decoder layer does (return the hidden states, grow
+the KV cache); the first use checks the result against the ordinary forward pass, and on any
+difference the cache switches itself off and says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from transformers import Cache
+
+# The first check compares logits of the cached and the ordinary forward pass.
+CHECK_TOLERANCE = 1e-3
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the last frozen layer has run: nothing above it is needed."""
+
+
+class _HandOver(torch.nn.Module):
+    """Stands in for frozen layer `index`: grows the KV cache by the query length as the real
+    layer would (the mask is sized from it; nothing reads the values), and returns either its
+    input unchanged or, for the last frozen layer, the kept activations."""
+
+    def __init__(self, index: int, output: torch.Tensor | None) -> None:
+        super().__init__()
+        self.index = index
+        self.output = output
+
+    def forward(self, hidden_states, *args, **kwargs):
+        # (GPT-2 passes the cache by position, Llama by name.)
+        cache = next((a for a in (*args, *kwargs.values()) if isinstance(a, Cache)), None)
+        if cache is not None:
+            placeholder = hidden_states.new_zeros(hidden_states.shape[0], 1, hidden_states.shape[1], 1)  # fmt: skip
+            cache.update(placeholder, placeholder, self.index)
+        return hidden_states if self.output is None else self.output
+
+
+class FrozenLayerCache:
+    """Kept inputs of layer `first_trained` of `layers`, the transformer blocks of `model`."""
+
+    def __init__(self, model: torch.nn.Module, layers: torch.nn.ModuleList, first_trained: int,
+                 max_megabytes: int):  # fmt: skip
+        if not 0 < first_trained < len(layers):
+            raise ValueError(f"first trained layer {first_trained} of {len(layers)}")
+        self.model = model  # the one model whose activations these are
+        self.layers = layers
+        self.first_trained = first_trained
+        self.max_bytes = max_megabytes * 2**20
+        self.entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.enabled = True
+        self.checked: set[str] = set()  # "flat", "shared": forms already checked
+
+    def clear(self) -> None:
+        """Forget every kept activation (the frozen weights changed, e.g. loaded anew)."""
+        self.entries.clear()
+        self.bytes = 0
+
+    # -- the forward pass ---------------------------------------------------------------------
+
+    def output_logits(self, model, batch, ordinary: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+        """`ordinary(batch, model)`'s (logits, labels), with the frozen layers' work kept.
+        `ordinary` takes `prompt_pass` and `row_pass`: contexts around its forward pass over
+        the distinct prompts (shared-prompt batches) and over the rows. The first call (of each
+        form: flat, shared prompts) checks that both ways agree; where they do not, `ordinary` alone is used from then on."""
+        form = "flat" if batch.prompt_inputs is None else "shared"
+        if self.enabled and form not in self.checked:
+            self.checked.add(form)
+            self._check(model, batch, ordinary)
+        if not self.enabled:
+            return ordinary(batch, model)
+        return self._cached(model, batch, ordinary)
+
+    def _cached(self, model, batch, ordinary: Callable):
+        rows = _rows(batch.inputs["input_ids"], batch.inputs["attention_mask"])
+        width = batch.inputs["input_ids"].shape[1]
+        if batch.prompt_inputs is None:
+            kept = self._kept(rows, model)
+            return ordinary(batch, model, row_pass=self._handing_over(_pad_left(kept, width)))
+        # A row is its prompt (all but the prompt's last token) then its continuation: the
+        # prompt's activations are the first positions of any of its rows' (the first one's).
+        prefix = batch.prompt_inputs
+        prompts = _rows(prefix["input_ids"], prefix["attention_mask"])
+        of_row = batch.prompt_of_row.tolist()
+        kept = self._kept([prompts[p] + row for p, row in zip(of_row, rows)], model)
+        first_row = {p: r for r, p in reversed(list(enumerate(of_row)))}
+        prompt_hidden = [kept[first_row[p]][: len(prompt)] for p, prompt in enumerate(prompts)]
+        row_hidden = [h[len(prompts[p]) :] for p, h in zip(of_row, kept)]
+        return ordinary(batch, model,
+                        prompt_pass=self._handing_over(_pad_left(prompt_hidden, prefix["input_ids"].shape[1])),
+                        row_pass=self._handing_over(_pad_right(row_hidden, width)))  # fmt: skip
+
+    @contextmanager
+    def _handing_over(self, hidden: torch.Tensor) -> Iterator[None]:
+        originals = [self.layers[i] for i in range(self.first_trained)]
+        last = self.first_trained - 1
+        try:
+            for i in range(self.first_trained):
+                self.layers[i] = _HandOver(i, hidden if i == last else None)
+            yield
+        finally:
+            for i, layer in enumerate(originals):
+                self.layers[i] = layer
+
+    # -- kept activations ---------------------------------------------------------------------
+
+    def _kept(self, sequences: list[tuple[int, ...]], model) -> list[torch.Tensor]:
+        """The last frozen layer's output [length, hidden] for each token sequence. A sequence
+        not kept yet is run on its own, whole: its numbers never depend on its company."""
+        found = {}
+        for sequence in sequences:
+            if sequence in found:
+                continue
+            if sequence in self.entries:
+                self.hits += 1
+                self.entries.move_to_end(sequence)
+                found[sequence] = self.entries[sequence]
+            else:
+                self.misses += 1
+                device = next(model.parameters()).device
+                with torch.no_grad():
+                    found[sequence] = self._run_frozen(model, torch.tensor([sequence], device=device))  # fmt: skip
+                self._keep(sequence, found[sequence])
+        return [found[s] for s in sequences]
+
+    def _keep(self, key: tuple, value: torch.Tensor) -> None:
+        self.entries[key] = value
+        self.bytes += value.numel() * value.element_size()
+        while self.bytes > self.max_bytes and len(self.entries) > 1:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def _run_frozen(self, model, input_ids: torch.Tensor) -> torch.Tensor:
+        """The output of the last frozen layer for one sequence: [length, hidden]."""
+        captured = []
+
+        def capture(module, args, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.layers[self.first_trained - 1].register_forward_hook(capture)
+        try:
+            model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0][0].detach()
+
+    # -- the first-use check ------------------------------------------------------------------
+
+    def _check(self, model, batch, ordinary: Callable) -> None:
+        """Compare with the ordinary forward pass once; switch off on any difference."""
+        try:
+            with torch.no_grad():
+                expected, labels = ordinary(batch, model)
+                got, _ = self._cached(model, batch, ordinary)
+            real = (labels != -100).unsqueeze(-1)
+            difference = ((got - expected).abs() * real).max().item()
+            problem = None if difference <= CHECK_TOLERANCE else f"logits differ by {difference:.2g}"  # fmt: skip
+        except Exception as exc:  # an architecture whose layers the stand-ins do not fit
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        if problem:
+            self.enabled = False
+            self.clear()
+            print(f"hir: not caching the frozen layers' activations for {type(model).__name__} ({problem}); training runs every layer", file=sys.stderr)  # fmt: skip
+
+
+def _rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[tuple[int, ...]]:
+    """Each row's real tokens (padding dropped)."""
+    return [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
+
+
+def _pad_left(rows: list[torch.Tensor], length: int) -> torch.Tensor:
+    out = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+    for b, row in enumerate(rows):
+        out[b, length - row.shape[0] :] = row
+    return out
+
+
+def _pad_right(rows: list[torch.Tensor], length: int) -> torch.Tensor:
+    out = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+    for b, row in enumerate(rows):
+        out[b, : row.shape[0]] = row
+    return out

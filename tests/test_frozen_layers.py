@@ -1,0 +1,128 @@
+"""The frozen layers' activations, kept per token sequence (`--train_last_layers` with
+`--activation_cache_mb`): the same logits and gradients as running every layer, each sequence's
+frozen layers run once, and a run that uses them resumes exactly."""
+
+import json
+
+import pytest
+import torch
+
+from hir.adapters import TrainingScope, apply_training_scope
+from hir.losses import label_smoothed_nll
+from hir.models import load_policy
+from hir.tasks import load_task
+from hir.trainers.hir import HIRConfig, HIRTrainer
+
+PROMPTS = ["Count: a b", "Count: a b", "Count: a b c d", "Count: a b c d", "Count: x"]
+OUTPUTS = ["2", "two things", "4", "4 items here", "1"]
+
+
+def _policy(folder, **scope):
+    return apply_training_scope(load_policy(folder), TrainingScope(train_last_layers=1, **scope))
+
+
+def _loss_and_grads(policy, share):
+    batch = policy.encode(PROMPTS, OUTPUTS, share_prompts=share)
+    logits, labels = policy.output_logits(batch)
+    loss = label_smoothed_nll(logits, labels, 0.0)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.requires_grad}
+    policy.model.zero_grad()
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("fixture", ["tiny_llama_chat_dir", "tiny_gpt2_dir"])
+def test_kept_activations_give_the_same_loss_and_gradients(fixture, share, lora_r, request):
+    policy = _policy(request.getfixturevalue(fixture), lora_r=lora_r)
+    cache = policy.frozen_cache
+    assert cache is not None and cache.first_trained == 1
+    policy.frozen_cache = None
+    expected_loss, expected_grads = _loss_and_grads(policy, share)
+    policy.frozen_cache = cache
+    for _ in range(2):  # computed, then served
+        loss, grads = _loss_and_grads(policy, share)
+        torch.testing.assert_close(loss, expected_loss, atol=1e-6, rtol=1e-5)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], atol=1e-6, rtol=1e-4)
+    assert cache.enabled
+    # One entry per distinct sequence, whether its prompt was shared or not.
+    assert cache.misses == len(set(zip(PROMPTS, OUTPUTS))) and cache.hits > 0
+
+
+def test_the_frozen_layers_run_once_per_sequence(tiny_llama_chat_dir):
+    policy = _policy(tiny_llama_chat_dir)
+    calls = []
+    policy.model.model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    for share in (False, True, True):
+        _loss_and_grads(policy, share)
+    # The first use of each form also runs the ordinary forward pass once, as a check.
+    assert len(calls) == len(PROMPTS) + 1 + 2
+    calls.clear()
+    _loss_and_grads(policy, True)
+    assert calls == []
+
+
+def test_sub_output_cuts_are_served_by_the_whole_sequence(tiny_llama_chat_dir):
+    policy = _policy(tiny_llama_chat_dir)
+    policy.output_logits(policy.encode(["Count: a b"], ["4 items here"]))
+    misses = policy.frozen_cache.misses
+    policy.output_logits(policy.encode(["Count: a b"], [" items here"], contexts=["4"]))
+    assert policy.frozen_cache.misses == misses
+
+
+def test_loading_weights_forgets_the_kept_activations(tiny_llama_chat_dir):
+    policy = _policy(tiny_llama_chat_dir)
+    policy.output_logits(policy.encode(PROMPTS, OUTPUTS))
+    assert policy.frozen_cache.entries
+    policy.load_weights(tiny_llama_chat_dir)
+    assert not policy.frozen_cache.entries
+
+
+def test_a_layer_the_stand_ins_do_not_fit_switches_the_cache_off(tiny_llama_chat_dir, capsys):
+    policy = _policy(tiny_llama_chat_dir)
+    batch = policy.encode(PROMPTS, OUTPUTS)
+    expected, _ = policy._output_logits(batch, policy.model)
+    # A frozen layer with dropout in training mode: its activations are not a function of the
+    # tokens, so keeping them would change the model. The first-use check finds it.
+    policy.model.config.attention_dropout = 0.5
+    for layer in policy.model.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    policy.model.train()
+    policy.output_logits(batch)
+    assert not policy.frozen_cache.enabled
+    assert "not caching the frozen layers' activations" in capsys.readouterr().err
+    policy.model.eval()
+    actual, _ = policy.output_logits(batch)  # the ordinary path from then on
+    torch.testing.assert_close(actual, expected)
+
+
+def test_no_cache_when_every_layer_trains_or_when_turned_off(tiny_llama_chat_dir):
+    assert apply_training_scope(load_policy(tiny_llama_chat_dir), TrainingScope(lora_r=4)).frozen_cache is None  # fmt: skip
+    assert _policy(tiny_llama_chat_dir, activation_cache_mb=0).frozen_cache is None
+
+
+def test_a_run_with_kept_activations_resumes_exactly(tiny_llama_chat_dir, tmp_path):
+    torch.set_num_threads(1)  # the same float sums in both runs
+    task = load_task("synthetic/count", num_examples=40)
+    quick = dict(batch_size=8, max_new_tokens=4, num_samples=2, report_to="none", seed=0,
+                 max_queries_per_iteration=8, eval_limit=8, epochs_per_iteration=2)  # fmt: skip
+
+    def run(name, iterations, resume=False):
+        policy = _policy(tiny_llama_chat_dir, lora_r=4)
+        config = HIRConfig(output_dir=str(tmp_path / name), iterations=iterations,
+                           resume=resume, **quick)  # fmt: skip
+        HIRTrainer(policy, task, config).train()
+        assert policy.frozen_cache.enabled and policy.frozen_cache.hits > 0
+
+    run("whole", 2)
+    run("split", 1)
+    run("split", 2, resume=True)
+    assert (tmp_path / "split" / "buffer.jsonl").read_text() == (tmp_path / "whole" / "buffer.jsonl").read_text()  # fmt: skip
+    metrics = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("whole", "split")]  # fmt: skip
+    assert [m["accuracy"] for m in metrics[0]] == [m["accuracy"] for m in metrics[1]]
+    assert metrics[0][-1]["loss"] == metrics[1][-1]["loss"]
+    record = json.loads((tmp_path / "whole" / "config.json").read_text())["config"]
+    assert record["activation_cache_mb"] == 2048
