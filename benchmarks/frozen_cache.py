@@ -50,7 +50,9 @@ def run_case(args) -> dict:
     trained = [h for h in history if h.get("train_items")]
     cache = policy.frozen_cache
     return {
-        "train_seconds": sum(h["train_items"] * args.epochs / h["train_examples_per_second"] for h in trained),  # fmt: skip
+        "train_seconds": sum(
+            h["train_items"] * args.epochs / h["train_examples_per_second"] for h in trained
+        ),  # fmt: skip
         "last_iteration_examples_per_second": trained[-1]["train_examples_per_second"],
         "final_accuracy": history[-1]["accuracy"],
         "final_loss": trained[-1]["loss"],

@@ -16,34 +16,12 @@ import time
 from pathlib import Path
 
 from hir.arguments import ModelArguments
-from hir.evaluate import evaluate
 from hir.fileio import atomic_write_json
+from hir.premise import measure_premise
 from hir.runinfo import library_versions
 from hir.tasks import load_task
 
 TASKS = ("logical_deduction_three_objects", "object_counting", "date_understanding")
-
-
-def measure(policy, task, split: str, max_new_tokens: int, limit: int | None) -> dict:
-    runs = {}
-    for name, instruction in (("correct", task.correct_instruction),
-                              ("wrong", task.wrong_instruction)):  # fmt: skip
-        runs[name] = evaluate(policy, task, split=split, instruction=instruction,
-                              max_new_tokens=max_new_tokens, limit=limit)  # fmt: skip
-    same = [
-        a["answer"] == b["answer"] for a, b in zip(runs["correct"].records, runs["wrong"].records)
-    ]
-    return {
-        "task": task.name,
-        "examples": len(same),
-        "accuracy_correct_instruction": runs["correct"].accuracy,
-        "accuracy_wrong_instruction": runs["wrong"].accuracy,
-        "same_answer_share": sum(same) / max(len(same), 1),
-        "well_formed_correct_instruction": runs["correct"].well_formed,
-        "well_formed_wrong_instruction": runs["wrong"].well_formed,
-        "examples_correct": runs["correct"].records[:3],
-        "examples_wrong": runs["wrong"].records[:3],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.tasks.split(","):
         task = load_task(f"bigbench/{name}", bigbench_dir=args.bigbench_dir)
-        rows.append(measure(policy, task, args.split, args.max_new_tokens, args.limit))
+        rows.append(measure_premise(policy, task, args.split, args.max_new_tokens, args.limit))
         print(f"done {name} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print(f"\n{args.model} ({'chat' if policy.chat else 'plain'} prompts), {args.split} split\n")
     print("| task | n | acc. (correct instr.) | acc. (wrong instr.) | same answer | well-formed |")

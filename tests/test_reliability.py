@@ -3,6 +3,7 @@ damaged checkpoint is skipped for the newest intact one; a resume continues the 
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -43,8 +44,30 @@ def jsonl_cases(tmp: Path) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
-def bad_inputs(tmp: Path, model: str) -> list[tuple[list[str], str]]:
+def damaged_models(tmp: Path, model: str, t5_model: str) -> list[tuple[str, str]]:
+    """(model folder, expected message): no tokenizer (GPT-2, T5), truncated weights."""
+    cases = []
+    for name, source in (("gpt2-no-tokenizer", model), ("t5-no-tokenizer", t5_model)):
+        folder = tmp / name
+        shutil.copytree(source, folder)
+        for path in folder.iterdir():
+            if path.name not in ("config.json", "generation_config.json", "model.safetensors"):
+                path.unlink()
+        cases.append((str(folder), "holds no tokenizer"))
+    truncated = tmp / "truncated"
+    shutil.copytree(model, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    cases.append((str(truncated), "cannot be read"))
+    return cases
+
+
+def bad_inputs(tmp: Path, model: str, t5_model: str) -> list[tuple[list[str], str]]:
     out = ["--output_dir", str(tmp / "run")]
+    a_file = write(tmp / "a_file", "not a folder")
+    hang = write(
+        tmp / "hang.py", "import time\ndef feedback(output, example):\n    time.sleep(60)\n"
+    )
     yaml_list = write(tmp / "list.yaml", "- 1\n- 2\n")
     yaml_float = write(tmp / "float.yaml", "iterations: 1.5\n")
     yaml_unknown = write(tmp / "unknown.yaml", "iteratons: 2\n")
@@ -59,6 +82,12 @@ def bad_inputs(tmp: Path, model: str) -> list[tuple[list[str], str]]:
         ([*TRAIN, "--model", model, "--top_k", "-1", *out], "top_k must be >= 0"),
         ([*TRAIN, "--model", model, "--temperature", "0", *out], "temperature must be > 0"),
         ([*TRAIN, "--model", model, "--num_samples", "0", *out], "num_samples must be >= 1"),
+        ([*TRAIN, "--model", model, "--max_new_tokens", "2000", *out], "leave no room for the prompt"),
+        ([*TRAIN, "--model", model, "--output_dir", a_file], "is a file, not a folder"),
+        ([*TRAIN, "--model", model, "--output_dir", f"{a_file}/run"], "which is a file"),
+        ([*TRAIN, "--model", model, "--feedback", f"{hang}:feedback", "--feedback_timeout", "0.3", *out],
+         "took more than 0.3s on example"),
+        ([*TRAIN, "--model", model, "--feedback_timeout", "0", *out], "feedback_timeout must be > 0"),
         ([*TRAIN, "--model", model, "--config", yaml_list, *out], "list.yaml"),
         (["train", "--task", "synthetic/count", "--model", model, "--config", yaml_float, *out],
          "iterations must be int"),
@@ -99,13 +128,23 @@ def bad_inputs(tmp: Path, model: str) -> list[tuple[list[str], str]]:
         cases.append(
             ([*TRAIN, "--model", model, "--device", "cuda", *out], "torch sees no CUDA GPU")
         )
+    if os.geteuid() != 0:  # root writes anywhere
+        read_only = tmp / "read-only"
+        read_only.mkdir(mode=0o555)
+        cases.append(
+            ([*TRAIN, "--model", model, "--output_dir", str(read_only / "run")], "is read-only")
+        )
+    for folder, message in damaged_models(tmp, model, t5_model):
+        cases.append(([*TRAIN, "--model", folder, *out], message))
     for path, message in jsonl_cases(tmp):
         cases.append((["train", "--task", f"jsonl:{path}", "--model", model, *out], message))
     return cases
 
 
-def test_every_bad_input_is_one_clear_line_and_touches_nothing(tiny_gpt2_dir, tmp_path, capsys):
-    cases = bad_inputs(tmp_path, tiny_gpt2_dir)
+def test_every_bad_input_is_one_clear_line_and_touches_nothing(
+    tiny_gpt2_dir, tiny_t5_dir, tmp_path, capsys
+):
+    cases = bad_inputs(tmp_path, tiny_gpt2_dir, tiny_t5_dir)
     assert len(cases) >= 40
     failures = []
     for argv, message in cases:

@@ -80,7 +80,9 @@ def apply_training_scope(policy, scope: TrainingScope):
         from hir.frozen_layers import FrozenLayerCache
 
         policy.frozen_cache = FrozenLayerCache(
-            policy.model, transformer_layers(policy.model)[1], len(layers) - k,
+            policy.model,
+            transformer_layers(policy.model)[1],
+            len(layers) - k,
             scope.activation_cache_mb,
         )
     return policy

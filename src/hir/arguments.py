@@ -74,6 +74,10 @@ class TaskArguments:
         default=None,
         metadata=_help("feedback module:function or file.py:function, (output, example) -> float"),
     )
+    feedback_timeout: float | None = field(
+        default=None,
+        metadata=_help("seconds one feedback call may take before the run stops and names the example"),
+    )  # fmt: skip
     query_field: str = field(default="query", metadata=_help("query column of user data"))
     answer_field: str = field(default="answer", metadata=_help("answer column of user data"))
     hf_split: str = field(
@@ -112,4 +116,5 @@ class TaskArguments:
             validation_fraction=self.validation_fraction,
             extract=self.extract,
             answer_hint=self.answer_hint,
+            feedback_timeout=self.feedback_timeout,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hir.crash_points import crash_point
 from hir.fileio import atomic_write_json
 
 _NAME = re.compile(r"^iteration-(\d{4,})$")
@@ -64,6 +65,7 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     write_contents(staging)
+    crash_point("checkpoint_staging")
     # Written last: what every file must be, so that a resume can tell a damaged checkpoint.
     atomic_write_json(
         staging / "COMPLETE.json", {"iteration": iteration, "files": manifest(staging)}
@@ -74,6 +76,7 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
         os.replace(final, stale)
         shutil.rmtree(stale)
     os.replace(staging, final)
+    crash_point("checkpoint_pruning")
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -21,6 +21,7 @@ COMMANDS = {
     "build-model": "build a small untrained model with a tokenizer trained on a task's text",
     "models": "`hir models list` names the built-in models; `hir models fetch NAME` fetches one",
     "export": "a run's trained model as a model folder (--merge folds a LoRA adapter in)",
+    "warm-up": "teach a model both instructions on other tasks (an instruction-following start)",
 }
 
 
@@ -99,7 +100,8 @@ class CompareArguments:
     methods: str = field(
         default="start,hir,farl,ppo,sft",
         metadata={"help": "comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
-                          "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing"},
+                          "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing, farl-no-label-smoothing, "
+                          "sft-no-label-smoothing"},
     )  # fmt: skip
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     demo: bool = field(
@@ -387,6 +389,41 @@ def run_export(args: list[str]) -> None:
     print(f"wrote {export_model(export.run, export.output_dir, export.merge)}")
 
 
-HANDLERS = {"train": run_train, "compare": run_compare, "instructgpt": run_instructgpt,
+@dataclass
+class WarmupArguments:
+    tasks: str = field(default="", metadata={"help": "comma-separated warm-up tasks (never the target)"})  # fmt: skip
+    targets: str = field(default="", metadata={"help": "comma-separated target tasks: premise measured on their validation split"})  # fmt: skip
+    output_dir: str = field(default="", metadata={"help": "folder for the warmed-up model and warmup.json"})  # fmt: skip
+    bigbench_dir: str | None = field(default=None, metadata={"help": "folder with BIG-bench task data"})  # fmt: skip
+    validation_fraction: float = field(default=0.2, metadata={"help": "share of each task's train split held out for validation"})  # fmt: skip
+    examples_per_task: int = field(default=100, metadata={"help": "labeled training examples per warm-up task"})  # fmt: skip
+    epochs: int = field(default=2, metadata={"help": "passes over the warm-up pairs"})
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
+    seed: int = field(default=0, metadata={"help": "seed of the example choice and training order"})
+    premise_limit: int = field(default=40, metadata={"help": "queries per premise measurement"})
+
+
+def run_warmup(args: list[str]) -> None:
+    from hir.arguments import ModelArguments
+    from hir.instruction_warmup import WarmupSettings, instruction_warmup, premise_table
+    from hir.tasks import load_task
+
+    warm, model_args = _parser("hir warm-up", WarmupArguments, ModelArguments).parse(args)
+    if not warm.tasks or not warm.targets or not warm.output_dir or not model_args.model:
+        raise HIRError("hir warm-up needs --model, --tasks, --targets and --output_dir")
+
+    def load(names: str):
+        return [load_task(n.strip(), bigbench_dir=warm.bigbench_dir,
+                          validation_fraction=warm.validation_fraction) for n in names.split(",")]  # fmt: skip
+
+    settings = WarmupSettings(warm.examples_per_task, warm.epochs, warm.learning_rate,
+                              warm.batch_size, warm.seed, warm.premise_limit)  # fmt: skip
+    record = instruction_warmup(model_args, load(warm.tasks), load(warm.targets), warm.output_dir, settings)  # fmt: skip
+    print(premise_table(record))
+    print(f"wrote the warmed-up model to {warm.output_dir}")
+
+
+HANDLERS = {"train": run_train, "warm-up": run_warmup, "compare": run_compare, "instructgpt": run_instructgpt,
             "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model,
             "models": run_models, "export": run_export}  # fmt: skip

@@ -47,6 +47,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
     "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
     "hir-no-label-smoothing": ("hir", {"label_smoothing": 0.0}),
+    # For tuning the baselines' smoothing on the same budget as HIR's.
+    "farl-no-label-smoothing": ("farl", {"label_smoothing": 0.0}),
+    "sft-no-label-smoothing": ("sft", {"label_smoothing": 0.0}),
 }
 DEFAULT_METHODS = ("start", "hir", "farl", "ppo", "sft")
 # Whose fields `hir compare` takes as flags (HIR's defaults first, where they differ).

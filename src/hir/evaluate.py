@@ -8,6 +8,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from hir.crash_points import crash_point
 from hir.fileio import atomic_write_json, atomic_write_jsonl
 from hir.models import Policy
 from hir.parallel import on_shares
@@ -73,6 +74,7 @@ def evaluate(
 def _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens) -> list[dict]:
     prompts = [task.prompt(e.query, instruction) for e in examples]
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    crash_point("evaluation")
     records = []
     for example, prompt, (prediction,) in zip(examples, prompts, outputs):
         answer = task.extract(prediction, example)

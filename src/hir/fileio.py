@@ -79,3 +79,17 @@ def remove_stale_temporary_files(folder: str | os.PathLike) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def require_writable_folder(path: str | os.PathLike, flag: str = "--output_dir") -> None:
+    """Refuse, before anything is written, a folder that cannot be one or cannot be written: a
+    file, a path under a file, or under a read-only folder."""
+    from hir.errors import HIRError
+
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise HIRError(f"{flag} {path} {where}, not a folder: choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise HIRError(f"{flag} {path} cannot be written ({existing} is read-only): choose another {flag}")  # fmt: skip

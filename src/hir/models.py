@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -62,6 +64,9 @@ class EncodedBatch:
 
 
 PROMPT_FORMATS = ("auto", "chat", "plain")
+# A model folder holds at least one of these when its tokenizer was saved with it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
+                   "vocab.json", "vocab.txt")  # fmt: skip
 
 
 class Policy:
@@ -97,6 +102,7 @@ class Policy:
         self.end_token_id = end_of_turn_id(tokenizer) if self.chat else tokenizer.eos_token_id
         self.completion_prefix = "" if self.chat else self.plain_completion_prefix
         self.source = ""  # the name or path it was loaded by, when `load_policy` loaded it
+        self._warned_cut = False
         # Set by `apply_training_scope` when the lower layers are frozen (decoder-only models).
         self.frozen_cache: FrozenLayerCache | None = None
 
@@ -119,17 +125,48 @@ class Policy:
         ]
 
     def prompt_ids(
-        self, prompts: list[str], contexts: Sequence[str] | None = None
+        self,
+        prompts: list[str],
+        contexts: Sequence[str] | None = None,
+        reserve: int | None = None,
     ) -> list[list[int]]:
         """Token ids of the rendered prompts, each followed by its `context` (the start of an
-        output that the model reads rather than predicts, as in HIR's sub-output training)."""
+        output that the model reads rather than predicts, as in HIR's sub-output training).
+        `reserve`: positions to leave free for the output (None: the prompt is cut to
+        `max_prompt_tokens` only; `encode_ids` then cuts it to fit beside its output)."""
         texts = self.render_prompts(prompts)
         if contexts is not None:
             texts = [t + c for t, c in zip(texts, contexts, strict=True)]
         # Keep the end of an over-long prompt: the query and "A:" matter more than the start.
         # A rendered chat prompt already holds its special tokens (BOS included).
-        ids = self.tokenizer(texts, add_special_tokens=not self.chat)
-        return [row[-self.max_prompt_tokens :] for row in ids["input_ids"]]
+        ids = self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]
+        limit = self.max_prompt_tokens if reserve is None else self.prompt_limit(reserve)
+        return [self._cut(row, limit) for row in ids]
+
+    def _cut(self, prompt: list[int], limit: int) -> list[int]:
+        if len(prompt) > limit and not self._warned_cut:
+            self._warned_cut = True
+            print(f"hir: a prompt of {len(prompt)} tokens is cut to its last {limit}, to leave room for the output", file=sys.stderr)  # fmt: skip
+        return prompt[-limit:]
+
+    def prompt_limit(self, reserve: int) -> int:
+        """The most prompt tokens the model reads with `reserve` positions left for the output."""
+        positions = self.max_positions
+        if positions is None:
+            return self.max_prompt_tokens
+        if reserve >= positions:
+            raise HIRError(
+                f"{reserve} output tokens leave no room for the prompt in this model's "
+                f"{positions} positions: lower --max_new_tokens"
+            )
+        return min(self.max_prompt_tokens, positions - reserve)
+
+    @property
+    def max_positions(self) -> int | None:
+        """How many positions a sequence (prompt and output) may fill; None: no fixed limit
+        (encoder-decoder models, whose prompt and output are separate sequences)."""
+        config = self.model.config
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)  # fmt: skip
 
     def output_ids(self, outputs: list[str]) -> list[list[int]]:
         texts = [self.completion_prefix + o for o in outputs]
@@ -162,6 +199,9 @@ class Policy:
         share_prompts: bool = False,
     ) -> EncodedBatch:
         """Like `encode`, from token ids (e.g. as sampled); outputs are taken as they are."""
+        if self.max_positions is not None:  # prompt and output share the positions
+            prompt_ids = [self._cut(list(p), self.prompt_limit(len(o)))
+                          for p, o in zip(prompt_ids, output_ids)]  # fmt: skip
         if share_prompts:
             distinct: dict[tuple[int, ...], int] = {}
             rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
@@ -269,7 +309,7 @@ class Policy:
             )
         was_training = self.model.training
         self.model.eval()
-        ids = self.prompt_ids(prompts)
+        ids = self.prompt_ids(prompts, reserve=max_new_tokens)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[list] = [[] for _ in prompts]
         sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
@@ -324,6 +364,8 @@ class Policy:
 
 class Seq2SeqPolicy(Policy):
     """Encoder-decoder (T5, FLAN-T5, BART): the prompt feeds the encoder, the output the decoder."""
+
+    max_positions = None  # relative positions; the prompt and the output are separate sequences
 
     is_encoder_decoder = True
 
@@ -440,10 +482,13 @@ class CausalPolicy(Policy):
         input_ids, attention_mask = _pad(continuations, self.tokenizer.pad_token_id, left=False)
         offsets = prefix["attention_mask"].sum(-1)[rows].unsqueeze(1)
         labels, _ = _pad([list(o) for o in output_ids], IGNORE_INDEX, left=False)
+        positions = offsets + torch.arange(input_ids.shape[1])
+        if self.max_positions is not None:  # a short row's padding may run past the last position
+            positions = positions.clamp(max=self.max_positions - 1)
         inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "position_ids": offsets + torch.arange(input_ids.shape[1]),
+            "position_ids": positions,
         }
         return EncodedBatch(inputs, labels, prefix, rows)
 
@@ -696,6 +741,13 @@ def load_policy(
         raise HIRError(
             f"model path {name!r} does not exist; give a folder with config.json or a Hub model id"
         )
+    folder = Path(name).expanduser()
+    has_model = (folder / "config.json").is_file()
+    if has_model and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise HIRError(
+            f"model folder {name!r} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
+            "save it next to the model with tokenizer.save_pretrained(folder)"
+        )
     hf_logging.disable_progress_bar()
     try:
         config = AutoConfig.from_pretrained(name)
@@ -703,6 +755,11 @@ def load_policy(
         model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
         model = model_class.from_pretrained(name, dtype=torch_dtype)
+    except SafetensorError as exc:
+        raise HIRError(
+            f"the weights of model {name!r} cannot be read ({exc}): the file is damaged or was "
+            "not copied whole; copy or save it again"
+        ) from exc
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HIRError(

@@ -56,7 +56,11 @@ class RunLogger:
                 k: v if isinstance(v, (int, float, str, bool)) else str(v)
                 for k, v in config.items()
             }
-            accelerator.init_trackers("hir", config=flat)
+            # A resumed run redoes the iterations after its checkpoint: TensorBoard hides what
+            # the killed run logged from there on, so that no iteration shows twice.
+            resumed_at = history[-1]["iteration"] + 1 if history else 0
+            accelerator.init_trackers("hir", config=flat,
+                                      init_kwargs={"tensorboard": {"purge_step": resumed_at}})  # fmt: skip
 
     def log(self, record: dict) -> None:
         if self.writes_files:

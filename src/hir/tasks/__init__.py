@@ -74,6 +74,7 @@ def load_task(
     validation_fraction: float | None = None,
     extract: str | Callable = "auto",
     answer_hint: str = "auto",
+    feedback_timeout: float | None = None,
 ) -> Task:
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
     path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier;
@@ -103,6 +104,7 @@ def load_task(
         "validation_fraction": validation_fraction,
         "extraction": None if extract == "auto" else extract,
         "answer_hint": None if answer_hint == "auto" else answer_hint,
+        "feedback_timeout": feedback_timeout,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # replace() runs the Task's checks again on the new values.

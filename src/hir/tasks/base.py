@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hir.errors import HIRError
+from hir.time_limit import TimeLimitExceeded, time_limit
 
 CORRECT_INSTRUCTION = "Solve the question with correct answer."
 WRONG_INSTRUCTION = "Solve the question with wrong answer."
@@ -117,12 +118,16 @@ class Task:
     # `chat_answer_hint` for chat models and none otherwise, "" is none.
     answer_hint: str = AUTO
     chat_answer_hint: str = ""
+    # Seconds one feedback call may take before the run stops and names the example; None: no limit.
+    feedback_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.examples:
             raise HIRError(f"task {self.name!r} has no examples: give it at least one")
         if not 0.0 < self.train_fraction < 1.0:
             raise HIRError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if self.feedback_timeout is not None and not self.feedback_timeout > 0:
+            raise HIRError(f"feedback_timeout must be > 0 seconds, got {self.feedback_timeout}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise HIRError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         self._split_cache: dict[str, list[int]] | None = None
@@ -194,7 +199,14 @@ class Task:
     def score_answer(self, answer: str, example: Example) -> float:
         """The feedback function on an already extracted answer."""
         try:
-            value = self.feedback(answer, example)
+            with time_limit(self.feedback_timeout):
+                value = self.feedback(answer, example)
+        except TimeLimitExceeded:
+            raise HIRError(
+                f"feedback function {callable_name(self.feedback)} took more than "
+                f"{self.feedback_timeout:g}s on example {example.id!r} (task {self.name!r}); "
+                "fix it, or give it longer with --feedback_timeout"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - user code; report it in one line
             raise HIRError(
                 f"feedback function {callable_name(self.feedback)} raised "

@@ -14,6 +14,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from hir.crash_points import crash_point
+
 LossFn = Callable[[list[Any]], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -61,6 +63,7 @@ def train_epochs(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
+            crash_point("training")
             for name, value in terms.items():
                 totals[name] += value
             steps += 1

@@ -48,6 +48,7 @@ from hir.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from hir.crash_points import crash_point
 from hir.errors import HIRError
 from hir.evaluate import evaluate
 from hir.fileio import (
@@ -55,6 +56,7 @@ from hir.fileio import (
     atomic_write_jsonl,
     read_jsonl,
     remove_stale_temporary_files,
+    require_writable_folder,
 )
 from hir.losses import label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
@@ -108,6 +110,7 @@ class OnlineTrainer:
             )
         self.config = config
         self.output_dir = Path(config.output_dir)
+        require_writable_folder(self.output_dir)
         self._refuse_mixing_runs()
         set_seed(config.seed)
         self.task = task if isinstance(task, Task) else load_task(task)
@@ -122,6 +125,7 @@ class OnlineTrainer:
         self.policy = as_policy(model, tokenizer, device=str(self.accelerator.device))
         # peft drew the adapter's initial weights before the seed was known: draw them anew.
         initialize_adapter(self.policy.model)
+        self.policy.prompt_limit(config.max_new_tokens)  # fail now, not after iteration 0
         # Answer extraction, format hint and prompt template as this model's format needs.
         self.task = self.task.for_format(self.policy.chat)
         self.train_examples = self.task.split("train")
@@ -217,6 +221,7 @@ class OnlineTrainer:
             ),
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        crash_point("sampling")
         self.buffer.add(samples)
         scores = [s.score for s in samples]
         return {
@@ -245,6 +250,7 @@ class OnlineTrainer:
                   "wall_seconds": time.perf_counter() - start}  # fmt: skip
         self.history.append(record)
         self.logger.log(record)
+        crash_point("logging")
         if self.accelerator.is_main_process:
             save_checkpoint(self.output_dir / "checkpoints", iteration, self._write_checkpoint,
                             self.config.keep_checkpoints)  # fmt: skip

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hir.adapters import is_adapted, reference_context
+from hir.crash_points import crash_point
 from hir.errors import HIRError
 from hir.fileio import read_jsonl_objects
 from hir.losses import (
@@ -237,6 +238,7 @@ class PPOTrainer(OnlineTrainer):
             self.scheduler.step()
             self.optimizer.zero_grad()
             self.value_optimizer.zero_grad()
+        crash_point("training")
         terms["loss"] = loss.item()
         return terms
 

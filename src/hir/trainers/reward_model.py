@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from hir.errors import HIRError
-from hir.fileio import read_jsonl
+from hir.fileio import read_jsonl_objects
 from hir.losses import ranking_loss
 from hir.models import Policy
 from hir.sampling import Sample
@@ -70,7 +70,7 @@ def rankings_from_feedback(
 
 def load_comparisons(path: str | Path) -> list[RankedGroup]:
     groups = []
-    for number, record in enumerate(read_jsonl(path), start=1):
+    for number, record in read_jsonl_objects(path, "comparisons"):
         prompt = record.get("prompt")
         ranked = record.get("ranked") or (
             [record["chosen"], record["rejected"]]

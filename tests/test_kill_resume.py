@@ -1,0 +1,144 @@
+"""A real `hir train` process killed with SIGKILL at any point resumes to the unbroken run.
+
+Each case starts `python -m hir train` with HIR_CRASH_AT=POINT:N (see hir/crash_points.py): the
+process kills itself there, with no cleanup, and is then run again with `--resume`. The
+resumed run's buffer must be byte-identical to an unbroken run's, and its accuracies equal.
+Every process runs on one thread (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1), so the float sums,
+hence the sampled outputs, do not depend on how the CPU splits the work."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ITERATIONS = 3
+# (point, the time it is reached that kills): one kill per point, in iteration 1 or 2.
+KILLS = {
+    "hir": [("sampling", 2), ("training", 5), ("evaluation", 3), ("logging", 2),
+            ("checkpoint_staging", 2), ("checkpoint_pruning", 3)],
+    "farl": [("sampling", 3), ("training", 2), ("evaluation", 2), ("checkpoint_staging", 3),
+             ("checkpoint_pruning", 2)],
+    "sft": [("training", 3), ("evaluation", 3), ("logging", 2), ("checkpoint_staging", 2),
+            ("checkpoint_pruning", 2)],
+    "ppo": [("sampling", 2), ("training", 3), ("evaluation", 2), ("logging", 3),
+            ("checkpoint_staging", 2), ("checkpoint_pruning", 3)],
+}  # fmt: skip
+
+
+# Half of a random model's outputs succeed, so that FARL has samples to train on and PPO rewards
+# that vary.
+FEEDBACK = "def feedback(output, example):\n    return float(len(output) % 2 == 0)\n"
+
+
+def train(model: str, method: str, output_dir: Path, *extra: str, crash_at: str | None = None):
+    feedback = output_dir.parent / "even_length.py"
+    if not feedback.exists():
+        feedback.write_text(FEEDBACK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("HIR_CRASH_AT", None)
+    if crash_at:
+        env["HIR_CRASH_AT"] = crash_at
+    command = [sys.executable, "-m", "hir", "train", "--method", method, "--model", model,
+               "--task", "synthetic/count", "--num_examples", "24", "--iterations", str(ITERATIONS),
+               "--max_new_tokens", "3", "--batch_size", "4",
+               "--eval_limit", "6", "--keep_checkpoints", "1", "--report_to", "none",
+               "--feedback", f"{feedback}:feedback", "--output_dir", str(output_dir), *extra]  # fmt: skip
+    if method != "sft":  # SFT trains on labels: it samples nothing
+        command += ["--num_samples", "2"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def outcome(output_dir: Path) -> tuple[bytes, list[float], bytes]:
+    """The buffer (SFT keeps none), the accuracy per iteration and the final weights."""
+    metrics = (output_dir / "metrics.jsonl").read_text().splitlines()
+    buffer = output_dir / "buffer.jsonl"
+    (last,) = (output_dir / "checkpoints").iterdir()  # --keep_checkpoints 1
+    return (buffer.read_bytes() if buffer.is_file() else b"",
+            [json.loads(m)["accuracy"] for m in metrics],
+            (last / "model.safetensors").read_bytes())  # fmt: skip
+
+
+@pytest.mark.parametrize("method", sorted(KILLS))
+def test_a_run_killed_anywhere_resumes_to_the_unbroken_run(method, tiny_gpt2_dir, tmp_path):
+    unbroken = train(tiny_gpt2_dir, method, tmp_path / "unbroken")
+    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
+    expected = outcome(tmp_path / "unbroken")
+    assert len(expected[1]) == ITERATIONS + 1
+    for point, nth in KILLS[method]:
+        run = tmp_path / f"{point}-{nth}"
+        killed = train(tiny_gpt2_dir, method, run, crash_at=f"{point}:{nth}")
+        assert killed.returncode == -signal.SIGKILL, f"{point}:{nth} was never reached"
+        resumed = train(tiny_gpt2_dir, method, run, "--resume", "true")
+        assert resumed.returncode == 0, f"{point}:{nth}: {resumed.stderr[-2000:]}"
+        assert outcome(run) == expected, f"killed at {point}:{nth}"
+        assert not list((run / "checkpoints").glob(".*")), "staging folders left behind"
+        assert len(list((run / "checkpoints").iterdir())) == 1  # --keep_checkpoints 1
+
+
+def compare(model: str, output_dir: Path, *extra: str, crash_at: str | None = None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("HIR_CRASH_AT", None)
+    if crash_at:
+        env["HIR_CRASH_AT"] = crash_at
+    command = [sys.executable, "-m", "hir", "compare", "--methods", "start,hir,farl", "--seeds", "0,1",
+               "--model", model, "--task", "synthetic/count", "--num_examples", "24",
+               "--iterations", "2", "--max_new_tokens", "3", "--num_samples", "2",
+               "--batch_size", "4", "--eval_limit", "6", "--report_to", "none",
+               "--keep_checkpoints", "1", "--output_dir", str(output_dir), *extra]  # fmt: skip
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_killed_compare_resumes_without_redoing_finished_runs(tiny_gpt2_dir, tmp_path):
+    unbroken = compare(tiny_gpt2_dir, tmp_path / "unbroken")
+    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
+    # Four trained runs of three checkpoints each, seed by seed (hir 0, farl 0, hir 1, farl 1):
+    # the 11th checkpoint is farl seed 1's second, so three runs are done and one half done.
+    killed = compare(tiny_gpt2_dir, tmp_path / "split", crash_at="checkpoint_pruning:11")
+    assert killed.returncode == -signal.SIGKILL
+    finished = tmp_path / "split" / "hir" / "seed-1" / "compare_run.json"
+    assert finished.is_file() and not (tmp_path / "split" / "farl" / "seed-1" / "compare_run.json").exists()  # fmt: skip
+    before = finished.stat().st_mtime_ns
+    resumed = compare(tiny_gpt2_dir, tmp_path / "split", "--resume", "true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert finished.stat().st_mtime_ns == before  # kept, not run again
+    for run in ("hir/seed-0", "hir/seed-1", "farl/seed-0", "farl/seed-1"):
+        assert outcome(tmp_path / "split" / run) == outcome(tmp_path / "unbroken" / run), run
+    tables = [[(r["method"], r["accuracy_mean"], r["accuracy_std"]) for r in
+               json.loads((tmp_path / d / "comparison.json").read_text())["table"]]
+              for d in ("unbroken", "split")]  # fmt: skip
+    assert tables[0] == tables[1]
+
+
+def test_tensorboard_shows_each_iteration_once_after_a_resume(tiny_gpt2_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tensorboard = ["--report_to", "tensorboard"]
+    # Killed after iteration 2's metrics reached TensorBoard, before its checkpoint.
+    killed = train(tiny_gpt2_dir, "hir", tmp_path, *tensorboard, crash_at="logging:3")
+    assert killed.returncode == -signal.SIGKILL
+    resumed = train(tiny_gpt2_dir, "hir", tmp_path, *tensorboard, "--resume", "true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    events = EventAccumulator(str(tmp_path / "hir"))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("accuracy")]
+    assert steps == list(range(ITERATIONS + 1))
+    accuracies = [event.value for event in events.Scalars("accuracy")]
+    metrics = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert accuracies == pytest.approx([json.loads(m)["accuracy"] for m in metrics])
+
+
+def test_an_over_long_query_is_cut_to_leave_room_for_the_output(tiny_gpt2_dir, tmp_path):
+    data = tmp_path / "long.jsonl"
+    rows = [{"query": " ".join(["a"] * (3000 + i)), "answer": "2"} for i in range(10)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    command = [sys.executable, "-m", "hir", "train", "--model", tiny_gpt2_dir,
+               "--task", f"jsonl:{data}", "--iterations", "1", "--max_new_tokens", "8",
+               "--eval_split", "train", "--report_to", "none", "--output_dir", str(tmp_path / "run")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"a prompt of \d+ tokens is cut to its last 10\d\d", result.stderr)
