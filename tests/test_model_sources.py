@@ -29,6 +29,23 @@ def test_a_corrupt_gguf_is_one_clear_error(tmp_path):
     assert not list((tmp_path / "cache" / "models").glob("gguf-*/config.json"))
 
 
+def test_a_gguf_of_an_architecture_transformers_cannot_read_is_one_clear_error(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "bogus.gguf"
+    writer = gguf.GGUFWriter(str(path), arch="bogusarch")  # a valid file of an unknown kind
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(HIRError, match="architecture bogusarch is not supported") as info:
+        load_policy(path)
+    assert "\n" not in str(info.value) and "llama, qwen2" in str(info.value)
+
+
 def test_a_wheel_needs_exactly_one_gguf(tmp_path):
     wheel = tmp_path / "empty-0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
