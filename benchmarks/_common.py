@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -63,3 +64,16 @@ def write_json(name: str, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nwrote {path}")
     return path
+
+
+def real_model_parser(doc: str, queries: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks of one HIR iteration on a real pretrained model."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--task", default="logical_deduction_three_objects")
+    parser.add_argument("--bigbench_dir", default=None)
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16)
+    return parser

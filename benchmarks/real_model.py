@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import print_table, write_json
+from _common import print_table, real_model_parser, write_json
 
 CASES = {
     "all weights": {},
@@ -59,14 +59,7 @@ def run_case(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--task", default="logical_deduction_three_objects")
-    parser.add_argument("--bigbench_dir", default=None)
-    parser.add_argument("--queries", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=16)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser = real_model_parser(__doc__, queries=16)
     parser.add_argument("--fresh", action="store_true", help="forget cases measured before")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
