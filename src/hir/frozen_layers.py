@@ -87,8 +87,9 @@ class FrozenLayerCache:
     def output_logits(self, model, batch, ordinary: Callable) -> tuple[torch.Tensor, torch.Tensor]:
         """`ordinary(batch, model)`'s (logits, labels), with the frozen layers' work kept.
         `ordinary` takes `prompt_pass` and `row_pass`: contexts around its forward pass over
-        the distinct prompts (shared-prompt batches) and over the rows. The first call (of each
-        form: flat, shared prompts) checks that both ways agree; where they do not, `ordinary` alone is used from then on."""
+        the distinct prompts (shared-prompt batches) and over the rows. The first call of each
+        form (flat, shared prompts) checks that both ways agree; where they do not, `ordinary`
+        alone is used from then on."""
         form = "flat" if batch.prompt_inputs is None else "shared"
         if self.enabled and form not in self.checked:
             self.checked.add(form)
