@@ -30,6 +30,16 @@ KILLS = {
 }  # fmt: skip
 
 
+def hir(args: list[str], crash_at: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m hir ARGS` on one thread, killed at `crash_at` (POINT:N) if given."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("HIR_CRASH_AT", None)
+    if crash_at:
+        env["HIR_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "hir", *args], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
 # Half of a random model's outputs succeed, so that FARL has samples to train on and PPO rewards
 # that vary.
 FEEDBACK = "def feedback(output, example):\n    return float(len(output) % 2 == 0)\n"
@@ -39,18 +49,14 @@ def train(model: str, method: str, output_dir: Path, *extra: str, crash_at: str 
     feedback = output_dir.parent / "even_length.py"
     if not feedback.exists():
         feedback.write_text(FEEDBACK)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("HIR_CRASH_AT", None)
-    if crash_at:
-        env["HIR_CRASH_AT"] = crash_at
-    command = [sys.executable, "-m", "hir", "train", "--method", method, "--model", model,
+    command = ["train", "--method", method, "--model", model,
                "--task", "synthetic/count", "--num_examples", "24", "--iterations", str(ITERATIONS),
                "--max_new_tokens", "3", "--batch_size", "4",
                "--eval_limit", "6", "--keep_checkpoints", "1", "--report_to", "none",
                "--feedback", f"{feedback}:feedback", "--output_dir", str(output_dir), *extra]  # fmt: skip
     if method != "sft":  # SFT trains on labels: it samples nothing
         command += ["--num_samples", "2"]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return hir(command, crash_at)
 
 
 def outcome(output_dir: Path) -> tuple[bytes, list[float], bytes]:
@@ -81,16 +87,12 @@ def test_a_run_killed_anywhere_resumes_to_the_unbroken_run(method, tiny_gpt2_dir
 
 
 def compare(model: str, output_dir: Path, *extra: str, crash_at: str | None = None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("HIR_CRASH_AT", None)
-    if crash_at:
-        env["HIR_CRASH_AT"] = crash_at
-    command = [sys.executable, "-m", "hir", "compare", "--methods", "start,hir,farl", "--seeds", "0,1",
+    command = ["compare", "--methods", "start,hir,farl", "--seeds", "0,1",
                "--model", model, "--task", "synthetic/count", "--num_examples", "24",
                "--iterations", "2", "--max_new_tokens", "3", "--num_samples", "2",
                "--batch_size", "4", "--eval_limit", "6", "--report_to", "none",
                "--keep_checkpoints", "1", "--output_dir", str(output_dir), *extra]  # fmt: skip
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return hir(command, crash_at)
 
 
 def test_a_killed_compare_resumes_without_redoing_finished_runs(tiny_gpt2_dir, tmp_path):
@@ -136,9 +138,8 @@ def test_an_over_long_query_is_cut_to_leave_room_for_the_output(tiny_gpt2_dir, t
     data = tmp_path / "long.jsonl"
     rows = [{"query": " ".join(["a"] * (3000 + i)), "answer": "2"} for i in range(10)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    command = [sys.executable, "-m", "hir", "train", "--model", tiny_gpt2_dir,
-               "--task", f"jsonl:{data}", "--iterations", "1", "--max_new_tokens", "8",
-               "--eval_split", "train", "--report_to", "none", "--output_dir", str(tmp_path / "run")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = hir(["train", "--model", tiny_gpt2_dir,
+                  "--task", f"jsonl:{data}", "--iterations", "1", "--max_new_tokens", "8",
+                  "--eval_split", "train", "--report_to", "none", "--output_dir", str(tmp_path / "run")])  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"a prompt of \d+ tokens is cut to its last 10\d\d", result.stderr)

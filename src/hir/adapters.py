@@ -79,11 +79,9 @@ def apply_training_scope(policy, scope: TrainingScope):
     if k and k < len(layers) and scope.activation_cache_mb and not policy.is_encoder_decoder:
         from hir.frozen_layers import FrozenLayerCache
 
+        # (peft wraps the model in place: `layers` are still its blocks.)
         policy.frozen_cache = FrozenLayerCache(
-            policy.model,
-            transformer_layers(policy.model)[1],
-            len(layers) - k,
-            scope.activation_cache_mb,
+            policy.model, layers, len(layers) - k, scope.activation_cache_mb
         )
     return policy
 

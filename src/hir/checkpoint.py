@@ -108,8 +108,9 @@ def checkpoint_problem(folder: Path) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != entry["bytes"]:
-            return f"{name} has {path.stat().st_size} bytes, {entry['bytes']} were written"
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            return f"{name} has {size} bytes, {entry['bytes']} were written"
         if file_sha256(path) != entry["sha256"]:
             return f"{name} changed since it was written (sha256 differs)"
     return None

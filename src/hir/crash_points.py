@@ -16,8 +16,6 @@ import os
 import signal
 from collections import Counter
 
-POINTS = ("sampling", "training", "evaluation", "logging", "checkpoint_staging",
-          "checkpoint_pruning")  # fmt: skip
 _reached: Counter[str] = Counter()
 
 

@@ -135,6 +135,7 @@ class FrozenLayerCache:
         """The last frozen layer's output [length, hidden] for each token sequence. A sequence
         not kept yet is run on its own, whole: its numbers never depend on its company."""
         found = {}
+        device = next(model.parameters()).device
         for sequence in sequences:
             if sequence in found:
                 continue
@@ -144,7 +145,6 @@ class FrozenLayerCache:
                 found[sequence] = self.entries[sequence]
             else:
                 self.misses += 1
-                device = next(model.parameters()).device
                 with torch.no_grad():
                     found[sequence] = self._run_frozen(model, torch.tensor([sequence], device=device))  # fmt: skip
                 self._keep(sequence, found[sequence])
