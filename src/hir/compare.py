@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from hir.arguments import ModelArguments
+from hir.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.errors import HIRError
 from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.report import plot_comparison
@@ -221,11 +222,22 @@ def write_comparison(
     atomic_write_json(output_dir / "comparison.json", {"table": rows, "runs": runs, "seeds": seeds,
                                                         "settings": settings, "versions": library_versions()})  # fmt: skip
     plot_comparison(runs, output_dir)
+    atomic_write_text(output_dir / "diagnostics.md", diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip
     print(
         "\n"
         + markdown
-        + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
+        + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, diagnostics.md, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
     )
+
+
+def training_histories(output_dir: Path, runs: list[dict]) -> dict[str, list[list[dict]]]:
+    """Each trained method's full per-iteration logs (`metrics.jsonl`), one list per seed."""
+    histories: dict[str, list[list[dict]]] = {}
+    for run in runs:
+        path = output_dir / run["method"] / f"seed-{run['seed']}" / "metrics.jsonl"
+        if run["method"] != "start" and path.is_file():
+            histories.setdefault(run["method"], []).append(list(read_jsonl(path)))
+    return histories
 
 
 class PeakMemory:
