@@ -80,3 +80,22 @@ def test_hir_eval_with_a_built_saved_and_reloaded_model(arch, tmp_path, capsys):
         "score",
     }
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_hir_eval_premise_decodes_under_both_instructions(tiny_gpt2_dir, tmp_path, capsys):
+    common = ["--model", tiny_gpt2_dir, "--task", "synthetic/count", "--max_new_tokens", "4"]
+    assert main(["eval", *common, "--output_dir", str(tmp_path / "plain")]) == 0
+    assert (
+        main(["eval", *common, "--output_dir", str(tmp_path / "premise"), "--premise", "true"]) == 0
+    )
+    premise = json.loads((tmp_path / "premise" / "premise.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    # The correct-answer half is the ordinary greedy evaluation.
+    assert premise["accuracy_correct_instruction"] == plain["accuracy"]
+    assert premise["examples"] == plain["num_examples"]
+    assert 0.0 <= premise["same_answer_share"] <= 1.0
+    assert premise["config"]["model"] == tiny_gpt2_dir and premise["versions"]["torch"]
+    assert "under the wrong-answer one" in capsys.readouterr().out
+    # One line, not a silent choice of instruction, when both are asked for.
+    assert main(["eval", *common, "--premise", "true", "--instruction", "x"]) == 2
+    assert "leave --instruction out" in capsys.readouterr().err

@@ -204,6 +204,11 @@ class EvalArguments:
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if present)"})  # fmt: skip
     seed: int = field(default=0, metadata={"help": "seed (greedy decoding does not use it)"})
+    premise: bool = field(
+        default=False,
+        metadata={"help": "decode under the correct- and the wrong-answer instruction and write "
+                          "premise.json: accuracy under each and the share of identical answers"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "validation", "test"):
@@ -229,6 +234,8 @@ def run_eval(args: list[str]) -> None:
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
     policy = model_args.load_policy(device=eval_args.device)
+    if eval_args.premise:
+        return _write_premise(policy, task, eval_args, model_args)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
                       batch_size=eval_args.batch_size, max_new_tokens=eval_args.max_new_tokens,
                       limit=eval_args.limit)  # fmt: skip
@@ -241,6 +248,27 @@ def run_eval(args: list[str]) -> None:
     summary = write_evaluation(result, eval_args.output_dir, config)
     print(f"{task.name} [{eval_args.split}] model={model_args.model}: accuracy {result.accuracy:.4f} "
           f"({result.num_examples} examples, {result.wall_seconds:.1f}s); wrote {summary}")  # fmt: skip
+
+
+def _write_premise(policy, task, eval_args, model_args) -> None:
+    from dataclasses import asdict
+
+    from hir.fileio import atomic_write_json
+    from hir.premise import measure_premise
+    from hir.runinfo import library_versions
+
+    if eval_args.instruction is not None:
+        raise HIRError(
+            "--premise decodes under the task's two instructions: leave --instruction out"
+        )
+    row = measure_premise(policy, task, eval_args.split, eval_args.max_new_tokens, eval_args.limit)
+    path = Path(eval_args.output_dir) / "premise.json"
+    atomic_write_json(path, {**row, "config": {**asdict(eval_args), **asdict(model_args)},
+                             "versions": library_versions()})  # fmt: skip
+    print(f"{task.name} [{eval_args.split}] model={model_args.model}: accuracy "
+          f"{row['accuracy_correct_instruction']:.3f} under the correct-answer instruction, "
+          f"{row['accuracy_wrong_instruction']:.3f} under the wrong-answer one, same answer "
+          f"{row['same_answer_share']:.3f} ({row['examples']} examples); wrote {path}")  # fmt: skip
 
 
 # -- hir demo, tasks, build-model ----------------------------------------------------------------
