@@ -93,6 +93,16 @@ def test_summary_statistics_by_hand():
     assert "| hir | 0.600 ± 0.141 | 0.300 ± 0.071 | 2 | 10 | 300 |" in markdown_table([row])
 
 
+def test_a_resumed_runs_wall_time_is_its_own_clock_not_the_resuming_process():
+    history = [{"iteration": 0, "wall_seconds": 25.0}, {"iteration": 1, "wall_seconds": 248.0}]
+    resumed = {"method": "farl", "final_accuracy": 0.3, "wall_seconds": 142.0, "peak_rss_mib": 1,
+               "history": history}  # fmt: skip
+    start = {"method": "start", "final_accuracy": 0.3, "wall_seconds": 29.0, "peak_rss_mib": 1,
+             "history": history[:1]}  # fmt: skip
+    rows = {r["method"]: r for r in summarize([resumed, start], ["farl", "start"])}
+    assert rows["farl"]["wall_seconds_mean"] == 248.0 and rows["start"]["wall_seconds_mean"] == 29.0
+
+
 def test_unknown_methods_are_refused():
     with pytest.raises(HIRError, match="unknown method"):
         parse_methods("hir,ppo-nonsense")
