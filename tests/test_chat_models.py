@@ -249,3 +249,39 @@ def test_ppo_with_lora_uses_the_adapter_off_as_its_reference(tiny_llama_chat_dir
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     # The adapter starts as the identity (B = 0): the first rollout's KL to the reference is 0.
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_hir_eval_of_a_lora_run_equals_eval_of_its_merged_export(tiny_llama_chat_dir, tmp_path):
+    policy = _lora_run(tiny_llama_chat_dir, tmp_path / "run", 1)
+    with torch.no_grad():  # a visible adapter: B is zero-initialized, so move it
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    policy.model.save_pretrained(tmp_path / "run" / "checkpoints" / "iteration-0001")
+    assert main(["export", str(tmp_path / "run"), "--output_dir", str(tmp_path / "merged"), "--merge"]) == 0  # fmt: skip
+    common = ["--task", "synthetic/count", "--num_examples", "40", "--max_new_tokens", "4",
+              "--prompt_format", "chat"]  # fmt: skip
+    lora = ["--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj,v_proj"]
+    runs = {
+        "merged": ["--model", str(tmp_path / "merged")],
+        "run": ["--model", tiny_llama_chat_dir, *lora, "--run", str(tmp_path / "run")],
+        "base": ["--model", tiny_llama_chat_dir],
+    }
+    for name, args in runs.items():
+        assert main(["eval", *common, *args, "--output_dir", str(tmp_path / f"eval-{name}")]) == 0
+
+    def predictions(name):
+        lines = (tmp_path / f"eval-{name}" / "predictions.jsonl").read_text().splitlines()
+        return [json.loads(line)["prediction"] for line in lines]
+
+    assert predictions("run") == predictions("merged")
+    assert predictions("run") != predictions("base")  # the adapter was loaded, not ignored
+
+
+def test_hir_eval_of_a_lora_run_without_the_lora_settings_says_what_to_add(
+    tiny_llama_chat_dir, tmp_path, capsys
+):
+    _lora_run(tiny_llama_chat_dir, tmp_path / "run", 1)
+    args = ["eval", "--model", tiny_llama_chat_dir, "--task", "synthetic/count", "--run", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 2
+    assert "holds a LoRA adapter" in capsys.readouterr().err

@@ -204,6 +204,11 @@ class EvalArguments:
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N examples"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if present)"})  # fmt: skip
     seed: int = field(default=0, metadata={"help": "seed (greedy decoding does not use it)"})
+    run: str | None = field(
+        default=None,
+        metadata={"help": "a run folder (its newest checkpoint) or checkpoint whose trained weights "
+                          "are loaded into --model, built with the run's --lora_r / --train_last_layers"},
+    )  # fmt: skip
     premise: bool = field(
         default=False,
         metadata={"help": "decode under the correct- and the wrong-answer instruction and write "
@@ -234,6 +239,10 @@ def run_eval(args: list[str]) -> None:
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
     policy = model_args.load_policy(device=eval_args.device)
+    if eval_args.run:
+        from hir.export import checkpoint_of
+
+        policy.load_weights(checkpoint_of(eval_args.run))
     if eval_args.premise:
         return _write_premise(policy, task, eval_args, model_args)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,

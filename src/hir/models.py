@@ -646,6 +646,11 @@ def load_weights_into(model: PreTrainedModel, folder: Path) -> None:
 
     files = sorted(folder.glob("model*.safetensors"))
     if not files:
+        from hir.adapters import ADAPTER_WEIGHTS
+
+        if (folder / ADAPTER_WEIGHTS).is_file():
+            raise HIRError(f"{folder} holds a LoRA adapter, not whole weights: load it into a model "
+                           "built with the run's --lora_r (and --train_last_layers, --lora_target_modules)")  # fmt: skip
         raise HIRError(f"{folder} holds no model*.safetensors weights")
     state = {}
     for file in files:
