@@ -94,6 +94,12 @@ def test_hir_eval_premise_decodes_under_both_instructions(tiny_gpt2_dir, tmp_pat
     assert premise["accuracy_correct_instruction"] == plain["accuracy"]
     assert premise["examples"] == plain["num_examples"]
     assert 0.0 <= premise["same_answer_share"] <= 1.0
+    predictions = [json.loads(line) for line in (tmp_path / "plain" / "predictions.jsonl").read_text().splitlines()]  # fmt: skip
+    top = premise["top_answers_correct_instruction"]
+    assert sum(top.values()) <= premise["examples"]
+    assert all(
+        count == sum(p["answer"] == answer for p in predictions) for answer, count in top.items()
+    )
     assert premise["config"]["model"] == tiny_gpt2_dir and premise["versions"]["torch"]
     assert "under the wrong-answer one" in capsys.readouterr().out
     # One line, not a silent choice of instruction, when both are asked for.

@@ -8,6 +8,8 @@ rarely answers the same; one that ignores them answers the same.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hir.evaluate import evaluate
 from hir.models import Policy
 from hir.tasks import Task
@@ -34,6 +36,14 @@ def measure_premise(
         "same_answer_share": sum(same) / max(len(same), 1),
         "well_formed_correct_instruction": runs["correct"].well_formed,
         "well_formed_wrong_instruction": runs["wrong"].well_formed,
+        # A policy that answers one option for everything shows here, whatever its accuracy.
+        "top_answers_correct_instruction": top_answers(runs["correct"].records),
+        "top_answers_wrong_instruction": top_answers(runs["wrong"].records),
         "examples_correct": runs["correct"].records[:3],
         "examples_wrong": runs["wrong"].records[:3],
     }
+
+
+def top_answers(records: list[dict], most: int = 5) -> dict[str, int]:
+    """The most frequent extracted answers and how many queries got each."""
+    return dict(Counter(r["answer"] for r in records).most_common(most))
