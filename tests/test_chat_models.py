@@ -183,6 +183,18 @@ def _lora_run(folder, output_dir, iterations, resume=False):
     return policy
 
 
+def _visible_adapter_run(folder, output_dir):
+    """A one-iteration LoRA run whose checkpoint holds an adapter that changes the outputs
+    (B is zero-initialized, so a short run may leave it near the identity: move it)."""
+    policy = _lora_run(folder, output_dir, 1)
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+    policy.model.save_pretrained(output_dir / "checkpoints" / "iteration-0001")
+    return policy
+
+
 def test_lora_trains_the_adapter_only_and_resumes_exactly(tiny_llama_chat_dir, tmp_path):
     torch.set_num_threads(1)  # the same float sums in both runs
     whole = _lora_run(tiny_llama_chat_dir, tmp_path / "whole", 2)
@@ -220,12 +232,7 @@ def test_merged_export_is_an_ordinary_model_with_the_adapters_outputs(
 ):
     from transformers import AutoModelForCausalLM
 
-    policy = _lora_run(tiny_llama_chat_dir, tmp_path / "run", 1)
-    with torch.no_grad():  # a visible adapter: B is zero-initialized, so move it
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.add_(0.05)
-    policy.model.save_pretrained(tmp_path / "run" / "checkpoints" / "iteration-0001")
+    policy = _visible_adapter_run(tiny_llama_chat_dir, tmp_path / "run")
     assert (
         main(["export", str(tmp_path / "run"), "--output_dir", str(tmp_path / "merged"), "--merge"])
         == 0
@@ -252,12 +259,7 @@ def test_ppo_with_lora_uses_the_adapter_off_as_its_reference(tiny_llama_chat_dir
 
 
 def test_hir_eval_of_a_lora_run_equals_eval_of_its_merged_export(tiny_llama_chat_dir, tmp_path):
-    policy = _lora_run(tiny_llama_chat_dir, tmp_path / "run", 1)
-    with torch.no_grad():  # a visible adapter: B is zero-initialized, so move it
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.add_(0.05)
-    policy.model.save_pretrained(tmp_path / "run" / "checkpoints" / "iteration-0001")
+    _visible_adapter_run(tiny_llama_chat_dir, tmp_path / "run")
     assert main(["export", str(tmp_path / "run"), "--output_dir", str(tmp_path / "merged"), "--merge"]) == 0  # fmt: skip
     common = ["--task", "synthetic/count", "--num_examples", "40", "--max_new_tokens", "4",
               "--prompt_format", "chat"]  # fmt: skip

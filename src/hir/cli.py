@@ -222,6 +222,10 @@ class EvalArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise HIRError(f"--{name} must be >= 1, got {value}")
+        if self.premise and self.instruction is not None:
+            raise HIRError(
+                "--premise decodes under the task's two instructions: leave --instruction out"
+            )
 
 
 def run_eval(args: list[str]) -> None:
@@ -238,11 +242,13 @@ def run_eval(args: list[str]) -> None:
     task = task_args.load()
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
-    policy = model_args.load_policy(device=eval_args.device)
-    if eval_args.run:
+    if eval_args.run:  # found (or refused) before the slow model load
         from hir.export import checkpoint_of
 
-        policy.load_weights(checkpoint_of(eval_args.run))
+        checkpoint = checkpoint_of(eval_args.run)
+    policy = model_args.load_policy(device=eval_args.device)
+    if eval_args.run:
+        policy.load_weights(checkpoint)
     if eval_args.premise:
         return _write_premise(policy, task, eval_args, model_args)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
@@ -266,10 +272,6 @@ def _write_premise(policy, task, eval_args, model_args) -> None:
     from hir.premise import measure_premise
     from hir.runinfo import library_versions
 
-    if eval_args.instruction is not None:
-        raise HIRError(
-            "--premise decodes under the task's two instructions: leave --instruction out"
-        )
     row = measure_premise(policy, task, eval_args.split, eval_args.max_new_tokens, eval_args.limit)
     path = Path(eval_args.output_dir) / "premise.json"
     atomic_write_json(path, {**row, "config": {**asdict(eval_args), **asdict(model_args)},
