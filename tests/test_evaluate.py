@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from hir import HIRError
 from hir.cli import main
 from hir.evaluate import evaluate
 from hir.tasks import load_task
@@ -105,3 +106,30 @@ def test_hir_eval_premise_decodes_under_both_instructions(tiny_gpt2_dir, tmp_pat
     # One line, not a silent choice of instruction, when both are asked for.
     assert main(["eval", *common, "--premise", "true", "--instruction", "x"]) == 2
     assert "leave --instruction out" in capsys.readouterr().err
+
+
+def test_eval_every_evaluates_start_every_nth_and_last_and_leaves_training_unchanged(
+    tiny_gpt2_dir, tmp_path
+):
+    from hir.fileio import read_jsonl
+    from hir.trainers.hir import HIRConfig, HIRTrainer
+
+    task = load_task("synthetic/sort", num_examples=40)
+    settings = dict(iterations=3, batch_size=16, max_new_tokens=4, max_queries_per_iteration=6,
+                    report_to="none", seed=0)  # fmt: skip
+    runs = {}
+    for every in (1, 2):
+        folder = tmp_path / f"every-{every}"
+        config = HIRConfig(output_dir=str(folder), eval_every=every, **settings)
+        summary = HIRTrainer(tiny_gpt2_dir, task, config).train()
+        runs[every] = (summary, list(read_jsonl(folder / "metrics.jsonl")))
+    (dense, dense_log), (sparse, sparse_log) = runs[1], runs[2]
+    assert [i for i, r in enumerate(sparse_log) if "accuracy" in r] == [0, 2, 3]
+    assert sparse["accuracy_per_iteration"][1] is None
+    assert sparse["final_accuracy"] == dense["final_accuracy"]
+    # Evaluating draws no randomness: the training path is the same with or without it.
+    for a, b in zip(dense_log[1:], sparse_log[1:], strict=True):
+        assert a["sample_accuracy"] == b["sample_accuracy"] and a["loss"] == b["loss"]
+        assert [e["output"] for e in a["examples"]] == [e["output"] for e in b["examples"]]
+    with pytest.raises(HIRError, match="eval_every must be >= 1"):
+        HIRConfig(output_dir=str(tmp_path / "bad"), eval_every=0)

@@ -32,7 +32,7 @@ from hir.tasks.base import Task
 from hir.trainers import get_method
 from hir.trainers.farl import FARLConfig
 from hir.trainers.hir import HIRConfig
-from hir.trainers.online import evaluate_with_config
+from hir.trainers.online import evaluate_with_config, evaluated_records
 from hir.trainers.online_config import RunConfig
 from hir.trainers.ppo import PPOConfig
 from hir.trainers.sft import SFTConfig
@@ -159,8 +159,11 @@ def run_comparison(
                     trainer_class, config = method_config(method, settings, seed, output_dir)
                     extra = {"ptx_pairs": begin.pretraining_pairs} if method == "ppo-ptx" else {}
                     trainer_class(load_start(start_model), task, config, **extra).train()
+                    records = evaluated_records(
+                        read_jsonl(Path(config.output_dir) / "metrics.jsonl")
+                    )
                     history = [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
-                               for record in read_jsonl(Path(config.output_dir) / "metrics.jsonl")]  # fmt: skip
+                               for record in records]  # fmt: skip
                 seconds = time.perf_counter() - began
             run = {"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"],
                    "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,

@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 def plot_accuracy(history: list[dict], path: str | Path, title: str = "") -> Path:
     """Accuracy after each iteration (0 = the starting policy) as a PNG."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    iterations = [r["iteration"] for r in history]
-    ax.plot(iterations, [r["accuracy"] for r in history], marker="o", label="eval accuracy")
+    evaluated = [r for r in history if "accuracy" in r]  # eval_every > 1 skips some
+    iterations = [r["iteration"] for r in evaluated]
+    ax.plot(iterations, [r["accuracy"] for r in evaluated], marker="o", label="eval accuracy")
     if any("sample_accuracy" in r for r in history):
         sampled = [
             (r["iteration"], r["sample_accuracy"]) for r in history if "sample_accuracy" in r

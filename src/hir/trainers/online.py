@@ -242,12 +242,14 @@ class OnlineTrainer:
     # -- evaluation, logging, checkpoints ------------------------------------------------------
 
     def _finish_iteration(self, iteration: int, metrics: dict, start: float) -> None:
-        result = evaluate_with_config(
-            self.policy, self.task, self.config, self.target_instruction, self.accelerator
-        )
-        record = {"iteration": iteration, "accuracy": result.accuracy, "mean_score": result.mean_score,
-                  "well_formed": result.well_formed, **metrics,
-                  "wall_seconds": time.perf_counter() - start}  # fmt: skip
+        record = {"iteration": iteration}
+        if is_evaluated(iteration, self.config.iterations, self.config.eval_every):
+            result = evaluate_with_config(
+                self.policy, self.task, self.config, self.target_instruction, self.accelerator
+            )
+            record.update(accuracy=result.accuracy, mean_score=result.mean_score,
+                          well_formed=result.well_formed)  # fmt: skip
+        record.update(**metrics, wall_seconds=time.perf_counter() - start)
         self.history.append(record)
         self.logger.log(record)
         crash_point("logging")
@@ -345,21 +347,23 @@ class OnlineTrainer:
                 "answer_extraction": callable_name(extraction) if callable(extraction) else extraction, **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
-        best = max(self.history, key=lambda r: r["accuracy"])
+        evaluated = evaluated_records(self.history)
+        best = max(evaluated, key=lambda r: r["accuracy"])
         summary = {
             "method": self.method,
             "task": self.task.name,
             "model": self.model_source,
             "seed": self.config.seed,
-            "initial_accuracy": self.history[0]["accuracy"],
-            "final_accuracy": self.history[-1]["accuracy"],
-            "final_mean_score": self.history[-1]["mean_score"],
+            "initial_accuracy": evaluated[0]["accuracy"],
+            "final_accuracy": evaluated[-1]["accuracy"],
+            "final_mean_score": evaluated[-1]["mean_score"],
             "best_accuracy": best["accuracy"],
             "best_iteration": best["iteration"],
             "iterations": self.history[-1]["iteration"],
             "eval_split": self.config.eval_split,
             "wall_seconds": round(wall_seconds, 2),
-            "accuracy_per_iteration": [r["accuracy"] for r in self.history],
+            # None for an iteration that was not evaluated (eval_every > 1).
+            "accuracy_per_iteration": [r.get("accuracy") for r in self.history],
             "config": self._run_record(),
             "versions": library_versions(),
         }
@@ -393,6 +397,17 @@ class SupervisedTrainer(OnlineTrainer):
             group_of=(lambda item: item.example.id) if self.config.group_by_query else None,
         )  # fmt: skip
         return {**metrics, "train_items": len(items)}
+
+
+def is_evaluated(iteration: int, iterations: int, eval_every: int) -> bool:
+    """Whether iteration `iteration` of `iterations` is evaluated: the start, every
+    `eval_every`-th, and the last, so that every run has an initial and a final accuracy."""
+    return iteration == 0 or iteration == iterations or iteration % eval_every == 0
+
+
+def evaluated_records(history: list[dict]) -> list[dict]:
+    """The history records that hold an evaluation (all of them when eval_every is 1)."""
+    return [record for record in history if "accuracy" in record]
 
 
 def evaluate_with_config(

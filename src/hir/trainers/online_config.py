@@ -64,6 +64,13 @@ class RunConfig:
     # Evaluation.
     max_new_tokens: int = field(default=32, metadata=_help("longest output, sampled or greedy"))
     eval_split: str = field(default="test", metadata=_help("split evaluated after every iteration"))
+    eval_every: int = field(
+        default=1,
+        metadata=_help(
+            "evaluate after every N-th iteration (the start and the last iteration "
+            "always); the iterations between log their training metrics only"
+        ),
+    )
     eval_batch_size: int = field(default=64, metadata=_help("queries per greedy generate call"))
     eval_limit: int | None = field(
         default=None, metadata=_help("evaluate only the first N examples")
@@ -109,6 +116,7 @@ class RunConfig:
             (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (self.eval_limit is None or self.eval_limit >= 1, "eval_limit must be >= 1"),
+            (self.eval_every >= 1, "eval_every must be >= 1 (1 evaluates after every iteration)"),
             (0 <= self.success_threshold <= 1, "success_threshold must be in [0, 1]"),
             (
                 self.lr_scheduler in ("constant", "constant_with_warmup"),
