@@ -242,12 +242,13 @@ def run_eval(args: list[str]) -> None:
     task = task_args.load()
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
+    checkpoint = None
     if eval_args.run:  # found (or refused) before the slow model load
         from hir.export import checkpoint_of
 
         checkpoint = checkpoint_of(eval_args.run)
     policy = model_args.load_policy(device=eval_args.device)
-    if eval_args.run:
+    if checkpoint is not None:
         policy.load_weights(checkpoint)
     if eval_args.premise:
         return _write_premise(policy, task, eval_args, model_args)

@@ -26,13 +26,13 @@ from hir.arguments import ModelArguments
 from hir.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.errors import HIRError
 from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
-from hir.report import plot_comparison
+from hir.report import evaluated_records, plot_comparison
 from hir.runinfo import library_versions
 from hir.tasks.base import Task
 from hir.trainers import get_method
 from hir.trainers.farl import FARLConfig
 from hir.trainers.hir import HIRConfig
-from hir.trainers.online import evaluate_with_config, evaluated_records
+from hir.trainers.online import evaluate_with_config
 from hir.trainers.online_config import RunConfig
 from hir.trainers.ppo import PPOConfig
 from hir.trainers.sft import SFTConfig

@@ -10,10 +10,15 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def evaluated_records(history: list[dict]) -> list[dict]:
+    """The history records that hold an evaluation (all of them when eval_every is 1)."""
+    return [record for record in history if "accuracy" in record]
+
+
 def plot_accuracy(history: list[dict], path: str | Path, title: str = "") -> Path:
     """Accuracy after each iteration (0 = the starting policy) as a PNG."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    evaluated = [r for r in history if "accuracy" in r]  # eval_every > 1 skips some
+    evaluated = evaluated_records(history)
     iterations = [r["iteration"] for r in evaluated]
     ax.plot(iterations, [r["accuracy"] for r in evaluated], marker="o", label="eval accuracy")
     if any("sample_accuracy" in r for r in history):

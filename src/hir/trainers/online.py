@@ -61,7 +61,7 @@ from hir.fileio import (
 from hir.losses import label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
 from hir.parallel import on_shares
-from hir.report import plot_accuracy
+from hir.report import evaluated_records, plot_accuracy
 from hir.runinfo import library_versions
 from hir.sampling import sample_outputs
 from hir.tasks import Example, Task, load_task
@@ -403,11 +403,6 @@ def is_evaluated(iteration: int, iterations: int, eval_every: int) -> bool:
     """Whether iteration `iteration` of `iterations` is evaluated: the start, every
     `eval_every`-th, and the last, so that every run has an initial and a final accuracy."""
     return iteration == 0 or iteration == iterations or iteration % eval_every == 0
-
-
-def evaluated_records(history: list[dict]) -> list[dict]:
-    """The history records that hold an evaluation (all of them when eval_every is 1)."""
-    return [record for record in history if "accuracy" in record]
 
 
 def evaluate_with_config(

@@ -63,7 +63,7 @@ class RunConfig:
 
     # Evaluation.
     max_new_tokens: int = field(default=32, metadata=_help("longest output, sampled or greedy"))
-    eval_split: str = field(default="test", metadata=_help("split evaluated after every iteration"))
+    eval_split: str = field(default="test", metadata=_help("split evaluated (see eval_every)"))
     eval_every: int = field(
         default=1,
         metadata=_help(
