@@ -57,3 +57,22 @@ def test_instructgpt_pipeline_runs_end_to_end(tiny_gpt2_dir, tmp_path):
         json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()
     ]
     assert "loss_ptx" in metrics[1] and "reward" in metrics[1]
+
+
+def test_instructgpt_ppo_stage_keeps_the_lora_scope(tiny_gpt2_dir, tmp_path):
+    from hir.adapters import TrainingScope, apply_training_scope
+
+    policy = apply_training_scope(
+        load_policy(tiny_gpt2_dir), TrainingScope(lora_r=4, train_last_layers=1)
+    )
+    task = load_task("synthetic/sort", num_examples=24, feedback=share_of_a)
+    config = PPOConfig(output_dir=str(tmp_path), iterations=1, batch_size=16, max_new_tokens=4,
+                       report_to="none", temperature=2.0)  # fmt: skip
+    run_instructgpt(policy, task, config, sft_epochs=1)
+    ppo_record = json.loads((tmp_path / "ppo" / "config.json").read_text())["config"]
+    sft_record = json.loads((tmp_path / "sft" / "config.json").read_text())["config"]
+    # Both stages adapt the same last layer with a rank-4 adapter; before the fix, PPO trained
+    # every weight of the reloaded SFT model.
+    assert ppo_record["training_scope"] == sft_record["training_scope"]
+    assert ppo_record["training_scope"]["lora_r"] == 4
+    assert ppo_record["training_scope"]["train_last_layers"] == 1

@@ -8,7 +8,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+from hir.adapters import apply_training_scope
 from hir.fileio import atomic_write_json
+from hir.models import Policy, load_policy
 from hir.sampling import sample_outputs
 from hir.tasks.base import Task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
@@ -17,7 +19,7 @@ from hir.trainers.sft import SFTConfig, SFTTrainer
 
 
 def run_instructgpt(
-    model: str, task: Task, config: PPOConfig, sft_iterations: int = 1, sft_epochs: int = 10,
+    model: str | Policy, task: Task, config: PPOConfig, sft_iterations: int = 1, sft_epochs: int = 10,
     reward_model_epochs: int = 2,
 ) -> dict:  # fmt: skip
     """PPOConfig's shared fields (learning rate, batch size, evaluation...) also set the SFT
@@ -48,7 +50,7 @@ def run_instructgpt(
     ptx_pairs = [(task.prompt(e.query, instruction), e.target) for e in sft.train_examples]
     ppo_config = dataclasses.replace(config, output_dir=str(root / "ppo"))
     ppo = PPOTrainer(
-        str(root / "sft" / "model"), task, ppo_config,
+        _reload_like(sft.policy, root / "sft" / "model"), task, ppo_config,
         reward_fn=lambda prompts, outputs, scores: reward_model.score(prompts, outputs),
         ptx_pairs=ptx_pairs,
     )  # fmt: skip
@@ -67,3 +69,12 @@ def run_instructgpt(
     }
     atomic_write_json(root / "summary.json", summary)
     return summary
+
+
+def _reload_like(trained: Policy, folder: Path) -> Policy:
+    """The saved SFT model (a LoRA adapter merged in), in the prompt format and training scope of
+    the policy that was trained: PPO then adapts the same layers, with a fresh adapter whose
+    "off" state, PPO's reference, is the SFT policy."""
+    policy = load_policy(folder, prompt_format="chat" if trained.chat else "plain")
+    scope = getattr(trained, "training_scope", None)
+    return apply_training_scope(policy, scope) if scope is not None else policy
