@@ -106,3 +106,21 @@ def test_a_resumed_runs_wall_time_is_its_own_clock_not_the_resuming_process():
 def test_unknown_methods_are_refused():
     with pytest.raises(HIRError, match="unknown method"):
         parse_methods("hir,ppo-nonsense")
+
+
+def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
+    tiny_gpt2_dir, tmp_path, capsys
+):
+    def compare():
+        return run_comparison({**SETTINGS, "resume": True}, ["start"], [0, 1],
+                              lambda seed: Start(TASK, tiny_gpt2_dir), tmp_path)  # fmt: skip
+
+    first = compare()
+    (tmp_path / "comparison.md").unlink()
+    capsys.readouterr()
+    again = compare()
+    printed = capsys.readouterr().out
+    assert printed.count("finished before, kept") == 2
+    assert printed.count("wrote ") == 1  # the table once, not once per run and again at the end
+    assert again["table"] == first["table"]
+    assert (tmp_path / "comparison.md").read_text().startswith("| method |")

@@ -129,6 +129,7 @@ def run_comparison(
         if method != "start":
             method_config(method, settings, seeds[0], output_dir)
     runs: list[dict] = []
+    table_is_current = False  # rewritten after each new run; once at the end if the last was kept
     for seed in seeds:
         begin = start(seed)
         task, start_model = begin.task, begin.model
@@ -142,6 +143,7 @@ def run_comparison(
             if resume and record_path.is_file():
                 print(f"hir compare: {method}, seed {seed}: finished before, kept")
                 runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+                table_is_current = False
                 continue
             print(f"hir compare: {method}, seed {seed}")
             with PeakMemory() as memory:
@@ -171,8 +173,10 @@ def run_comparison(
             atomic_write_json(record_path, run)  # written last: the run is finished
             runs.append(run)
             write_comparison(output_dir, summarize(runs, methods), runs, settings, seeds)
+            table_is_current = True
     table = summarize(runs, methods)
-    write_comparison(output_dir, table, runs, settings, seeds)
+    if not table_is_current:
+        write_comparison(output_dir, table, runs, settings, seeds)
     return {"table": table, "runs": runs}
 
 
