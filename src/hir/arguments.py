@@ -8,37 +8,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hir.options import flag_help
 from hir.tasks import Task, load_task
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass
 class ModelArguments:
     model: str = field(
         default="",
-        metadata=_help("Hub id, local folder, GGUF file or built-in name of the starting policy"),
+        metadata=flag_help(
+            "Hub id, local folder, GGUF file or built-in name of the starting policy"
+        ),
     )
     prompt_format: str = field(
         default="auto",
-        metadata=_help("auto (chat when the tokenizer has a chat template), chat or plain"),
+        metadata=flag_help("auto (chat when the tokenizer has a chat template), chat or plain"),
     )
-    lora_r: int = field(default=0, metadata=_help("LoRA rank; 0 trains the weights themselves"))
-    lora_alpha: float = field(default=16.0, metadata=_help("LoRA scaling numerator"))
-    lora_dropout: float = field(default=0.0, metadata=_help("dropout on the LoRA input"))
+    lora_r: int = field(default=0, metadata=flag_help("LoRA rank; 0 trains the weights themselves"))
+    lora_alpha: float = field(default=16.0, metadata=flag_help("LoRA scaling numerator"))
+    lora_dropout: float = field(default=0.0, metadata=flag_help("dropout on the LoRA input"))
     lora_target_modules: str = field(
         default="all-linear",
-        metadata=_help("comma-separated module names (e.g. q_proj,v_proj) or all-linear"),
+        metadata=flag_help("comma-separated module names (e.g. q_proj,v_proj) or all-linear"),
     )
     train_last_layers: int = field(
         default=0,
-        metadata=_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
+        metadata=flag_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
     )  # fmt: skip
     activation_cache_mb: int = field(
         default=2048,
-        metadata=_help("with --train_last_layers: memory for the frozen layers' activations, computed once per sequence (0: recompute every step)"),
+        metadata=flag_help("with --train_last_layers: memory for the frozen layers' activations, computed once per sequence (0: recompute every step)"),
     )  # fmt: skip
 
     def training_scope(self):
@@ -63,42 +62,44 @@ class ModelArguments:
 @dataclass
 class TaskArguments:
     task: str = field(
-        default="synthetic/count", metadata=_help("task name, jsonl:<file> or hf:<dataset>")
+        default="synthetic/count", metadata=flag_help("task name, jsonl:<file> or hf:<dataset>")
     )
     bigbench_dir: str | None = field(
         default=None,
-        metadata=_help("folder with BIG-bench <task>/task.json (default: $HIR_BIGBENCH_DIR, else download once)"),
+        metadata=flag_help("folder with BIG-bench <task>/task.json (default: $HIR_BIGBENCH_DIR, else download once)"),
     )  # fmt: skip
-    no_download: bool = field(default=False, metadata=_help("never download BIG-bench data"))
+    no_download: bool = field(default=False, metadata=flag_help("never download BIG-bench data"))
     feedback: str | None = field(
         default=None,
-        metadata=_help("feedback module:function or file.py:function, (output, example) -> float"),
+        metadata=flag_help(
+            "feedback module:function or file.py:function, (output, example) -> float"
+        ),
     )
     feedback_timeout: float | None = field(
         default=None,
-        metadata=_help("seconds one feedback call may take before the run stops and names the example"),
+        metadata=flag_help("seconds one feedback call may take before the run stops and names the example"),
     )  # fmt: skip
-    query_field: str = field(default="query", metadata=_help("query column of user data"))
-    answer_field: str = field(default="answer", metadata=_help("answer column of user data"))
+    query_field: str = field(default="query", metadata=flag_help("query column of user data"))
+    answer_field: str = field(default="answer", metadata=flag_help("answer column of user data"))
     hf_split: str = field(
-        default="train", metadata=_help("split of a Hugging Face dataset to read")
+        default="train", metadata=flag_help("split of a Hugging Face dataset to read")
     )
-    num_examples: int = field(default=1000, metadata=_help("size of a synthetic task"))
-    data_seed: int = field(default=0, metadata=_help("seed of a synthetic task's generator"))
+    num_examples: int = field(default=1000, metadata=flag_help("size of a synthetic task"))
+    data_seed: int = field(default=0, metadata=flag_help("seed of a synthetic task's generator"))
     split_seed: int | None = field(
-        default=None, metadata=_help("seed of the train/test permutation (protocol: 1)")
+        default=None, metadata=flag_help("seed of the train/test permutation (protocol: 1)")
     )
     validation_fraction: float | None = field(
-        default=None, metadata=_help("share of train held out for validation")
+        default=None, metadata=flag_help("share of train held out for validation")
     )
 
     extract: str = field(
         default="auto",
-        metadata=_help("answer extraction before feedback: auto, none, option, number, first_line, regex:PATTERN or module:function"),
+        metadata=flag_help("answer extraction before feedback: auto, none, option, number, first_line, regex:PATTERN or module:function"),
     )  # fmt: skip
     answer_hint: str = field(
         default="auto",
-        metadata=_help("sentence after the instruction, e.g. 'Answer with the option letter only.' (auto: the task's, for chat models; '': none)"),
+        metadata=flag_help("sentence after the instruction, e.g. 'Answer with the option letter only.' (auto: the task's, for chat models; '': none)"),
     )  # fmt: skip
 
     def load(self) -> Task:

@@ -18,6 +18,11 @@ from transformers import HfArgumentParser
 from hir.errors import HIRError
 
 
+def flag_help(text: str) -> dict:
+    """A config field's metadata: the help text of its flag."""
+    return {"help": text}
+
+
 class OptionParser(HfArgumentParser):
     def __init__(self, dataclass_types: Sequence[type], prog: str, description: str | None = None):
         super().__init__(list(dataclass_types), prog=prog, description=description)

@@ -23,11 +23,12 @@ from hir.losses import (
     pairwise_contrastive_loss,
     sequence_scores,
 )
+from hir.options import flag_help
 from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.sampling import Sample
 from hir.tasks import Task
 from hir.trainers.online import SupervisedTrainer, TrainItem
-from hir.trainers.online_config import SamplingConfig, SupervisedFields, _help
+from hir.trainers.online_config import SamplingConfig, SupervisedFields
 
 IN_BATCH_GROUP = 8  # the in-batch form scores every output under every context: group^2 sequences
 
@@ -43,26 +44,31 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     and evaluates greedy accuracy under the target instruction.
     """
 
-    relabel: str = field(default="binary", metadata=_help("binary | quantile | module:function"))
-    wrong_instruction: str | None = field(
-        default=None, metadata=_help("default: the task's wrong-answer instruction")
+    relabel: str = field(
+        default="binary", metadata=flag_help("binary | quantile | module:function")
     )
-    num_buckets: int = field(default=4, metadata=_help("quantile relabel: number of score buckets"))
+    wrong_instruction: str | None = field(
+        default=None, metadata=flag_help("default: the task's wrong-answer instruction")
+    )
+    num_buckets: int = field(
+        default=4, metadata=flag_help("quantile relabel: number of score buckets")
+    )
     contrastive_weight: float = field(
-        default=1.0, metadata=_help("alpha (paper: 1); 0 = no contrastive term")
+        default=1.0, metadata=flag_help("alpha (paper: 1); 0 = no contrastive term")
     )
     contrastive_form: str = field(
-        default="pairwise", metadata=_help("pairwise (public code) | in_batch (paper's equation)")
+        default="pairwise",
+        metadata=flag_help("pairwise (public code) | in_batch (paper's equation)"),
     )
     contrastive_smoothing: float = field(
-        default=0.2, metadata=_help("epsilon of the pairwise form (public code: 0.2)")
+        default=0.2, metadata=flag_help("epsilon of the pairwise form (public code: 0.2)")
     )
     entropy_weight: float = field(
-        default=0.001, metadata=_help("beta (paper: 0.001); 0 = no entropy term")
+        default=0.001, metadata=flag_help("beta (paper: 0.001); 0 = no entropy term")
     )
     sub_output_prob: float = field(
         default=0.5,
-        metadata=_help(
+        metadata=flag_help(
             "share of multi-word samples trained as prefix-in-context sub-outputs; 0 = off"
         ),
     )

@@ -17,85 +17,89 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from hir.errors import HIRError
+from hir.options import flag_help
 from hir.tracking import TRACKERS, unknown_trackers
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass
 class RunConfig:
     output_dir: str = field(
-        default="runs/hir", metadata=_help("folder for checkpoints, logs and summary.json")
+        default="runs/hir", metadata=flag_help("folder for checkpoints, logs and summary.json")
     )
-    seed: int = field(default=0, metadata=_help("seeds sampling, shuffling and initialisation"))
-    iterations: int = field(default=10, metadata=_help("rounds of (sample ->) train -> evaluate"))
+    seed: int = field(default=0, metadata=flag_help("seeds sampling, shuffling and initialisation"))
+    iterations: int = field(
+        default=10, metadata=flag_help("rounds of (sample ->) train -> evaluate")
+    )
     correct_instruction: str | None = field(
         default=None,
-        metadata=_help("the target instruction sampled and evaluated under (default: the task's)"),
+        metadata=flag_help(
+            "the target instruction sampled and evaluated under (default: the task's)"
+        ),
     )
     success_threshold: float = field(
         default=1.0,
-        metadata=_help("a score at least this counts as correct, everywhere: accuracy, sample "
+        metadata=flag_help("a score at least this counts as correct, everywhere: accuracy, sample "
                        "accuracy, FARL's filter, HIR's binary relabel"),
     )  # fmt: skip
 
     # The optimizer.
-    learning_rate: float = field(default=5e-4, metadata=_help("AdamW learning rate (paper: 5e-4)"))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    learning_rate: float = field(
+        default=5e-4, metadata=flag_help("AdamW learning rate (paper: 5e-4)")
+    )
+    weight_decay: float = field(default=0.0, metadata=flag_help("AdamW weight decay"))
     lr_scheduler: str = field(
         default="constant",
-        metadata=_help("constant | constant_with_warmup (which needs warmup_steps > 0)"),
+        metadata=flag_help("constant | constant_with_warmup (which needs warmup_steps > 0)"),
     )
     warmup_steps: int = field(
-        default=0, metadata=_help("optimizer steps of linear warmup (constant_with_warmup)")
+        default=0, metadata=flag_help("optimizer steps of linear warmup (constant_with_warmup)")
     )
     batch_size: int = field(
         default=64,
-        metadata=_help("examples per micro-batch (paper: 64); an optimizer step takes "
+        metadata=flag_help("examples per micro-batch (paper: 64); an optimizer step takes "
                        "gradient_accumulation_steps of them"),
     )  # fmt: skip
     gradient_accumulation_steps: int = field(
-        default=1, metadata=_help("micro-batches per optimizer step")
+        default=1, metadata=flag_help("micro-batches per optimizer step")
     )
-    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping; 0 = off"))
+    max_grad_norm: float = field(default=1.0, metadata=flag_help("gradient clipping; 0 = off"))
 
     # Evaluation.
-    max_new_tokens: int = field(default=32, metadata=_help("longest output, sampled or greedy"))
-    eval_split: str = field(default="test", metadata=_help("split evaluated (see eval_every)"))
+    max_new_tokens: int = field(default=32, metadata=flag_help("longest output, sampled or greedy"))
+    eval_split: str = field(default="test", metadata=flag_help("split evaluated (see eval_every)"))
     eval_every: int = field(
         default=1,
-        metadata=_help(
+        metadata=flag_help(
             "evaluate after every N-th iteration (the start and the last iteration "
             "always); the iterations between log their training metrics only"
         ),
     )
-    eval_batch_size: int = field(default=64, metadata=_help("queries per greedy generate call"))
+    eval_batch_size: int = field(default=64, metadata=flag_help("queries per greedy generate call"))
     eval_limit: int | None = field(
-        default=None, metadata=_help("evaluate only the first N examples")
+        default=None, metadata=flag_help("evaluate only the first N examples")
     )
 
     # Infrastructure.
-    device: str = field(default="auto", metadata=_help("auto | cpu | cuda"))
+    device: str = field(default="auto", metadata=flag_help("auto | cpu | cuda"))
     mixed_precision: str = field(
-        default="auto", metadata=_help("auto (bf16 on a capable GPU) | no | bf16 | fp16")
+        default="auto", metadata=flag_help("auto (bf16 on a capable GPU) | no | bf16 | fp16")
     )
     report_to: str = field(
-        default="tensorboard", metadata=_help("comma-separated: tensorboard, wandb, mlflow, none")
+        default="tensorboard",
+        metadata=flag_help("comma-separated: tensorboard, wandb, mlflow, none"),
     )
     keep_checkpoints: int = field(
-        default=2, metadata=_help("how many iteration checkpoints to keep")
+        default=2, metadata=flag_help("how many iteration checkpoints to keep")
     )
     resume: bool = field(
-        default=False, metadata=_help("continue from the last checkpoint in output_dir")
+        default=False, metadata=flag_help("continue from the last checkpoint in output_dir")
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata=_help("start over in an output_dir that holds another run's checkpoints"),
+        metadata=flag_help("start over in an output_dir that holds another run's checkpoints"),
     )
     log_samples: int = field(
-        default=4, metadata=_help("sampled outputs shown in the log per iteration")
+        default=4, metadata=flag_help("sampled outputs shown in the log per iteration")
     )
 
     def __post_init__(self) -> None:
@@ -156,15 +160,15 @@ class RunConfig:
 class SamplingConfig(RunConfig):
     max_queries_per_iteration: int | None = field(
         default=None,
-        metadata=_help("sample for a random subset of this many training queries per round"),
+        metadata=flag_help("sample for a random subset of this many training queries per round"),
     )
-    num_samples: int = field(default=4, metadata=_help("samples per query (paper: 4)"))
-    temperature: float = field(default=1.0, metadata=_help("sampling temperature (paper: 1.0)"))
-    top_k: int = field(default=0, metadata=_help("top-k sampling; 0 = off (pure sampling)"))
-    top_p: float = field(default=1.0, metadata=_help("nucleus sampling; 1.0 = off"))
-    sampling_batch_size: int = field(default=64, metadata=_help("queries per generate call"))
+    num_samples: int = field(default=4, metadata=flag_help("samples per query (paper: 4)"))
+    temperature: float = field(default=1.0, metadata=flag_help("sampling temperature (paper: 1.0)"))
+    top_k: int = field(default=0, metadata=flag_help("top-k sampling; 0 = off (pure sampling)"))
+    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling; 1.0 = off"))
+    sampling_batch_size: int = field(default=64, metadata=flag_help("queries per generate call"))
     buffer_retention: str = field(
-        default="cap:4", metadata=_help("all | latest:K | cap:M (x train size)")
+        default="cap:4", metadata=flag_help("all | latest:K | cap:M (x train size)")
     )
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -186,14 +190,14 @@ class SupervisedFields:
     """Mixed into the configs of the methods that train with supervised epochs."""
 
     epochs_per_iteration: int = field(
-        default=10, metadata=_help("training epochs per iteration (paper: 10)")
+        default=10, metadata=flag_help("training epochs per iteration (paper: 10)")
     )
     label_smoothing: float = field(
-        default=0.2, metadata=_help("label smoothing of the CE term (paper: 0.2)")
+        default=0.2, metadata=flag_help("label smoothing of the CE term (paper: 0.2)")
     )
     group_by_query: bool = field(
         default=False,
-        metadata=_help("batch a query's samples together, so its prompt runs once for all of "
+        metadata=flag_help("batch a query's samples together, so its prompt runs once for all of "
                        "them (faster training; batches then hold fewer distinct queries)"),
     )  # fmt: skip
 

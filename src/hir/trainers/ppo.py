@@ -41,9 +41,10 @@ from hir.losses import (
     whiten,
 )
 from hir.models import EncodedBatch, Policy, wrap_policy
+from hir.options import flag_help
 from hir.sampling import Sample
 from hir.trainers.online import OnlineTrainer
-from hir.trainers.online_config import SamplingConfig, _help
+from hir.trainers.online_config import SamplingConfig
 from hir.trainers.scalar_head import ScalarHeadModel
 
 # (prompts, outputs, feedback scores) -> rewards, e.g. a trained reward model's
@@ -56,24 +57,29 @@ class PPOConfig(SamplingConfig):
     defaults). On-policy: each iteration trains on its own rollout only."""
 
     buffer_retention: str = field(
-        default="latest:1", metadata=_help("what buffer.jsonl keeps; PPO trains on the newest rollout only")
+        default="latest:1", metadata=flag_help("what buffer.jsonl keeps; PPO trains on the newest rollout only")
     )  # fmt: skip
     kl_coef: float = field(
-        default=0.02, metadata=_help("per-token KL penalty to the reference (InstructGPT: 0.02)")
+        default=0.02,
+        metadata=flag_help("per-token KL penalty to the reference (InstructGPT: 0.02)"),
     )
-    gamma: float = field(default=1.0, metadata=_help("discount"))
-    lam: float = field(default=0.95, metadata=_help("GAE lambda"))
-    ppo_epochs: int = field(default=4, metadata=_help("passes over each rollout"))
-    clip_range: float = field(default=0.2, metadata=_help("policy ratio clip"))
-    value_clip_range: float = field(default=0.2, metadata=_help("value clip"))
-    value_coef: float = field(default=0.1, metadata=_help("weight of the value loss"))
+    gamma: float = field(default=1.0, metadata=flag_help("discount"))
+    lam: float = field(default=0.95, metadata=flag_help("GAE lambda"))
+    ppo_epochs: int = field(default=4, metadata=flag_help("passes over each rollout"))
+    clip_range: float = field(default=0.2, metadata=flag_help("policy ratio clip"))
+    value_clip_range: float = field(default=0.2, metadata=flag_help("value clip"))
+    value_coef: float = field(default=0.1, metadata=flag_help("weight of the value loss"))
     ptx_coef: float = field(
         default=0.0,
-        metadata=_help("PPO-ptx: weight of the CE on ptx_data (InstructGPT: 27.8); needs ptx_data"),
+        metadata=flag_help(
+            "PPO-ptx: weight of the CE on ptx_data (InstructGPT: 27.8); needs ptx_data"
+        ),
     )
     ptx_data: str | None = field(
         default=None,
-        metadata=_help('PPO-ptx "pretraining" pairs: a JSONL of {"prompt": ..., "output": ...}'),
+        metadata=flag_help(
+            'PPO-ptx "pretraining" pairs: a JSONL of {"prompt": ..., "output": ...}'
+        ),
     )
 
     def checks(self) -> list[tuple[bool, str]]:
