@@ -12,6 +12,7 @@ adapter switched off (no second copy), and `merged_model` folds the adapter into
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,13 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
         layers_pattern=layers_pattern if scope.train_last_layers else None,
     )
     try:
-        return get_peft_model(model, config)  # (LoraConfig's own checks raise above: peft bugs)
+        with (
+            warnings.catch_warnings()
+        ):  # peft reads transformers' deprecated alias; not ours to fix
+            warnings.filterwarnings(
+                "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
+            )
+            return get_peft_model(model, config)  # (LoraConfig's own checks raise above: peft bugs)
     except ValueError as exc:
         raise HIRError(
             f"--lora_target_modules {targets!r} matches no layer of this model "
