@@ -108,9 +108,8 @@ def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pat
         layers_pattern=layers_pattern if scope.train_last_layers else None,
     )
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # peft reads transformers' deprecated alias; not ours to fix
+        # peft reads transformers' deprecated is_gradient_checkpointing alias; not ours to fix.
+        with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
             )
