@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from hir.models import load_policy
-from hir.runinfo import library_versions
-from hir.small_models import build_small_model, task_corpus
+from hir.models.small_models import build_small_model, task_corpus
+from hir.runs.versions import library_versions
 from hir.tasks import load_task
 
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"

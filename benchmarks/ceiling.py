@@ -17,10 +17,10 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
+from public_code import public_code_hir_step
 from training import _prompts, make_items
 
 from hir.losses import IGNORE_INDEX
-from hir.public_code import public_code_hir_step
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
 

@@ -19,9 +19,9 @@ from _common import build_policy, paper_task, print_table, write_json
 
 
 def one_iteration(arch: str, way: str, queries: int) -> dict:
+    from public_code import public_code_hir_step, public_code_sample
     from training import _prompts, make_items
 
-    from hir.public_code import public_code_hir_step, public_code_sample
     from hir.trainers.epochs import train_epochs
     from hir.trainers.hir import HIRConfig, HIRTrainer
 

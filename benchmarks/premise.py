@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from hir.arguments import ModelArguments
-from hir.fileio import atomic_write_json
-from hir.premise import measure_premise
-from hir.runinfo import library_versions
+from hir.recipes.premise import measure_premise
+from hir.runs.fileio import atomic_write_json
+from hir.runs.versions import library_versions
 from hir.tasks import load_task
 
 TASKS = ("logical_deduction_three_objects", "object_counting", "date_understanding")

@@ -14,9 +14,9 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
+from public_code import public_code_sample
 
-from hir.public_code import public_code_sample
-from hir.sampling import sample_outputs
+from hir.online.sampling import sample_outputs
 
 
 def count_tokens(policy, outputs: list[list[str]]) -> int:

@@ -22,8 +22,8 @@ import time
 
 import torch
 from _common import build_policy, paper_task, print_table, write_json
+from public_code import public_code_hir_step
 
-from hir.public_code import public_code_hir_step
 from hir.trainers.epochs import train_epochs
 from hir.trainers.hir import HIRConfig, HIRTrainer
 from hir.trainers.online import TrainItem

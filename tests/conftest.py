@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The public HIR code's loops live with the benchmarks they serve (benchmarks/public_code.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
 
@@ -79,7 +83,7 @@ def bigbench_dir(tmp_path: Path) -> Path:
 
 
 def _build(tmp_path_factory, arch: str) -> str:
-    from hir.small_models import build_small_model, task_corpus
+    from hir.models.small_models import build_small_model, task_corpus
     from hir.tasks import load_task
 
     task = load_task("synthetic/count", num_examples=200)
@@ -114,7 +118,7 @@ def tiny_llama_chat_dir(tmp_path_factory) -> str:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hir.small_models import task_corpus, train_tokenizer
+    from hir.models.small_models import task_corpus, train_tokenizer
     from hir.tasks import load_task
 
     task = load_task("synthetic/count", num_examples=200)

@@ -98,14 +98,15 @@ def test_ppo_steps_its_scheduler_once_per_accumulated_step(tiny_gpt2_dir, tmp_pa
 def test_the_compare_start_row_uses_the_runs_evaluation_settings(
     tiny_gpt2_dir, tmp_path, monkeypatch
 ):
-    from hir.compare import Start, run_comparison
+    from hir.recipes.compare import Start, compare_configs, run_comparison
     from hir.trainers import online
 
     calls = []
     real = online.evaluate
     monkeypatch.setattr(online, "evaluate", lambda *a, **k: calls.append(k) or real(*a, **k))
     settings = {**QUICK, "eval_limit": 3, "eval_batch_size": 2, "correct_instruction": "Be right."}
-    run_comparison(settings, ["start"], [0], lambda seed: Start(TASK, tiny_gpt2_dir), tmp_path)
+    run_comparison(compare_configs(["start"], settings), [0], lambda seed: Start(TASK, tiny_gpt2_dir),
+                   tmp_path)  # fmt: skip
     (call,) = calls
     assert (call["limit"], call["batch_size"], call["instruction"]) == (3, 2, "Be right.")
 

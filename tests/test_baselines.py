@@ -4,8 +4,15 @@ import json
 import pytest
 
 from hir import HIRError
-from hir.compare import Start, markdown_table, parse_methods, run_comparison, summarize
-from hir.sampling import Sample
+from hir.online.sampling import Sample
+from hir.recipes.compare import (
+    Start,
+    compare_configs,
+    markdown_table,
+    parse_methods,
+    run_comparison,
+    summarize,
+)
 from hir.tasks import load_task
 from hir.trainers.farl import FARLConfig, FARLTrainer
 from hir.trainers.sft import SFTConfig, SFTTrainer
@@ -46,8 +53,7 @@ def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):
 def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_path):
     task = TASK
     result = run_comparison(
-        SETTINGS,
-        ["start", "hir", "farl", "sft"],
+        compare_configs(["start", "hir", "farl", "sft"], SETTINGS),
         [0, 1],
         lambda seed: Start(task, tiny_gpt2_dir),
         tmp_path,
@@ -112,7 +118,7 @@ def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
     tiny_gpt2_dir, tmp_path, capsys
 ):
     def compare():
-        return run_comparison({**SETTINGS, "resume": True}, ["start"], [0, 1],
+        return run_comparison(compare_configs(["start"], {**SETTINGS, "resume": True}), [0, 1],
                               lambda seed: Start(TASK, tiny_gpt2_dir), tmp_path)  # fmt: skip
 
     first = compare()

@@ -1,8 +1,8 @@
 import pytest
 
 from hir import HIRError
-from hir.buffer import ReplayBuffer, parse_retention, retain
-from hir.sampling import Sample, sample_outputs
+from hir.online.buffer import ReplayBuffer, parse_retention, retain
+from hir.online.sampling import Sample, sample_outputs
 from hir.tasks import load_task
 
 
@@ -48,6 +48,8 @@ def test_buffer_persists_every_record_and_reloads(tmp_path):
 
 class FixedPolicy:
     """Samples "1", "2", "1", "1" (the three "1"s from different token ids)."""
+
+    chat = False  # plain prompts
 
     def generate(self, prompts, num_samples, **kwargs):
         assert kwargs["do_sample"] and kwargs["return_token_ids"] and num_samples == 4

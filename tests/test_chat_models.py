@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from hir import HIRError
-from hir.adapters import TrainingScope, apply_training_scope
 from hir.arguments import ModelArguments
 from hir.cli import main
-from hir.extraction import first_number, make_extractor, option_letter
 from hir.losses import IGNORE_INDEX
 from hir.models import load_policy
+from hir.models.adapters import TrainingScope
 from hir.tasks import Example, load_task
+from hir.tasks.extraction import first_number, make_extractor, option_letter
 from hir.trainers.hir import HIRConfig, HIRTrainer
 from hir.trainers.ppo import PPOConfig, PPOTrainer
 
@@ -29,10 +29,10 @@ def chat_policy(folder, **kwargs):
 
 def test_the_prompt_is_the_user_turn_and_the_assistant_turn_is_opened(tiny_llama_chat_dir):
     policy = chat_policy(tiny_llama_chat_dir)
-    assert policy.chat and policy.completion_prefix == ""
-    (text,) = policy.render_prompts(["Count: a b"])
+    assert policy.chat and policy.format.completion_prefix == ""
+    (text,) = policy.format.render_prompts(["Count: a b"])
     assert text == "<|im_start|>user\nCount: a b<|im_end|>\n<|im_start|>assistant\n"
-    (ids,) = policy.prompt_ids(["Count: a b"])
+    (ids,) = policy.format.prompt_ids(["Count: a b"])
     assert policy.tokenizer.decode(ids) == text
     # The task's own prompt goes in the user turn with the chat layout (question first).
     chat_task = TASK.for_format(chat=True)
@@ -45,14 +45,14 @@ def test_the_prompt_is_the_user_turn_and_the_assistant_turn_is_opened(tiny_llama
 def test_only_the_assistant_output_and_its_end_of_turn_carry_loss(tiny_llama_chat_dir):
     policy = chat_policy(tiny_llama_chat_dir)
     end = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert policy.end_token_id == end != policy.tokenizer.eos_token_id
+    assert policy.format.end_token_id == end != policy.tokenizer.eos_token_id
     batch = policy.encode(["Count: a b", "Count: a b c d"], ["2", "4 items"])
     for row, output in enumerate(["2", "4 items"]):
         labelled = [t for t in batch.labels[row].tolist() if t != IGNORE_INDEX]
         expected = policy.tokenizer(output, add_special_tokens=False)["input_ids"] + [end]
         assert labelled == expected
         # Every template and prompt token is masked out.
-        prompt_len = len(policy.prompt_ids([["Count: a b", "Count: a b c d"][row]])[0])
+        prompt_len = len(policy.format.prompt_ids([["Count: a b", "Count: a b c d"][row]])[0])
         assert int((batch.labels[row] != IGNORE_INDEX).sum()) == len(expected)
         assert prompt_len > 0
     # Shared-prompt encoding gives the same logits under the template.
@@ -79,7 +79,7 @@ def _force_next_token(policy, token_id: int) -> None:
 
 def test_generation_stops_at_the_end_of_turn_token(tiny_llama_chat_dir):
     chat = chat_policy(tiny_llama_chat_dir)
-    end = chat.end_token_id
+    end = chat.format.end_token_id
     _force_next_token(chat, end)
     ((output, token_ids),) = chat.generate(["Count: a"], max_new_tokens=6, return_token_ids=True)[0]
     assert output == "" and token_ids == (end,)
@@ -164,9 +164,7 @@ def test_lora_targets_that_match_nothing_are_refused(tiny_llama_chat_dir):
 
 
 def test_last_k_layers_train_and_the_rest_stays_frozen(tiny_llama_chat_dir, tmp_path):
-    policy = apply_training_scope(
-        chat_policy(tiny_llama_chat_dir), TrainingScope(train_last_layers=1)
-    )
+    policy = chat_policy(tiny_llama_chat_dir).set_training_scope(TrainingScope(train_last_layers=1))
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     trainable = {n for n, p in policy.model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("model.layers.1.", "model.norm")) for n in trainable)
@@ -176,7 +174,7 @@ def test_last_k_layers_train_and_the_rest_stays_frozen(tiny_llama_chat_dir, tmp_
 
 
 def _lora_run(folder, output_dir, iterations, resume=False):
-    policy = apply_training_scope(chat_policy(folder), LORA)
+    policy = chat_policy(folder).set_training_scope(LORA)
     config = HIRConfig(output_dir=str(output_dir), **{**QUICK, "iterations": iterations},
                        resume=resume)  # fmt: skip
     HIRTrainer(policy, TASK, config).train()
@@ -218,7 +216,7 @@ def test_lora_trains_the_adapter_only_and_resumes_exactly(tiny_llama_chat_dir, t
 
 def test_the_seed_decides_the_adapters_initial_weights(tiny_llama_chat_dir, tmp_path):
     def initial_adapter(seed):
-        policy = apply_training_scope(chat_policy(tiny_llama_chat_dir), LORA)
+        policy = chat_policy(tiny_llama_chat_dir).set_training_scope(LORA)
         HIRTrainer(policy, TASK, HIRConfig(output_dir=str(tmp_path / str(seed)), **{**QUICK, "seed": seed}))  # fmt: skip
         return {n: p.clone() for n, p in policy.model.named_parameters() if "lora_A" in n}
 
@@ -248,7 +246,7 @@ def test_merged_export_is_an_ordinary_model_with_the_adapters_outputs(
 
 
 def test_ppo_with_lora_uses_the_adapter_off_as_its_reference(tiny_llama_chat_dir, tmp_path):
-    policy = apply_training_scope(chat_policy(tiny_llama_chat_dir), LORA)
+    policy = chat_policy(tiny_llama_chat_dir).set_training_scope(LORA)
     config = PPOConfig(output_dir=str(tmp_path), **QUICK)
     trainer = PPOTrainer(policy, TASK, config)
     assert trainer.reference is None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hir.diagnostics import diagnostics_markdown, diagnostics_rows, first_and_last
+from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows, first_and_last
 
 
 def hir_history(entropies, target_shares):

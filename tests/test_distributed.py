@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hir.evaluate import evaluate
 from hir.models import load_policy
+from hir.online.evaluate import evaluate
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 

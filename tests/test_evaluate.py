@@ -4,7 +4,7 @@ import pytest
 
 from hir import HIRError
 from hir.cli import main
-from hir.evaluate import evaluate
+from hir.online.evaluate import evaluate
 from hir.tasks import load_task
 
 
@@ -111,7 +111,7 @@ def test_hir_eval_premise_decodes_under_both_instructions(tiny_gpt2_dir, tmp_pat
 def test_eval_every_evaluates_start_every_nth_and_last_and_leaves_training_unchanged(
     tiny_gpt2_dir, tmp_path
 ):
-    from hir.fileio import read_jsonl
+    from hir.runs.fileio import read_jsonl
     from hir.trainers.hir import HIRConfig, HIRTrainer
 
     task = load_task("synthetic/sort", num_examples=40)

@@ -1,14 +1,14 @@
-"""The fast paths give the results of the slow ones: the public code's loops (hir.public_code)
+"""The fast paths give the results of the slow ones: the public code's loops (public_code)
 and transformers' plain generate."""
 
 import itertools
 
 import pytest
 import torch
+from public_code import public_code_hir_step
 
 from hir.losses import IGNORE_INDEX
 from hir.models import load_policy
-from hir.public_code import public_code_hir_step
 from hir.tasks import load_task
 from hir.trainers.epochs import shuffled_order
 from hir.trainers.hir import HIRConfig, HIRTrainer
@@ -23,7 +23,7 @@ def _prompts(n=3):
 def test_shared_prompt_prefill_samples_the_same_tokens_as_plain_generate(tiny_gpt2_dir):
     policy = load_policy(tiny_gpt2_dir)
     _, prompts = _prompts()
-    inputs = policy.pad_prompts(policy.prompt_ids(prompts))
+    inputs = policy.pad_prompts(policy.format.prompt_ids(prompts))
     options = {
         "do_sample": True,
         "top_k": 0,

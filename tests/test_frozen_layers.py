@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from hir.adapters import TrainingScope, apply_training_scope
 from hir.losses import label_smoothed_nll
 from hir.models import load_policy
+from hir.models.adapters import TrainingScope
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
@@ -18,7 +18,7 @@ OUTPUTS = ["2", "two things", "4", "4 items here", "1"]
 
 
 def _policy(folder, **scope):
-    return apply_training_scope(load_policy(folder), TrainingScope(train_last_layers=1, **scope))
+    return load_policy(folder).set_training_scope(TrainingScope(train_last_layers=1, **scope))
 
 
 def _loss_and_grads(policy, share):
@@ -99,7 +99,7 @@ def test_a_layer_the_stand_ins_do_not_fit_switches_the_cache_off(tiny_llama_chat
 
 
 def test_no_cache_when_every_layer_trains_or_when_turned_off(tiny_llama_chat_dir):
-    assert apply_training_scope(load_policy(tiny_llama_chat_dir), TrainingScope(lora_r=4)).frozen_cache is None  # fmt: skip
+    assert load_policy(tiny_llama_chat_dir).set_training_scope(TrainingScope(lora_r=4)).frozen_cache is None  # fmt: skip
     assert _policy(tiny_llama_chat_dir, activation_cache_mb=0).frozen_cache is None
 
 

@@ -163,7 +163,7 @@ def test_hir_train_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_demo_writes_summary_and_plot(tmp_path, capsys):
-    from hir.demo import run_demo
+    from hir.recipes.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", seed=0, iterations=1, report_to="none")
     saved = json.loads((tmp_path / "demo" / "summary.json").read_text())

@@ -3,8 +3,8 @@
 import json
 
 from hir.cli import main
-from hir.instruction_warmup import WarmupSettings, warmup_pairs
 from hir.models import load_policy
+from hir.recipes.warmup import WarmupSettings, warmup_pairs
 from hir.tasks import load_task
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from hir import HIRError
 from hir.cli import main
-from hir.model_sources import BUILTIN_MODELS, fetch_builtin, resolve_model
 from hir.models import load_policy
+from hir.models.sources import BUILTIN_MODELS, fetch_builtin, resolve_model
 
 SHARED_GGUF = (
     Path(__file__).resolve().parents[2] / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -2,8 +2,11 @@ import pytest
 import torch
 
 from hir import HIRError
-from hir.models import IGNORE_INDEX, CausalPolicy, Seq2SeqPolicy, load_policy
-from hir.small_models import build_model, train_tokenizer
+from hir.losses import IGNORE_INDEX
+from hir.models import load_policy
+from hir.models.causal import CausalPolicy
+from hir.models.seq2seq import Seq2SeqPolicy
+from hir.models.small_models import build_model, train_tokenizer
 
 PROMPTS = [
     "Solve the question with correct answer.\n\nQ: How many times does fox appear? List: fox\nA:",
@@ -104,11 +107,11 @@ def test_sampled_token_ids_decode_to_the_text_and_stop_at_eos(tiny_model_dir):
     )
     for outputs in sampled:
         for text, ids in outputs:
-            assert policy.decode(torch.tensor([ids]))[0] == text
+            assert policy.format.decode(torch.tensor([ids]))[0] == text
             assert eos not in ids[:-1] and (ids[-1] == eos or len(ids) == 6)
     # Encoding from ids takes them as they are: the labels are exactly the sampled tokens.
     ids = [ids for _, ids in sampled[0]]
-    batch = policy.encode_ids(policy.prompt_ids(PROMPTS[:1] * 3), ids)
+    batch = policy.encode_ids(policy.format.prompt_ids(PROMPTS[:1] * 3), ids)
     for row, expected in zip(batch.labels.tolist(), ids):
         assert [t for t in row if t != IGNORE_INDEX] == list(expected)
 

@@ -5,7 +5,7 @@ import torch
 
 from hir import HIRError
 from hir.models import load_policy
-from hir.sampling import Sample
+from hir.online.sampling import Sample
 from hir.tasks import load_task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
 
@@ -101,7 +101,7 @@ def test_ppo_switches_dropout_off_so_the_first_ratio_is_one(tmp_path):
     first PPO step's ratio p / p_old is not 1 and clip_fraction measures dropout."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from hir.small_models import task_corpus, train_tokenizer
+    from hir.models.small_models import task_corpus, train_tokenizer
 
     task = load_task("synthetic/sort", num_examples=40)
     tokenizer = train_tokenizer(task_corpus(task), vocab_size=300)
@@ -142,7 +142,7 @@ def test_ppo_scores_the_tokens_as_sampled_not_a_re_encoding(tiny_gpt2_dir, tmp_p
     trainer = PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path))
     example = trainer.train_examples[0]
     tokenizer = trainer.policy.tokenizer
-    canonical = trainer.policy.output_ids([example.target])[0]
+    canonical = trainer.policy.format.output_ids([example.target])[0]
     # The same text spelled one byte-level token per character: a segmentation the tokenizer
     # would never produce, but a policy can sample.
     spelled = tuple(

@@ -1,7 +1,7 @@
 import pytest
 
 from hir import HIRError
-from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
+from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, make_relabeler
 

@@ -4,9 +4,9 @@ import pytest
 
 from hir import HIRError
 from hir.models import load_policy
-from hir.sampling import Sample
+from hir.online.sampling import Sample
+from hir.recipes.instructgpt import run_instructgpt
 from hir.tasks import load_task
-from hir.trainers.instructgpt import run_instructgpt
 from hir.trainers.ppo import PPOConfig
 from hir.trainers.reward_model import load_comparisons, rankings_from_feedback, train_reward_model
 
@@ -22,12 +22,14 @@ def test_reward_model_learns_a_ranking(tiny_gpt2_dir):
 
 
 def test_rankings_from_feedback_order_by_score_and_drop_ties():
-    task = load_task("synthetic/sort", num_examples=20)
+    task = load_task("synthetic/sort", num_examples=20).for_format(chat=False)
     a, b = task.examples[0], task.examples[1]
     samples = [Sample(1, a.id, "x", "wrong", 0.0), Sample(1, a.id, "x", a.target, 1.0),
                Sample(1, b.id, "x", "no", 0.0), Sample(1, b.id, "x", "nope", 0.0)]  # fmt: skip
     groups = rankings_from_feedback(task, samples, "Go.")
     assert groups == [(task.prompt(a.query, "Go."), [a.target, "wrong"])]
+    with pytest.raises(HIRError, match="prompt format"):  # prompts must be the policy's
+        rankings_from_feedback(load_task("synthetic/sort", num_examples=20), samples, "Go.")
 
 
 def test_comparisons_file(tmp_path):
@@ -60,10 +62,10 @@ def test_instructgpt_pipeline_runs_end_to_end(tiny_gpt2_dir, tmp_path):
 
 
 def test_instructgpt_ppo_stage_keeps_the_lora_scope(tiny_gpt2_dir, tmp_path):
-    from hir.adapters import TrainingScope, apply_training_scope
+    from hir.models.adapters import TrainingScope
 
-    policy = apply_training_scope(
-        load_policy(tiny_gpt2_dir), TrainingScope(lora_r=4, train_last_layers=1)
+    policy = load_policy(tiny_gpt2_dir).set_training_scope(
+        TrainingScope(lora_r=4, train_last_layers=1)
     )
     task = load_task("synthetic/sort", num_examples=24, feedback=share_of_a)
     config = PPOConfig(output_dir=str(tmp_path), iterations=1, batch_size=16, max_new_tokens=4,
@@ -76,3 +78,32 @@ def test_instructgpt_ppo_stage_keeps_the_lora_scope(tiny_gpt2_dir, tmp_path):
     assert ppo_record["training_scope"] == sft_record["training_scope"]
     assert ppo_record["training_scope"]["lora_r"] == 4
     assert ppo_record["training_scope"]["train_last_layers"] == 1
+
+
+def test_instructgpt_trains_the_reward_model_on_the_prompts_ppo_scores(
+    tiny_llama_chat_dir, tmp_path, monkeypatch
+):
+    """On a chat model every stage reads the task in the chat format: the reward model is
+    trained on the prompts that PPO then scores with it (it once saw the plain format)."""
+    from hir.recipes import instructgpt
+
+    trained_on, scored = [], []
+    real_train = instructgpt.train_reward_model
+
+    def spy_train(policy, groups, **settings):
+        trained_on.extend(prompt for prompt, _ in groups)
+        model, metrics = real_train(policy, groups, **settings)
+        real_score = model.score
+        model.score = lambda prompts, outputs, **kw: scored.extend(prompts) or real_score(prompts, outputs, **kw)  # fmt: skip
+        return model, metrics
+
+    monkeypatch.setattr(instructgpt, "train_reward_model", spy_train)
+    task = load_task("synthetic/sort", num_examples=24, feedback=share_of_a)
+    config = PPOConfig(output_dir=str(tmp_path), iterations=1, batch_size=8, max_new_tokens=6,
+                       report_to="none", temperature=2.0)  # fmt: skip
+    run_instructgpt(load_policy(tiny_llama_chat_dir), task, config, sft_epochs=1)
+    chat_task = task.for_format(chat=True)
+    correct = chat_task.correct_instruction
+    chat_prompts = {chat_task.prompt(e.query, correct) for e in chat_task.split("train")}
+    assert trained_on and scored
+    assert set(trained_on) <= chat_prompts and set(scored) <= chat_prompts

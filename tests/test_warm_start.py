@@ -4,8 +4,8 @@ import pytest
 
 from hir import HIRError
 from hir.cli import main
+from hir.recipes.small_start import WarmStart, warm_start_from_split
 from hir.tasks import load_task
-from hir.warm_start import WarmStart, warm_start_from_split
 
 TINY = WarmStart(arch="gpt2", size="tiny", vocab_size=300, epochs=1, labeled_fraction=0.25)
 

@@ -23,7 +23,7 @@ _LAZY = {
     "SFTTrainer": "hir.trainers.sft", "SFTConfig": "hir.trainers.sft",
     "PPOTrainer": "hir.trainers.ppo", "PPOConfig": "hir.trainers.ppo",
     "Policy": "hir.models", "load_policy": "hir.models",
-    "evaluate": "hir.evaluate", "get_method": "hir.trainers",
+    "evaluate": "hir.online.evaluate", "get_method": "hir.trainers",
 }  # fmt: skip
 
 __all__ = ["Example", "HIRError", "Task", "__version__", "list_tasks", "load_task", *_LAZY]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hir.models.adapters import TrainingScope
 from hir.options import flag_help
 from hir.tasks import Task, load_task
 
@@ -24,39 +25,43 @@ class ModelArguments:
         default="auto",
         metadata=flag_help("auto (chat when the tokenizer has a chat template), chat or plain"),
     )
-    lora_r: int = field(default=0, metadata=flag_help("LoRA rank; 0 trains the weights themselves"))
-    lora_alpha: float = field(default=16.0, metadata=flag_help("LoRA scaling numerator"))
-    lora_dropout: float = field(default=0.0, metadata=flag_help("dropout on the LoRA input"))
+    lora_r: int = field(
+        default=TrainingScope.lora_r,
+        metadata=flag_help("LoRA rank; 0 trains the weights themselves"),
+    )
+    lora_alpha: float = field(
+        default=TrainingScope.lora_alpha, metadata=flag_help("LoRA scaling numerator")
+    )
+    lora_dropout: float = field(
+        default=TrainingScope.lora_dropout, metadata=flag_help("dropout on the LoRA input")
+    )
     lora_target_modules: str = field(
-        default="all-linear",
+        default=TrainingScope.lora_target_modules,
         metadata=flag_help("comma-separated module names (e.g. q_proj,v_proj) or all-linear"),
     )
     train_last_layers: int = field(
-        default=0,
+        default=TrainingScope.train_last_layers,
         metadata=flag_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
     )  # fmt: skip
     activation_cache_mb: int = field(
-        default=2048,
+        default=TrainingScope.activation_cache_mb,
         metadata=flag_help("with --train_last_layers: memory for the frozen layers' activations, computed once per sequence (0: recompute every step)"),
     )  # fmt: skip
 
-    def training_scope(self):
-        from hir.adapters import TrainingScope
-
+    def training_scope(self) -> TrainingScope:
         return TrainingScope(self.lora_r, self.lora_alpha, self.lora_dropout,
                              self.lora_target_modules, self.train_last_layers,
                              self.activation_cache_mb)  # fmt: skip
 
     def load_policy(self, device: str | None = None):
         """The starting policy: loaded, in its prompt format, with its training scope."""
-        from hir.adapters import apply_training_scope
-        from hir.models import as_policy, load_policy
+        from hir.models.loading import as_policy, load_policy
 
         scope = self.training_scope()  # checked before the (slow) load
         if not self.model:
             as_policy(self.model)  # raises the one "no model given" error
         policy = load_policy(self.model, device=device, prompt_format=self.prompt_format)
-        return apply_training_scope(policy, scope)
+        return policy.set_training_scope(scope)
 
 
 @dataclass

@@ -4,6 +4,7 @@ the same task options (`hir.arguments.TaskArguments`) everywhere, and one-line e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def run_train(args: list[str]) -> None:
 
 def run_instructgpt(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.trainers.instructgpt import run_instructgpt as pipeline
+    from hir.recipes.instructgpt import run_instructgpt as pipeline
     from hir.trainers.ppo import PPOConfig
 
     parser = _parser("hir instructgpt", ModelArguments, TaskArguments, PPOConfig,
@@ -117,42 +118,52 @@ class CompareArguments:
         default=0.4, metadata={"help": "share of the training split used, with labels, by --warm_start"}
     )  # fmt: skip
     warm_start_epochs: int = field(default=6, metadata={"help": "epochs of the warm-up"})
+    output_dir: str = field(
+        default="runs/compare", metadata={"help": "folder of the table, plots and every run (METHOD/seed-N)"}
+    )  # fmt: skip
+    resume: bool = field(
+        default=False,
+        metadata={"help": "keep the runs that finished, continue an interrupted one from its checkpoint"},
+    )  # fmt: skip
 
 
 def run_compare(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.compare import CONFIG_CLASSES, Start, parse_methods, parse_seeds, run_comparison
-    from hir.options import union_dataclass
+    from hir.recipes.compare import Start, parse_methods, parse_seeds, run_comparison
 
-    settings_class = union_dataclass("CompareSettings", CONFIG_CLASSES)
-    parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments, settings_class,
+    parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments,
                      description="Several methods on the same task, starting policy, sampling "
                                  "budget and seeds; every method's config field is a flag.")  # fmt: skip
-    compare_args = parser.parse(args[:])[0]
-    defaults = {"output_dir": "runs/compare", "report_to": "none"}
-    if compare_args.demo:
-        from hir.demo import DEMO_HIR, DEMO_TASK
+    if any(a in ("-h", "--help") for a in args):
+        parser.print_help()
+        print(
+            "\nEvery field of a compared method's config is a flag too (and a YAML key): see "
+            "`hir train --method METHOD -h`. Each method takes the ones it has."
+        )
+        return
+    # Explicit settings: the command's defaults, then the YAML file, then the flags; each
+    # method's config takes those of its fields that were given and keeps its own defaults.
+    yaml_values = _yaml_of(args)
+    given = {"report_to": "none"}
+    if _parser("hir compare", CompareArguments).parse_known(args, yaml_values)[0][0].demo:
+        from hir.recipes.demo import DEMO_HIR, DEMO_TASK
 
-        defaults = {
-            **DEMO_HIR,
-            "task": DEMO_TASK,
-            "output_dir": "runs/compare-demo",
-            "report_to": "none",
-        }
-    compare_args, model_args, task_args, settings = parser.parse(args, defaults)
+        given.update(DEMO_HIR, task=DEMO_TASK, output_dir="runs/compare-demo")
+    given.update(yaml_values)
+    (compare_args, model_args, task_args), rest = parser.parse_known(args, given)
     methods = parse_methods(compare_args.methods)
     seeds = parse_seeds(compare_args.seeds)
-    given = _given_settings(settings, settings_class, defaults)
-    output_dir = Path(settings.output_dir)
+    configs = _method_configs(methods, rest, given, compare_args)
+    output_dir = Path(compare_args.output_dir)
 
     if compare_args.demo:
-        from hir.demo import prepare_start_policy
+        from hir.recipes.demo import prepare_start_policy
 
         def start(seed: int) -> Start:
             begin = prepare_start_policy(output_dir / "start" / f"seed-{seed}", seed)
             return Start(begin.task, str(begin.model_dir), begin.pretraining_pairs)
     elif compare_args.warm_start:
-        from hir.warm_start import WarmStart, warm_start_from_split
+        from hir.recipes.small_start import WarmStart, warm_start_from_split
 
         warm = WarmStart.parse(compare_args.warm_start, labeled_fraction=compare_args.warm_start_fraction,
                                epochs=compare_args.warm_start_epochs)  # fmt: skip
@@ -171,20 +182,44 @@ def run_compare(args: list[str]) -> None:
         def start(seed: int) -> Start:
             return Start(task, model_args.model)
 
-    run_comparison(given, methods, seeds, start, output_dir, model_args)
+    run_comparison(configs, seeds, start, output_dir, model_args)
 
 
-def _given_settings(settings, settings_class, defaults: dict) -> dict:
-    """The settings the user (or the command's defaults) chose; each method keeps its own
-    default for the rest (PPO's buffer retention differs from HIR's, for one)."""
+def _yaml_of(args: list[str]) -> dict:
+    """The fields of `--config FILE`, checked against every field `hir compare` knows."""
     from dataclasses import fields
 
-    chosen = {}
-    for f in fields(settings_class):
-        value = getattr(settings, f.name)
-        if f.name in defaults or value != f.default:
-            chosen[f.name] = value
-    return chosen
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.options import config_option, read_yaml_fields
+    from hir.recipes.compare import METHODS, config_class_of
+
+    path = config_option(list(args))
+    if not path:
+        return {}
+    classes = [CompareArguments, ModelArguments, TaskArguments]
+    classes += [config_class_of(m) for m in ("start", *METHODS)]
+    return read_yaml_fields(path, {f.name for c in classes for f in fields(c)})
+
+
+def _method_configs(methods: list[str], args: list[str], given: dict, compare_args) -> dict:
+    """Each method's config from the flags and values it has a field for (its own defaults for
+    the rest); a flag that no method has is refused."""
+    from dataclasses import fields
+
+    from hir.recipes.compare import METHODS, as_variant, config_class_of
+
+    known = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
+    configs = {}
+    for method in methods:
+        parser = _parser(f"hir compare ({method})", config_class_of(method))
+        (config,), rest = parser.parse_known(args, given)
+        configs[method] = as_variant(method, dataclasses.replace(
+            config, output_dir=compare_args.output_dir, resume=compare_args.resume))  # fmt: skip
+        unknown = [a for a in rest if a.startswith("--")
+                   and a[2:].partition("=")[0].replace("-", "_") not in known]  # fmt: skip
+        if unknown:
+            raise HIRError(f"unknown option(s) {' '.join(unknown)} (see `hir compare -h`)")
+    return configs
 
 
 # -- hir eval ------------------------------------------------------------------------------------
@@ -234,7 +269,7 @@ def run_eval(args: list[str]) -> None:
     from transformers import set_seed
 
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.evaluate import evaluate, write_evaluation
+    from hir.online.evaluate import evaluate, write_evaluation
 
     eval_args, model_args, task_args = _parser("hir eval", EvalArguments, ModelArguments,
                                                TaskArguments).parse(args)  # fmt: skip
@@ -244,7 +279,7 @@ def run_eval(args: list[str]) -> None:
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
     checkpoint = None
     if eval_args.run:  # found (or refused) before the slow model load
-        from hir.export import checkpoint_of
+        from hir.recipes.export import checkpoint_of
 
         checkpoint = checkpoint_of(eval_args.run)
     policy = model_args.load_policy(device=eval_args.device)
@@ -269,9 +304,9 @@ def run_eval(args: list[str]) -> None:
 def _write_premise(policy, task, eval_args, model_args) -> None:
     from dataclasses import asdict
 
-    from hir.fileio import atomic_write_json
-    from hir.premise import measure_premise
-    from hir.runinfo import library_versions
+    from hir.recipes.premise import measure_premise
+    from hir.runs.fileio import atomic_write_json
+    from hir.runs.versions import library_versions
 
     row = measure_premise(policy, task, eval_args.split, eval_args.max_new_tokens, eval_args.limit)
     path = Path(eval_args.output_dir) / "premise.json"
@@ -297,7 +332,7 @@ class DemoArguments:
 
 
 def run_demo(args: list[str]) -> None:
-    from hir.demo import run_demo as demo
+    from hir.recipes.demo import run_demo as demo
 
     (demo_args,) = _parser("hir demo", DemoArguments).parse(args)
     demo(demo_args.output_dir, seed=demo_args.seed, iterations=demo_args.iterations,
@@ -305,7 +340,7 @@ def run_demo(args: list[str]) -> None:
 
 
 @dataclass
-class ExportArguments:
+class TasksExportArguments:
     split: str = field(default="train", metadata={"help": "train, validation or test"})
     instruction: str | None = field(default=None, metadata={"help": "instruction to render (default: the correct-answer one)"})  # fmt: skip
     output: str | None = field(default=None, metadata={"help": "file to write (default: standard output)"})  # fmt: skip
@@ -334,11 +369,11 @@ def run_tasks_list() -> None:
 
 def run_tasks_export(args: list[str]) -> None:
     from hir.arguments import TaskArguments
-    from hir.fileio import atomic_write_text
+    from hir.runs.fileio import atomic_write_text
 
     if args and not args[0].startswith("-"):
         args = ["--task", *args]  # `hir tasks export TASK`
-    export, task_args = _parser("hir tasks export", ExportArguments, TaskArguments).parse(args)
+    export, task_args = _parser("hir tasks export", TasksExportArguments, TaskArguments).parse(args)
     task = task_args.load()
     lines = []
     for example in task.split(export.split):
@@ -369,7 +404,7 @@ class BuildArguments:
 
 def run_build_model(args: list[str]) -> None:
     from hir.arguments import TaskArguments
-    from hir.small_models import build_small_model, task_corpus
+    from hir.models.small_models import build_small_model, task_corpus
 
     build, task_args = _parser("hir build-model", BuildArguments, TaskArguments).parse(args)
     task = task_args.load()
@@ -388,7 +423,7 @@ class FetchArguments:
 
 
 def run_models(args: list[str]) -> None:
-    from hir.model_sources import BUILTIN_MODELS, builtin_folder, fetch_builtin
+    from hir.models.sources import BUILTIN_MODELS, builtin_folder, fetch_builtin
 
     action = args[0] if args else ""
     if action == "list":
@@ -407,7 +442,7 @@ def run_models(args: list[str]) -> None:
 
 
 @dataclass
-class ModelExportArguments:
+class ExportArguments:
     run: str = field(default="", metadata={"help": "a run folder (its newest checkpoint) or a checkpoint folder"})  # fmt: skip
     output_dir: str = field(default="", metadata={"help": "new folder to write the model to"})
     merge: bool = field(
@@ -417,11 +452,11 @@ class ModelExportArguments:
 
 
 def run_export(args: list[str]) -> None:
-    from hir.export import export_model
+    from hir.recipes.export import export_model
 
     if args and not args[0].startswith("-"):
         args = ["--run", *args]  # `hir export RUN`
-    (export,) = _parser("hir export", ModelExportArguments).parse(args)
+    (export,) = _parser("hir export", ExportArguments).parse(args)
     if not export.run or not export.output_dir:
         raise HIRError(
             "hir export needs a run and --output_dir: hir export RUN --output_dir DIR [--merge]"
@@ -436,20 +471,15 @@ class WarmupArguments:
     output_dir: str = field(default="", metadata={"help": "folder for the warmed-up model and warmup.json"})  # fmt: skip
     bigbench_dir: str | None = field(default=None, metadata={"help": "folder with BIG-bench task data"})  # fmt: skip
     validation_fraction: float = field(default=0.2, metadata={"help": "share of each task's train split held out for validation"})  # fmt: skip
-    examples_per_task: int = field(default=100, metadata={"help": "labeled training examples per warm-up task"})  # fmt: skip
-    epochs: int = field(default=2, metadata={"help": "passes over the warm-up pairs"})
-    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate"})
-    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
-    seed: int = field(default=0, metadata={"help": "seed of the example choice and training order"})
-    premise_limit: int = field(default=40, metadata={"help": "queries per premise measurement"})
 
 
 def run_warmup(args: list[str]) -> None:
     from hir.arguments import ModelArguments
-    from hir.instruction_warmup import WarmupSettings, instruction_warmup, premise_table
+    from hir.recipes.warmup import WarmupSettings, instruction_warmup, premise_table
     from hir.tasks import load_task
 
-    warm, model_args = _parser("hir warm-up", WarmupArguments, ModelArguments).parse(args)
+    warm, settings, model_args = _parser("hir warm-up", WarmupArguments, WarmupSettings,
+                                         ModelArguments).parse(args)  # fmt: skip
     if not warm.tasks or not warm.targets or not warm.output_dir or not model_args.model:
         raise HIRError("hir warm-up needs --model, --tasks, --targets and --output_dir")
 
@@ -457,8 +487,6 @@ def run_warmup(args: list[str]) -> None:
         return [load_task(n.strip(), bigbench_dir=warm.bigbench_dir,
                           validation_fraction=warm.validation_fraction) for n in names.split(",")]  # fmt: skip
 
-    settings = WarmupSettings(warm.examples_per_task, warm.epochs, warm.learning_rate,
-                              warm.batch_size, warm.seed, warm.premise_limit)  # fmt: skip
     record = instruction_warmup(model_args, load(warm.tasks), load(warm.targets), warm.output_dir, settings)  # fmt: skip
     print(premise_table(record))
     print(f"wrote the warmed-up model to {warm.output_dir}")

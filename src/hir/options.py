@@ -35,7 +35,7 @@ class OptionParser(HfArgumentParser):
         """One instance per dataclass, from `defaults`, then `--config`, then the flags."""
         args = list(args)
         self.set_defaults(**(defaults or {}))
-        config_file = _config_option(args)
+        config_file = config_option(args)
         if config_file:
             self.set_defaults(**read_yaml_fields(config_file, self.field_names()))
         try:
@@ -45,11 +45,27 @@ class OptionParser(HfArgumentParser):
             leftover = str(exc).partition(":")[2].strip() or str(exc)
             raise HIRError(f"unknown option(s) {leftover} (see `{self.prog} -h`)") from exc
 
+    def parse_known(
+        self, args: Sequence[str], values: dict[str, Any] | None = None
+    ) -> tuple[tuple, list[str]]:
+        """Like `parse`, for a command whose flags serve several parsers: `values` (e.g. a
+        YAML file's) fill the fields this parser has, and the arguments it does not know are
+        returned for the others. `--config` is the caller's to read."""
+        mine = {k: v for k, v in (values or {}).items() if k in self.field_names()}
+        self.set_defaults(**mine)
+        try:
+            *parsed, rest = self.parse_args_into_dataclasses(
+                drop_config_option(list(args)), return_remaining_strings=True
+            )
+        except ValueError as exc:
+            raise HIRError(f"{exc} (see `{self.prog} -h`)") from exc
+        return tuple(parsed[: len(self.dataclass_types)]), list(rest)
+
     def field_names(self) -> set[str]:
         return {f.name for t in self.dataclass_types for f in dataclasses.fields(t)}
 
 
-def _config_option(args: list[str]) -> str | None:
+def config_option(args: list[str]) -> str | None:
     for index, arg in enumerate(args):
         if arg == "--config":
             if index + 1 >= len(args):
@@ -58,6 +74,19 @@ def _config_option(args: list[str]) -> str | None:
         if arg.startswith("--config="):
             return arg.partition("=")[2]
     return None
+
+
+def drop_config_option(args: list[str]) -> list[str]:
+    """`args` without `--config FILE` / `--config=FILE`."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif not arg.startswith("--config="):
+            kept.append(arg)
+    return kept
 
 
 def read_yaml_fields(path: str, known: set[str]) -> dict[str, Any]:
@@ -95,22 +124,3 @@ def pop_option(args: list[str], name: str) -> str | None:
             del args[index]
             return arg.partition("=")[2]
     return None
-
-
-def union_dataclass(name: str, classes: Sequence[type]) -> type:
-    """One dataclass holding every field of `classes` (the first class's default wins), for a
-    command whose flags serve several configs (`hir compare`)."""
-    import typing
-
-    seen: dict[str, tuple] = {}
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name not in seen:
-                default = (
-                    dataclasses.field(default=f.default, metadata=f.metadata)
-                    if f.default is not dataclasses.MISSING
-                    else dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
-                )
-                seen[f.name] = (f.name, hints[f.name], default)
-    return dataclasses.make_dataclass(name, list(seen.values()))

@@ -2,7 +2,7 @@
 
 `load_task("bigbench/object_counting")`, `load_task("synthetic/count")`,
 `load_task("jsonl:data.jsonl")` or `load_task("hf:path_or_name")`; `list_tasks()` names the
-built-in ones; `expand_task_names("bigbench/paper-12")` gives the paper's twelve.
+built-in ones; `PAPER_TASK_NAMES` are the paper's twelve.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from hir.tasks.bigbench import PAPER_TASKS, load_bigbench_task
 from hir.tasks.synthetic import SYNTHETIC_TASKS, load_synthetic_task
 from hir.tasks.user_data import load_feedback, load_hf_task, load_jsonl_task, task_from_dataset
 
-PAPER_12 = "bigbench/paper-12"
-
 __all__ = [
     "CORRECT_INSTRUCTION",
     "WRONG_INSTRUCTION",
@@ -35,7 +33,7 @@ __all__ = [
     "Task",
     "exact_match",
     "exact_match_any",
-    "expand_task_names",
+    "PAPER_TASK_NAMES",
     "list_tasks",
     "load_feedback",
     "load_task",
@@ -48,15 +46,14 @@ __all__ = [
 def list_tasks() -> dict[str, str]:
     """Every built-in task name with a one-line description."""
     tasks = {f"bigbench/{name}": f"BIG-bench {folder}" for name, folder in PAPER_TASKS.items()}
-    tasks[PAPER_12] = "all twelve BIG-bench tasks of the HIR paper"
     tasks.update(
         {f"synthetic/{k}": f"synthetic: {s.description}" for k, s in SYNTHETIC_TASKS.items()}
     )
     return tasks
 
 
-def expand_task_names(spec: str) -> list[str]:
-    return [f"bigbench/{name}" for name in PAPER_TASKS] if spec == PAPER_12 else [spec]
+# The twelve BIG-bench tasks of the HIR paper, by their `load_task` names.
+PAPER_TASK_NAMES = tuple(f"bigbench/{name}" for name in PAPER_TASKS)
 
 
 def load_task(
@@ -79,11 +76,7 @@ def load_task(
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
     path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier;
     `extract` and `answer_hint` replace how answers are taken from outputs and the format hint
-    (`hir.extraction`; "auto": the task's own choice for chat models, none for plain ones)."""
-    if spec == PAPER_12:
-        raise HIRError(
-            f"{PAPER_12} names twelve tasks; load them one by one with expand_task_names"
-        )
+    (`hir.tasks.extraction`; "auto": the task's own choice for chat models, none for plain ones)."""
     family, _, name = spec.partition("/")
     if family == "bigbench" and name:
         task = load_bigbench_task(name, bigbench_dir, download)

@@ -1,6 +1,6 @@
 """What a task is: examples, a feedback function, a prompt template and a deterministic split.
 
-The defaults reproduce the public HIR code's BIG-bench protocol (METHOD.md section 4):
+The defaults reproduce the public HIR code's BIG-bench protocol (docs/method.md section 4):
 prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation with the first
 80% for training, and a normalized exact match for correctness.
 """
@@ -8,17 +8,16 @@ prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from hir.errors import HIRError
-from hir.time_limit import TimeLimitExceeded, time_limit
+from hir.tasks.example import Example
+from hir.tasks.extraction import make_extractor
+from hir.tasks.feedback import AnswerFeedback, BatchReward, Feedback, callable_name
 
 CORRECT_INSTRUCTION = "Solve the question with correct answer."
 WRONG_INSTRUCTION = "Solve the question with wrong answer."
@@ -30,25 +29,6 @@ PROMPT_TEMPLATE = "{instruction}\n\nQ: {query}\nA:"
 CHAT_PROMPT_TEMPLATE = "{query}\n\n{instruction}"
 AUTO = "auto"
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class Example:
-    """One query and what counts as a right answer to it.
-
-    `target` is the canonical answer (what SFT trains on and what the default feedback checks);
-    `accepted` lists other forms a lenient verifier may accept; `meta` carries any extra columns
-    of user data, for user feedback functions.
-    """
-
-    id: str
-    query: str
-    target: str
-    accepted: tuple[str, ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-Feedback = Callable[[str, Example], float]
 
 
 def normalize_answer(text: str) -> str:
@@ -95,7 +75,8 @@ class Task:
 
     name: str
     examples: Sequence[Example]
-    feedback: Feedback = exact_match
+    # `hir.tasks.feedback`: (answer, example) -> score, or TRL's (prompts, completions, **columns).
+    feedback: AnswerFeedback | BatchReward = exact_match
     prompt_template: str = PROMPT_TEMPLATE
     correct_instruction: str = CORRECT_INSTRUCTION
     wrong_instruction: str = WRONG_INSTRUCTION
@@ -107,9 +88,9 @@ class Task:
     # share of well-formed samples, which reveals a collapsing policy early.
     answer_format: str | None = None
     # Ids of training examples kept out of the training split, e.g. because a warm-up already
-    # used their labels (`hir.warm_start`); the validation and test splits never change.
+    # used their labels (`hir.recipes.small_start`); the validation and test splits never change.
     held_out_train_ids: frozenset[str] = frozenset()
-    # How the answer is taken from an output before feedback (`hir.extraction`): a name,
+    # How the answer is taken from an output before feedback (`hir.tasks.extraction`): a name,
     # "regex:PATTERN", "module:function" or a callable. "auto" is `chat_extraction` for chat
     # models and "none" (the paper's protocol) otherwise; `for_format` settles it.
     extraction: str | Callable = AUTO
@@ -120,6 +101,8 @@ class Task:
     chat_answer_hint: str = ""
     # Seconds one feedback call may take before the run stops and names the example; None: no limit.
     feedback_timeout: float | None = None
+    # "chat" or "plain" once `for_format` has settled the above for a model; None before.
+    prompt_format: str | None = None
 
     def __post_init__(self) -> None:
         if not self.examples:
@@ -138,23 +121,33 @@ class Task:
                 f"task {self.name!r} has examples that share an id ({', '.join(map(repr, repeated))}); "
                 "ids must be unique, since samples are matched to their query by id"
             )
-        from hir.extraction import make_extractor  # (it imports this module)
-
-        # Built now, so that a bad regex or function name fails at load, not mid-run.
+        # Built now, so that a bad regex, function name or feedback fails at load, not mid-run.
+        self._feedback = Feedback(self.feedback, timeout=self.feedback_timeout,
+                                  where=f"task {self.name!r}")  # fmt: skip
         self._extractor = make_extractor("none" if self.extraction == AUTO else self.extraction)
 
     def for_format(self, chat: bool) -> Task:
         """This task as a model of that prompt format sees it: "auto" extraction and hint
         settled, and for chat models the user-turn prompt template (unless a custom one was
-        given). Applying it twice changes nothing."""
-        changes = {}
+        given). The one place a task is formatted for a model: sampling, evaluation and the
+        trainers call it with their policy's format. Applying it twice changes nothing; a task
+        formatted for the other format is refused."""
+        name = "chat" if chat else "plain"
+        if self.prompt_format == name:
+            return self
+        if self.prompt_format is not None:
+            raise HIRError(
+                f"task {self.name!r} was formatted for {self.prompt_format} prompts and is now "
+                f"used with a model that reads {name} prompts: format the unformatted task"
+            )
+        changes = {"prompt_format": name}
         if self.extraction == AUTO:
             changes["extraction"] = self.chat_extraction if chat else "none"
         if self.answer_hint == AUTO:
             changes["answer_hint"] = self.chat_answer_hint if chat else ""
         if chat and self.prompt_template == PROMPT_TEMPLATE:
             changes["prompt_template"] = CHAT_PROMPT_TEMPLATE
-        return dataclasses.replace(self, **changes) if changes else self
+        return dataclasses.replace(self, **changes)
 
     def extract(self, output: str, example: Example) -> str:
         """The answer in `output` that the feedback function checks."""
@@ -192,44 +185,19 @@ class Task:
         )
 
     def score(self, output: str, example: Example) -> float:
-        """The feedback function on the answer extracted from `output`, checked: a number in
+        """The feedback on one output (its answer extracted first), checked: a number in
         [0, 1] or a clear error."""
-        return self.score_answer(self.extract(output, example), example)
+        return self.score_outputs([self.prompt(example.query)], [output], [example])[0][1]
 
     def score_answer(self, answer: str, example: Example) -> float:
-        """The feedback function on an already extracted answer."""
-        try:
-            with time_limit(self.feedback_timeout):
-                value = self.feedback(answer, example)
-        except TimeLimitExceeded:
-            raise HIRError(
-                f"feedback function {callable_name(self.feedback)} took more than "
-                f"{self.feedback_timeout:g}s on example {example.id!r} (task {self.name!r}); "
-                "fix it, or give it longer with --feedback_timeout"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - user code; report it in one line
-            raise HIRError(
-                f"feedback function {callable_name(self.feedback)} raised "
-                f"{type(exc).__name__}: {exc} (task {self.name!r}, example {example.id!r}); "
-                "fix the function so it returns a score for every output"
-            ) from exc
-        if not isinstance(value, (bool, int, float, np.number, np.bool_)):
-            raise HIRError(
-                f"feedback function {callable_name(self.feedback)} returned "
-                f"{type(value).__name__} {value!r} for example {example.id!r}; "
-                "it must return a number in [0, 1] (1.0 = correct)"
-            )
-        value = float(value)
-        if math.isnan(value) or not 0.0 <= value <= 1.0:
-            raise HIRError(
-                f"feedback function {callable_name(self.feedback)} returned {value} for example "
-                f"{example.id!r}; scores must lie in [0, 1] (1.0 = correct)"
-            )
-        return value
+        """The feedback on an already extracted answer (read as the whole output)."""
+        return self._feedback([self.prompt(example.query)], [answer], [answer], [example])[0]
 
-
-def callable_name(fn: Callable) -> str:
-    """`module:qualname`: how messages and run records name a user's function."""
-    module = getattr(fn, "__module__", None)
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return f"{module}:{name}" if module else name
+    def score_outputs(
+        self, prompts: Sequence[str], outputs: Sequence[str], examples: Sequence[Example]
+    ) -> list[tuple[str, float]]:
+        """(extracted answer, score) of each output, in one feedback call for a batch function
+        (`hir.tasks.feedback`): what sampling, evaluation and PPO's reward all use."""
+        answers = [self.extract(o, e) for o, e in zip(outputs, examples, strict=True)]
+        scores = self._feedback(prompts, outputs, answers, examples)
+        return list(zip(answers, scores))

@@ -9,13 +9,14 @@ from types import MappingProxyType
 
 from hir.callables import load_callable
 from hir.errors import HIRError
-from hir.fileio import read_jsonl_objects
-from hir.tasks.base import Example, Feedback, Task, exact_match_any
+from hir.runs.fileio import read_jsonl_objects
+from hir.tasks.base import Example, Task, exact_match_any
 
 
-def load_feedback(spec: str | Callable) -> Feedback:
-    """A callable `(output, example) -> float` from a callable or a `module:function` path
-    (`package.module:function` on sys.path, or `path/to/file.py:function`)."""
+def load_feedback(spec: str | Callable) -> Callable:
+    """A feedback function (`hir.tasks.feedback`: `(answer, example) -> float`, or TRL's
+    `(prompts, completions, **columns) -> list[float]`) from a callable or a `module:function`
+    path (`package.module:function` on sys.path, or `path/to/file.py:function`)."""
     return load_callable(spec, "feedback")
 
 
@@ -54,7 +55,9 @@ def examples_from_records(
                 f"{example_id!r}; ids must be unique (drop the 'id' field to number records)"
             )
         first_record_of[example_id] = index
-        extra = {k: v for k, v in record.items() if k not in (query_field, answer_field)}
+        # Every column but the query, the answer's own included: a TRL-style reward function
+        # reads the columns by their names (`hir.tasks.feedback.dataset_columns`).
+        extra = {k: v for k, v in record.items() if k != query_field}
         examples.append(
             Example(
                 id=example_id,

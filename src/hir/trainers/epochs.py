@@ -1,7 +1,7 @@
 """The supervised epoch loop (one iteration's epochs over its training items) that HIR, FARL, SFT
 and the warm-up share: shuffle with a seeded generator, cut into
-batches, compute a loss, step with accelerate (gradient accumulation, clipping, mixed
-precision)."""
+batches, compute a loss, take `optimizer_step` (accelerate: gradient accumulation, clipping,
+mixed precision)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from hir.crash_points import crash_point
+from hir.runs.crash_points import crash_point
+from hir.trainers.optimization import optimizer_step
 
 LossFn = Callable[[list[Any]], tuple[torch.Tensor, dict[str, float]]]
 
@@ -54,15 +55,9 @@ def train_epochs(
         order = shuffled_order(items, generator, group_of)
         for begin in range(0, len(order), batch_size):
             batch = [items[i] for i in order[begin : begin + batch_size]]
-            with accelerator.accumulate(model):
-                mine = process_share(batch, accelerator.process_index, accelerator.num_processes)
-                loss, terms = loss_fn(mine)
-                accelerator.backward(loss)
-                if max_grad_norm and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+            mine = process_share(batch, accelerator.process_index, accelerator.num_processes)
+            _, terms = optimizer_step(accelerator, [model], [optimizer], [scheduler],
+                                      lambda mine=mine: loss_fn(mine), max_grad_norm)  # fmt: skip
             crash_point("training")
             for name, value in terms.items():
                 totals[name] += value

@@ -1,4 +1,4 @@
-"""FARL / filtered SFT (Uesato et al., 2022; METHOD.md section 3): HIR's sampling, but keep only
+"""FARL / filtered SFT (Uesato et al., 2022; docs/method.md section 3): HIR's sampling, but keep only
 the correct outputs and train on them with cross-entropy under the target instruction. The one
 difference to HIR is "filter" instead of "relabel": no wrong-answer instruction, no contrastive
 term, no entropy bonus, and the same hyperparameters otherwise."""

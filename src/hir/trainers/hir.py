@@ -1,4 +1,4 @@
-"""HIR: Hindsight Instruction Relabeling (Zhang et al., 2023; METHOD.md section 2).
+"""HIR: Hindsight Instruction Relabeling (Zhang et al., 2023; docs/method.md section 2).
 
 Every buffered sample is relabeled with the instruction it satisfies in hindsight (binary: a
 correct output -> "correct answer", a wrong one -> "wrong answer"; graded scores -> quantile
@@ -23,9 +23,9 @@ from hir.losses import (
     pairwise_contrastive_loss,
     sequence_scores,
 )
+from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
+from hir.online.sampling import Sample
 from hir.options import flag_help
-from hir.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
-from hir.sampling import Sample
 from hir.tasks import Task
 from hir.trainers.online import SupervisedTrainer, TrainItem
 from hir.trainers.online_config import SamplingConfig, SupervisedFields
@@ -99,6 +99,12 @@ class HIRTrainer(SupervisedTrainer):
     @property
     def target_instruction(self) -> str:
         return self.relabeler.target_instruction
+
+    @classmethod
+    def evaluation_instruction(cls, config: HIRConfig, task: Task) -> str:
+        """The relabeler's target: the correct-answer instruction, or with quantile relabeling
+        the top bucket's ("Give an answer that scores in the top 25%.")."""
+        return make_relabeler(config, task).target_instruction
 
     def training_items(self, iteration: int) -> list[TrainItem]:
         return self.relabel(self.buffer.samples)

@@ -1,4 +1,4 @@
-"""The online loop every method shares (METHOD.md section 2):
+"""The online loop every method shares (docs/method.md section 2):
 
     iteration 0:  evaluate the starting policy
     iteration i:  sample -> score -> buffer -> training_items -> update -> evaluate -> checkpoint
@@ -32,13 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import PreTrainedModel, get_scheduler
 
-from hir.adapters import initialize_adapter
-from hir.buffer import ReplayBuffer
-from hir.checkpoint import (
+from hir.errors import HIRError
+from hir.losses import label_smoothed_nll
+from hir.models import Policy, as_policy, describe_model
+from hir.models.adapters import initialize_adapter
+from hir.online.buffer import ReplayBuffer
+from hir.online.evaluate import evaluate
+from hir.online.parallel import on_shares
+from hir.online.sampling import sample_outputs
+from hir.runs.checkpoint import (
     capture_rng,
     checkpoint_problem,
     list_checkpoints,
@@ -48,27 +53,22 @@ from hir.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from hir.crash_points import crash_point
-from hir.errors import HIRError
-from hir.evaluate import evaluate
-from hir.fileio import (
+from hir.runs.crash_points import crash_point
+from hir.runs.fileio import (
     atomic_write_json,
     atomic_write_jsonl,
     read_jsonl,
     remove_stale_temporary_files,
     require_writable_folder,
 )
-from hir.losses import label_smoothed_nll
-from hir.models import Policy, as_policy, describe_model
-from hir.parallel import on_shares
-from hir.report import evaluated_records, plot_accuracy
-from hir.runinfo import library_versions
-from hir.sampling import sample_outputs
+from hir.runs.report import evaluated_records, plot_accuracy
+from hir.runs.tracking import RunLogger, parse_report_to
+from hir.runs.versions import library_versions
 from hir.tasks import Example, Task, load_task
 from hir.tasks.base import callable_name
-from hir.tracking import RunLogger, parse_report_to
 from hir.trainers.epochs import train_epochs
 from hir.trainers.online_config import RunConfig, SamplingConfig
+from hir.trainers.optimization import build_accelerator
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,14 @@ class OnlineTrainer:
         set_seed(config.seed)
         self.task = task if isinstance(task, Task) else load_task(task)
         self.model_source = describe_model(model)
-        self.accelerator = Accelerator(
-            cpu=config.device == "cpu",
-            mixed_precision=resolve_mixed_precision(config.mixed_precision),
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            log_with=parse_report_to(config.report_to) or None,
-            project_dir=str(self.output_dir),
-        )
+        self.accelerator = build_accelerator(
+            config.device, config.mixed_precision, config.gradient_accumulation_steps,
+            log_with=parse_report_to(config.report_to), project_dir=str(self.output_dir),
+        )  # fmt: skip
         self.policy = as_policy(model, tokenizer, device=str(self.accelerator.device))
         # peft drew the adapter's initial weights before the seed was known: draw them anew.
         initialize_adapter(self.policy.model)
-        self.policy.prompt_limit(config.max_new_tokens)  # fail now, not after iteration 0
+        self.policy.format.prompt_limit(config.max_new_tokens)  # fail now, not after iteration 0
         # Answer extraction, format hint and prompt template as this model's format needs.
         self.task = self.task.for_format(self.policy.chat)
         self.train_examples = self.task.split("train")
@@ -161,7 +158,13 @@ class OnlineTrainer:
     @property
     def target_instruction(self) -> str:
         """The instruction sampled and evaluated under."""
-        return self.config.correct_instruction or self.task.correct_instruction
+        return self.evaluation_instruction(self.config, self.task)
+
+    @classmethod
+    def evaluation_instruction(cls, config: RunConfig, task: Task) -> str:
+        """The instruction a run of this method with `config` samples and evaluates under,
+        known before the run is built (`hir compare` evaluates its start row under it)."""
+        return config.correct_instruction or task.correct_instruction
 
     def is_success(self, score: float) -> bool:
         return score >= self.config.success_threshold
@@ -335,8 +338,8 @@ class OnlineTrainer:
         print(f"hir: resumed from {folder} (iteration {self.history[-1]['iteration']})")
 
     def _run_record(self) -> dict:
-        scope = getattr(self.policy, "training_scope", None)
-        trained = "all weights" if scope is None or scope.is_full else dataclasses.asdict(scope)
+        scope = self.policy.training_scope
+        trained = "all weights" if scope.is_full else dataclasses.asdict(scope)
         cache = self.policy.frozen_cache
         if isinstance(trained, dict):  # a speed setting, recorded apart: a resume may change it
             trained.pop("activation_cache_mb")
@@ -416,9 +419,3 @@ def evaluate_with_config(
         limit=config.eval_limit, accelerator=accelerator,
         success_threshold=config.success_threshold,
     )  # fmt: skip
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    if setting != "auto":
-        return setting
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"

@@ -18,7 +18,7 @@ import torch
 
 from hir.errors import HIRError
 from hir.options import flag_help
-from hir.tracking import TRACKERS, unknown_trackers
+from hir.runs.tracking import TRACKERS, unknown_trackers
 
 
 @dataclass
@@ -154,6 +154,11 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def run_settings(self) -> dict:
+        """The `RunConfig` part of this config (what every method has): to start another
+        method's config from, e.g. the InstructGPT pipeline's SFT stage from its PPO config."""
+        return {f.name: getattr(self, f.name) for f in fields(RunConfig)}
 
 
 @dataclass

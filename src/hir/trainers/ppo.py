@@ -1,4 +1,4 @@
-"""PPO (RLHF as in InstructGPT; METHOD.md section 3), in the same online loop as HIR, for both
+"""PPO (RLHF as in InstructGPT; docs/method.md section 3), in the same online loop as HIR, for both
 model kinds.
 
 Each iteration is one rollout: the shared sampling (same queries, samples, temperature) scored by
@@ -18,17 +18,14 @@ first step, or `clip_fraction` measures dropout noise.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from hir.adapters import is_adapted, reference_context
-from hir.crash_points import crash_point
 from hir.errors import HIRError
-from hir.fileio import read_jsonl_objects
 from hir.losses import (
     gae_advantages,
     kl_estimate,
@@ -41,14 +38,16 @@ from hir.losses import (
     whiten,
 )
 from hir.models import EncodedBatch, Policy, wrap_policy
+from hir.models.adapters import is_adapted, reference_context
+from hir.models.scalar_head import ScalarHeadModel
+from hir.online.sampling import Sample
 from hir.options import flag_help
-from hir.sampling import Sample
+from hir.runs.crash_points import crash_point
+from hir.runs.fileio import read_jsonl_objects
+from hir.tasks.feedback import BatchReward, Feedback
 from hir.trainers.online import OnlineTrainer
 from hir.trainers.online_config import SamplingConfig
-from hir.trainers.scalar_head import ScalarHeadModel
-
-# (prompts, outputs, feedback scores) -> rewards, e.g. a trained reward model's
-RewardFn = Callable[[list[str], list[str], torch.Tensor], torch.Tensor]
+from hir.trainers.optimization import optimizer_step
 
 
 @dataclass
@@ -104,7 +103,7 @@ class PPOTrainer(OnlineTrainer):
         config: PPOConfig | None = None,
         *,
         tokenizer=None,
-        reward_fn: RewardFn | None = None,
+        reward: BatchReward | None = None,
         ptx_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(model, task, config, tokenizer=tokenizer)
@@ -117,7 +116,11 @@ class PPOTrainer(OnlineTrainer):
                 "ptx_coef > 0 needs pretraining pairs: pass --ptx_data pairs.jsonl "
                 '({"prompt": ..., "output": ...} per line), or ptx_pairs= in Python'
             )
-        self.reward_fn = reward_fn  # default: the feedback scores
+        # The reward, if not the task's feedback scores: a function of the same contract
+        # (`hir.tasks.feedback`; e.g. a reward model's), its scores unbounded.
+        self.reward = (
+            None if reward is None else Feedback(reward, bounded=False, what="reward function")
+        )
         disable_dropout(self.policy.model)
         # The reference and the value model start as copies of the starting policy (a resume
         # restores the policy's and the value model's weights after this, in `restore`). With a
@@ -192,13 +195,17 @@ class PPOTrainer(OnlineTrainer):
         prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, target) for s in chunk]
         outputs = [s.output for s in chunk]
         scores = torch.tensor([s.score for s in chunk])
-        if self.reward_fn is not None:
-            scores = torch.as_tensor(self.reward_fn(prompts, outputs, scores), dtype=torch.float)
+        if self.reward is not None:
+            examples = [self.examples_by_id[s.query_id] for s in chunk]
+            answers = [s.output if s.answer is None else s.answer for s in chunk]
+            scores = torch.tensor(
+                self.reward(prompts, outputs, answers, examples), dtype=torch.float
+            )
         # The tokens as sampled: re-encoding the text can segment it into tokens the policy
         # never chose, whose log-ratios to the reference then dominate the KL.
-        output_ids = [s.token_ids if s.token_ids is not None else self.policy.output_ids([s.output])[0]
+        output_ids = [s.token_ids if s.token_ids is not None else self.policy.format.output_ids([s.output])[0]
                       for s in chunk]  # fmt: skip
-        batch = self.policy.encode_ids(self.policy.prompt_ids(prompts), output_ids)
+        batch = self.policy.encode_ids(self.policy.format.prompt_ids(prompts), output_ids)
         batch = batch.to(self.accelerator.device)
         logp, mask = self._logprobs(self.policy, batch, self.model)
         if self.reference is None:
@@ -219,8 +226,9 @@ class PPOTrainer(OnlineTrainer):
                 "returns": returns, "mask": mask, "scores": scores.cpu(), "kl": kl}  # fmt: skip
 
     def _ppo_step(self, item: dict) -> dict[str, float]:
-        config, accelerator = self.config, self.accelerator
-        with accelerator.accumulate(self.model, self.value_model):
+        config = self.config
+
+        def compute_loss():
             logp, _ = self._logprobs(self.policy, item["batch"], self.model)
             policy_loss, clip_fraction = ppo_policy_loss(
                 logp, item["old_logp"], item["advantages"], item["mask"], config.clip_range
@@ -235,15 +243,13 @@ class PPOTrainer(OnlineTrainer):
                 ptx_loss = self._ptx_loss()
                 loss = loss + config.ptx_coef * ptx_loss
                 terms["loss_ptx"] = ptx_loss.item()
-            accelerator.backward(loss)
-            if config.max_grad_norm and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-                accelerator.clip_grad_norm_(self.value_model.parameters(), config.max_grad_norm)
-            self.optimizer.step()
-            self.value_optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad()
-            self.value_optimizer.zero_grad()
+            return loss, terms
+
+        loss, terms = optimizer_step(
+            self.accelerator, [self.model, self.value_model],
+            [self.optimizer, self.value_optimizer], [self.scheduler], compute_loss,
+            config.max_grad_norm,
+        )  # fmt: skip
         crash_point("training")
         terms["loss"] = loss.item()
         return terms

@@ -16,14 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 
 from hir.errors import HIRError
-from hir.fileio import read_jsonl_objects
 from hir.losses import ranking_loss
 from hir.models import Policy
-from hir.sampling import Sample
+from hir.models.scalar_head import ScalarHeadModel, last_output_scalars
+from hir.online.sampling import Sample
+from hir.runs.fileio import read_jsonl_objects
 from hir.tasks.base import Task
-from hir.trainers.scalar_head import ScalarHeadModel
+from hir.trainers.optimization import build_accelerator, optimizer_step
 
 # (prompt, outputs ranked best first)
 RankedGroup = tuple[str, list[str]]
@@ -37,7 +39,16 @@ class RewardModel(ScalarHeadModel):
 
     def reward(self, prompts: Sequence[str], outputs: Sequence[str]) -> torch.Tensor:
         batch = self.policy.encode(list(prompts), list(outputs)).to(self.head.weight.device)
-        return self.last_output_scalar(batch)
+        return last_output_scalars(*self(batch))
+
+    def as_reward_function(self):
+        """This model as a reward function of the feedback contract (`hir.tasks.feedback`,
+        TRL's form): `(prompts, completions, **columns) -> list[float]`."""
+
+        def reward_model(prompts, completions, **columns) -> list[float]:
+            return self.score(prompts, completions).tolist()
+
+        return reward_model
 
     @torch.no_grad()
     def score(
@@ -55,7 +66,14 @@ class RewardModel(ScalarHeadModel):
 def rankings_from_feedback(
     task: Task, samples: Sequence[Sample], instruction: str
 ) -> list[RankedGroup]:
-    """Per query, its distinct-scored outputs best first (one output per score level)."""
+    """Per query, its distinct-scored outputs best first (one output per score level), with the
+    prompt the reward model will read: `task` must be formatted for the policy
+    (`Task.for_format`), as the samples were."""
+    if task.prompt_format is None:
+        raise HIRError(
+            "rankings_from_feedback needs the task in the policy's prompt format: "
+            "pass task.for_format(policy.chat), as sampling used"
+        )
     by_query: dict[str, dict[float, str]] = defaultdict(dict)
     for sample in samples:
         by_query[sample.query_id].setdefault(sample.score, sample.output)
@@ -86,43 +104,54 @@ def load_comparisons(path: str | Path) -> list[RankedGroup]:
 
 
 def train_reward_model(
-    policy: Policy, groups: Sequence[RankedGroup], *, epochs: int = 2, learning_rate: float = 1e-4,
-    groups_per_step: int = 16, seed: int = 0,
+    policy: Policy, groups: Sequence[RankedGroup], *, epochs: int, learning_rate: float,
+    groups_per_step: int = 16, seed: int = 0, max_grad_norm: float = 1.0,
+    accelerator: Accelerator | None = None,
 ) -> tuple[RewardModel, dict[str, float]]:  # fmt: skip
-    """Train a reward model on ranked groups; returns it and its final-epoch pair accuracy."""
+    """Train a reward model on ranked groups with the trainers' `optimizer_step` (under
+    `accelerator`, default one on the policy's device); returns it and its final-epoch pair
+    accuracy."""
     if not groups:
         raise HIRError(
             "no rankings to train the reward model on: every query's outputs scored the same"
         )
+    accelerator = accelerator or build_accelerator(
+        "cpu" if policy.device.type == "cpu" else "auto", "no"
+    )
     model = RewardModel(policy).to(policy.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
     rng = random.Random(seed)
     order = list(range(len(groups)))
     metrics = {}
     for _ in range(epochs):
         rng.shuffle(order)
         losses, correct, pairs = [], 0, 0
-        model.train()
+        prepared.train()
         for begin in range(0, len(order), groups_per_step):
             chunk = [groups[i] for i in order[begin : begin + groups_per_step]]
-            prompts = [p for p, ranked in chunk for _ in ranked]
-            outputs = [o for _, ranked in chunk for o in ranked]
-            rewards = model.reward(prompts, outputs)
-            loss, offset = 0.0, 0
-            for _, ranked in chunk:
-                group = rewards[offset : offset + len(ranked)]
-                offset += len(ranked)
-                loss = loss + ranking_loss(group)
-                i, j = torch.triu_indices(len(ranked), len(ranked), offset=1)
-                correct += int((group[i] > group[j]).sum())
-                pairs += len(i)
-            loss = loss / len(chunk)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+
+            def compute_loss(chunk=chunk):
+                nonlocal correct, pairs
+                prompts = [p for p, ranked in chunk for _ in ranked]
+                outputs = [o for _, ranked in chunk for o in ranked]
+                batch = policy.encode(prompts, outputs).to(policy.device)
+                rewards = last_output_scalars(*prepared(batch))
+                loss, offset = 0.0, 0
+                for _, ranked in chunk:
+                    group = rewards[offset : offset + len(ranked)]
+                    offset += len(ranked)
+                    loss = loss + ranking_loss(group)
+                    i, j = torch.triu_indices(len(ranked), len(ranked), offset=1)
+                    correct += int((group[i] > group[j]).sum())
+                    pairs += len(i)
+                return loss / len(chunk), {}
+
+            loss, _ = optimizer_step(accelerator, [prepared], [optimizer], [], compute_loss,
+                                     max_grad_norm)  # fmt: skip
             losses.append(loss.item())
         metrics = {
             "reward_model_loss": sum(losses) / len(losses),
             "reward_model_pair_accuracy": correct / max(pairs, 1),
         }
-    return model, metrics
+    return accelerator.unwrap_model(prepared), metrics

@@ -1,4 +1,4 @@
-"""SFT baseline (METHOD.md section 3): supervised training on the ground-truth answers of the
+"""SFT baseline (docs/method.md section 3): supervised training on the ground-truth answers of the
 training queries (labels that HIR and FARL never see). It runs in the same loop as the other
 methods, so it is evaluated, logged and checkpointed per iteration like them; it samples
 nothing, and one iteration is `epochs_per_iteration` epochs over the labeled queries."""

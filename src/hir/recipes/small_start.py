@@ -16,16 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from hir.errors import HIRError
-from hir.losses import label_smoothed_nll
 from hir.models import Policy, load_policy
-from hir.small_models import ARCHITECTURES, SIZES, build_small_model, task_corpus
+from hir.models.small_models import ARCHITECTURES, SIZES, build_small_model, task_corpus
 from hir.tasks.base import Example, Task
-from hir.trainers.epochs import train_epochs
+from hir.trainers.finetune import instruction_pairs, supervised_finetune
 
 
 @dataclass(frozen=True)
@@ -114,51 +111,3 @@ def warm_start_from_split(
     _, pairs = build_and_warm_up(task, warmup, output_dir, settings, seed)
     remaining = dataclasses.replace(task, held_out_train_ids=frozenset(e.id for e in warmup))
     return remaining, Path(output_dir) / "model-start", pairs
-
-
-def instruction_pairs(
-    task: Task, examples: Sequence[Example], rng: random.Random
-) -> list[tuple[str, str]]:
-    """For each labeled example, two (prompt, output) pairs: the correct-answer instruction with
-    the target, and the wrong-answer instruction with another example's target that the
-    feedback function scores below 1 (a plausible wrong answer of the right shape)."""
-    pairs = []
-    targets = [e.target for e in examples]
-    for example in examples:
-        pairs.append((task.prompt(example.query, task.correct_instruction), example.target))
-        for _ in range(20):
-            candidate = rng.choice(targets)
-            if task.score(candidate, example) < 1.0:
-                pairs.append((task.prompt(example.query, task.wrong_instruction), candidate))
-                break
-    return pairs
-
-
-def supervised_finetune(
-    policy: Policy,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    epochs: int,
-    learning_rate: float,
-    batch_size: int = 32,
-    label_smoothing: float = 0.0,
-    seed: int = 0,
-    progress: str | None = "supervised fine-tuning",
-) -> dict[str, float]:
-    """Train `policy` in place on (prompt, output) pairs with token cross-entropy."""
-    accelerator = Accelerator(cpu=policy.device.type == "cpu")
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    model, optimizer, scheduler = accelerator.prepare(policy.model, optimizer, scheduler)
-
-    def loss_fn(batch):
-        prompts, outputs = zip(*batch)
-        logits, labels = policy.logits_for(list(prompts), list(outputs), model)
-        loss = label_smoothed_nll(logits, labels, label_smoothing)
-        return loss, {"loss": loss.item()}
-
-    generator = torch.Generator().manual_seed(seed)
-    return train_epochs(
-        accelerator, model, optimizer, scheduler, list(pairs), loss_fn,
-        epochs=epochs, batch_size=batch_size, generator=generator, progress=progress,
-    )  # fmt: skip

@@ -8,10 +8,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from hir.adapters import apply_training_scope
-from hir.fileio import atomic_write_json
 from hir.models import Policy, load_policy
-from hir.sampling import sample_outputs
+from hir.online.sampling import sample_outputs
+from hir.runs.fileio import atomic_write_json
 from hir.tasks.base import Task
 from hir.trainers.ppo import PPOConfig, PPOTrainer
 from hir.trainers.reward_model import rankings_from_feedback, train_reward_model
@@ -22,19 +21,20 @@ def run_instructgpt(
     model: str | Policy, task: Task, config: PPOConfig, sft_iterations: int = 1, sft_epochs: int = 10,
     reward_model_epochs: int = 2,
 ) -> dict:  # fmt: skip
-    """PPOConfig's shared fields (learning rate, batch size, evaluation...) also set the SFT
-    stage, which trains `sft_iterations` x `sft_epochs` epochs with SFTConfig's other defaults."""
+    """The run settings of `config` (its `RunConfig` part: learning rate, batch size,
+    evaluation...) also set the SFT stage, which trains `sft_iterations` x `sft_epochs` epochs
+    with SFTConfig's other defaults. Every stage reads the task in the SFT policy's prompt
+    format, so the reward model is trained on the prompts PPO later scores with it."""
     began = time.perf_counter()
     root = Path(config.output_dir)
-    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig)
-              if hasattr(config, f.name)}  # fmt: skip
-    sft_config = SFTConfig(**{**shared, "output_dir": str(root / "sft"), "iterations": sft_iterations,
-                              "epochs_per_iteration": sft_epochs})  # fmt: skip
+    sft_config = SFTConfig(**{**config.run_settings(), "output_dir": str(root / "sft"),
+                              "iterations": sft_iterations, "epochs_per_iteration": sft_epochs})  # fmt: skip
     sft = SFTTrainer(model, task, sft_config)
     sft_summary = sft.train()
     sft.policy.save(root / "sft" / "model")
 
     instruction = sft.target_instruction
+    task = sft.task  # in the policy's prompt format: chat template, answer extraction, hint
     samples = sample_outputs(
         sft.policy, task, sft.train_examples, instruction=instruction, iteration=0,
         num_samples=config.num_samples, temperature=config.temperature,
@@ -51,7 +51,7 @@ def run_instructgpt(
     ppo_config = dataclasses.replace(config, output_dir=str(root / "ppo"))
     ppo = PPOTrainer(
         _reload_like(sft.policy, root / "sft" / "model"), task, ppo_config,
-        reward_fn=lambda prompts, outputs, scores: reward_model.score(prompts, outputs),
+        reward=reward_model.as_reward_function(),
         ptx_pairs=ptx_pairs,
     )  # fmt: skip
     ppo_summary = ppo.train()
@@ -76,5 +76,4 @@ def _reload_like(trained: Policy, folder: Path) -> Policy:
     the policy that was trained: PPO then adapts the same layers, with a fresh adapter whose
     "off" state, PPO's reference, is the SFT policy."""
     policy = load_policy(folder, prompt_format="chat" if trained.chat else "plain")
-    scope = getattr(trained, "training_scope", None)
-    return apply_training_scope(policy, scope) if scope is not None else policy
+    return policy.set_training_scope(trained.training_scope)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hir.crash_points import crash_point
-from hir.fileio import atomic_write_json
+from hir.runs.crash_points import crash_point
+from hir.runs.fileio import atomic_write_json, file_sha256
 
 _NAME = re.compile(r"^iteration-(\d{4,})$")
 
@@ -84,8 +84,6 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
 
 def manifest(folder: Path) -> dict[str, dict]:
     """Size and sha256 of every file in `folder`, and the line count of its JSONL files."""
-    from hir.model_sources import file_sha256
-
     entries = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         entry = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
@@ -102,8 +100,6 @@ def checkpoint_problem(folder: Path) -> str | None:
         recorded = json.loads((folder / "COMPLETE.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "its COMPLETE.json is missing or unreadable"
-    from hir.model_sources import file_sha256
-
     for name, entry in recorded.get("files", {}).items():
         path = folder / name
         if not path.is_file():

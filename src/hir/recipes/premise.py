@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hir.evaluate import evaluate
 from hir.models import Policy
+from hir.online.evaluate import evaluate
 from hir.tasks import Task
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from hir.fileio import atomic_write_json, atomic_write_jsonl
-from hir.runinfo import library_versions
+from hir.runs.fileio import atomic_write_json, atomic_write_jsonl
+from hir.runs.versions import library_versions
 
 _CONSOLE = [
     ("accuracy", "acc {:.3f}"),

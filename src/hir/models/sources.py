@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hir.errors import HIRError
+from hir.runs.fileio import file_sha256
 
 
 @dataclass(frozen=True)
@@ -131,14 +132,6 @@ def download(url: str, target: Path, sha256: str) -> None:
         ) from exc
     if digest.hexdigest() != sha256:
         raise HIRError(f"{url} has sha256 {digest.hexdigest()}, expected {sha256}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_sha256(path: Path, expected: str) -> None:

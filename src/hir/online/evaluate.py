@@ -8,11 +8,11 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from hir.crash_points import crash_point
-from hir.fileio import atomic_write_json, atomic_write_jsonl
 from hir.models import Policy
-from hir.parallel import on_shares
-from hir.runinfo import library_versions
+from hir.online.parallel import on_shares
+from hir.runs.crash_points import crash_point
+from hir.runs.fileio import atomic_write_json, atomic_write_jsonl
+from hir.runs.versions import library_versions
 from hir.tasks.base import Task
 
 
@@ -75,20 +75,21 @@ def _score_outputs(policy, task, examples, instruction, batch_size, max_new_toke
     prompts = [task.prompt(e.query, instruction) for e in examples]
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     crash_point("evaluation")
-    records = []
-    for example, prompt, (prediction,) in zip(examples, prompts, outputs):
-        answer = task.extract(prediction, example)
-        records.append(
-            {
-                "id": example.id,
-                "prompt": prompt,
-                "prediction": prediction,  # the raw output
-                "answer": answer,  # what the feedback function scored
-                "target": example.target,
-                "score": task.score_answer(answer, example),
-            }
+    predictions = [prediction for (prediction,) in outputs]
+    scored = task.score_outputs(prompts, predictions, examples)
+    return [
+        {
+            "id": example.id,
+            "prompt": prompt,
+            "prediction": prediction,  # the raw output
+            "answer": answer,  # what the feedback function scored
+            "target": example.target,
+            "score": score,
+        }
+        for example, prompt, prediction, (answer, score) in zip(
+            examples, prompts, predictions, scored
         )
-    return records
+    ]
 
 
 def write_evaluation(result: EvalResult, output_dir: str | Path, config: dict) -> Path:

@@ -3,6 +3,7 @@ an atomic rename, so a reader sees either the old content or the new one, never 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -93,3 +94,11 @@ def require_writable_folder(path: str | os.PathLike, flag: str = "--output_dir")
         raise HIRError(f"{flag} {path} {where}, not a folder: choose another {flag}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise HIRError(f"{flag} {path} cannot be written ({existing} is read-only): choose another {flag}")  # fmt: skip
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -17,27 +17,21 @@ uniformly, so temperature-1 samples degrade into noise iteration after iteration
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hir.fileio import atomic_write_json
 from hir.models import Policy
-from hir.report import before_after_table
+from hir.recipes.small_start import WarmStart, build_and_warm_up
+from hir.runs.fileio import atomic_write_json
+from hir.runs.report import before_after_table
 from hir.tasks import Task, load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
-from hir.warm_start import WarmStart, build_and_warm_up
 
 DEMO_TASK = "synthetic/sort"
-DEMO_WARMUP = {"examples": 400, "epochs": 6, "learning_rate": 1e-3, "batch_size": 32}
-DEMO_START = WarmStart(
-    arch="gpt2",
-    size="small",
-    vocab_size=1000,
-    epochs=DEMO_WARMUP["epochs"],
-    learning_rate=DEMO_WARMUP["learning_rate"],
-    batch_size=DEMO_WARMUP["batch_size"],
-)
+DEMO_WARMUP_EXAMPLES = 400
+DEMO_START = WarmStart(arch="gpt2", size="small", vocab_size=1000)
 DEMO_HIR = {
     "iterations": 6,
     "epochs_per_iteration": 2,
@@ -68,7 +62,7 @@ def prepare_start_policy(output_dir: str | Path, seed: int = 0):
     task = load_task(DEMO_TASK, num_examples=1000)
     # Warm-up data from another generator seed, none of whose queries are in the task.
     known = {e.query for e in task.examples}
-    warmup_task = load_task(DEMO_TASK, num_examples=DEMO_WARMUP["examples"], data_seed=1000 + seed)
+    warmup_task = load_task(DEMO_TASK, num_examples=DEMO_WARMUP_EXAMPLES, data_seed=1000 + seed)
     warmup_examples = [e for e in warmup_task.examples if e.query not in known]
     policy, pairs = build_and_warm_up(task, warmup_examples, output_dir, DEMO_START, seed)
     return DemoStart(task, policy, output_dir / "model-start", pairs, len(warmup_examples),
@@ -104,7 +98,8 @@ def run_demo(
         {
             "wall_seconds": round(time.perf_counter() - start, 2),
             "warmup": {
-                **DEMO_WARMUP,
+                **dataclasses.asdict(DEMO_START),
+                "examples": DEMO_WARMUP_EXAMPLES,
                 "examples_used": begin.warmup_examples,
                 "seconds": round(begin.seconds, 2),
             },

@@ -14,27 +14,30 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
-from hir.fileio import atomic_write_json
-from hir.premise import measure_premise
-from hir.runinfo import library_versions
+from hir.options import flag_help
+from hir.recipes.premise import measure_premise
+from hir.runs.fileio import atomic_write_json
+from hir.runs.versions import library_versions
 from hir.tasks import Task
-from hir.warm_start import instruction_pairs, supervised_finetune
+from hir.trainers.finetune import instruction_pairs, supervised_finetune
 
 
 @dataclass(frozen=True)
 class WarmupSettings:
-    examples_per_task: int = 100
-    epochs: int = 2
-    learning_rate: float = 3e-4
-    batch_size: int = 16
-    seed: int = 0
-    premise_limit: int | None = 40  # queries per premise measurement (None: the whole split)
-    max_new_tokens: int = 24
+    """How `hir warm-up` trains and measures (each field is also its flag)."""
+
+    examples_per_task: int = field(default=100, metadata=flag_help("labeled training examples per warm-up task"))  # fmt: skip
+    epochs: int = field(default=2, metadata=flag_help("passes over the warm-up pairs"))
+    learning_rate: float = field(default=3e-4, metadata=flag_help("AdamW learning rate"))
+    batch_size: int = field(default=16, metadata=flag_help("pairs per step"))
+    seed: int = field(default=0, metadata=flag_help("seed of the example choice and training order"))  # fmt: skip
+    premise_limit: int | None = field(default=40, metadata=flag_help("queries per premise measurement (none: the whole split)"))  # fmt: skip
+    max_new_tokens: int = field(default=24, metadata=flag_help("longest greedy answer in the premise measurement"))  # fmt: skip
 
 
 def warmup_pairs(tasks: list[Task], settings: WarmupSettings, chat: bool) -> list[tuple[str, str]]:

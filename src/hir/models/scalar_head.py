@@ -28,8 +28,10 @@ class ScalarHeadModel(nn.Module):
         hidden, labels = self.policy.output_hidden_states(batch, self.body)
         return self.head(hidden).squeeze(-1), labels
 
-    def last_output_scalar(self, batch: EncodedBatch) -> torch.Tensor:
-        """[B]: the scalar at each row's last output token (its EOS), having read the rest."""
-        values, labels = self(batch)
-        last = (labels != IGNORE_INDEX).long().cumsum(-1).argmax(-1)
-        return values[torch.arange(len(last), device=values.device), last]
+
+
+def last_output_scalars(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[B]: the scalar at each row's last output token (its EOS), having read the rest (what a
+    reward model reads), from `ScalarHeadModel`'s (scalars, labels)."""
+    last = (labels != IGNORE_INDEX).long().cumsum(-1).argmax(-1)
+    return values[torch.arange(len(last), device=values.device), last]

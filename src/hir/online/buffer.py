@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hir.errors import HIRError
-from hir.fileio import atomic_write_jsonl, read_jsonl
-from hir.sampling import Sample
+from hir.online.sampling import Sample
+from hir.runs.fileio import atomic_write_jsonl, read_jsonl
 
 
 def parse_retention(policy: str) -> tuple[str, int]:

@@ -16,26 +16,23 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from hir.arguments import ModelArguments
-from hir.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.errors import HIRError
-from hir.fileio import atomic_write_json, atomic_write_text, read_jsonl
-from hir.report import evaluated_records, plot_comparison
-from hir.runinfo import library_versions
+from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
+from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
+from hir.runs.report import evaluated_records, plot_comparison
+from hir.runs.versions import library_versions
 from hir.tasks.base import Task
 from hir.trainers import get_method
-from hir.trainers.farl import FARLConfig
-from hir.trainers.hir import HIRConfig
 from hir.trainers.online import evaluate_with_config
 from hir.trainers.online_config import RunConfig
-from hir.trainers.ppo import PPOConfig
-from hir.trainers.sft import SFTConfig
 
 # A compared method: a registered method, with config overrides for variants and ablations.
 METHODS: dict[str, tuple[str, dict]] = {
@@ -52,9 +49,6 @@ METHODS: dict[str, tuple[str, dict]] = {
     "farl-no-label-smoothing": ("farl", {"label_smoothing": 0.0}),
     "sft-no-label-smoothing": ("sft", {"label_smoothing": 0.0}),
 }
-DEFAULT_METHODS = ("start", "hir", "farl", "ppo", "sft")
-# Whose fields `hir compare` takes as flags (HIR's defaults first, where they differ).
-CONFIG_CLASSES = (HIRConfig, FARLConfig, SFTConfig, PPOConfig)
 
 
 @dataclass
@@ -77,6 +71,11 @@ def parse_methods(text: str) -> list[str]:
         raise HIRError(
             f"unknown method(s) {', '.join(unknown) or '(none)'}: choose from start, {', '.join(METHODS)}"
         )
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise HIRError(
+            f"--methods names {', '.join(repeated)} more than once: name each method once"
+        )
     return methods
 
 
@@ -90,93 +89,145 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def method_config(method: str, settings: dict, seed: int, output_dir: Path):
-    """The config of one compared run: the shared settings this method has a field for, its
-    variant's overrides, its own defaults for the rest."""
-    name, overrides = METHODS[method]
-    trainer_class, config_class = get_method(name)
-    known = {f.name for f in fields(config_class)}
-    values = {k: v for k, v in settings.items() if k in known}
-    values.update(seed=seed, output_dir=str(output_dir / method / f"seed-{seed}"),
-                  overwrite_output_dir=not settings.get("resume", False), **overrides)  # fmt: skip
-    return trainer_class, config_class(**values)
+def config_class_of(method: str) -> type[RunConfig]:
+    """The config a compared method is set by: its registered method's (`RunConfig` for the
+    untrained start, which is only evaluated)."""
+    return RunConfig if method == "start" else get_method(METHODS[method][0])[1]
+
+
+def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict[str, RunConfig]:
+    """Each method's config: the `settings` its config declares, then its variant's overrides
+    (e.g. ppo-ptx's ptx_coef), its own defaults for the rest. A setting that no method
+    declares (a typo) is refused."""
+    declared = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
+    unknown = sorted(set(settings) - declared)
+    if unknown:
+        raise HIRError(f"no method has the setting(s) {', '.join(unknown)}")
+    configs = {}
+    for method in methods:
+        config_class = config_class_of(method)
+        own = {f.name for f in fields(config_class)}
+        given = config_class(**{k: v for k, v in settings.items() if k in own})
+        configs[method] = as_variant(method, given)
+    return configs
+
+
+def as_variant(method: str, config: RunConfig) -> RunConfig:
+    """`config` with what defines the compared method applied (e.g. ppo-ptx's ptx_coef)."""
+    return config if method == "start" else dataclasses.replace(config, **METHODS[method][1])
+
+
+def start_rows(configs: Mapping[str, RunConfig], task: Task) -> list[tuple[str, str]]:
+    """(row name, instruction) of the start's rows: one per instruction that the compared
+    methods evaluate under (HIR with quantile relabeling asks for its top bucket, FARL for a
+    correct answer), so that each method's iteration 0 equals the start row under its
+    instruction. "start" is the correct-answer instruction's row (or the only one); another is
+    "start@METHOD", after the first method that evaluates under it."""
+    correct = configs["start"].correct_instruction or task.correct_instruction
+    instructions = {}
+    for method in (m for m in configs if m != "start"):
+        trainer_class = get_method(METHODS[method][0])[0]
+        instructions.setdefault(trainer_class.evaluation_instruction(configs[method], task), method)
+    others = [(f"start@{method}", instruction) for instruction, method in instructions.items()
+              if instruction != correct]  # fmt: skip
+    if correct in instructions or not instructions:
+        return [("start", correct), *others]
+    return [("start", others[0][1]), *others[1:]]
 
 
 def run_comparison(
-    settings: dict,
-    methods: list[str],
+    configs: Mapping[str, RunConfig],
     seeds: list[int],
     start: StartFn,
     output_dir: str | Path,
     model_options: ModelArguments | None = None,
 ) -> dict:
-    """`settings`: config fields chosen for every method (each uses those it has).
+    """`configs`: each compared method's config, in table order ("start": the untouched
+    starting policy, evaluated with its config's settings); `compare_configs` makes them from
+    one mapping of settings. Each run gets its own seed and folder `output_dir/METHOD/seed-N`.
     `model_options`: how each run loads its start (prompt format, LoRA, trained layers).
 
-    With `settings["resume"]`, runs that finished are read back, not run again, and an
+    When the configs say `resume`, runs that finished are read back, not run again, and an
     interrupted run continues from its last checkpoint. The table is rewritten after every
     run, so a long comparison shows its results as they come."""
     output_dir = Path(output_dir)
     model_options = model_options or ModelArguments()
-    resume = bool(settings.get("resume", False))
+    methods = list(configs)
+    resume = any(config.resume for config in configs.values())
 
     def load_start(model: str):
         return dataclasses.replace(model_options, model=str(model)).load_policy()
 
-    run_settings = RunConfig(**{k: v for k, v in settings.items()
-                                if k in {f.name for f in fields(RunConfig)}})  # fmt: skip
+    def run_config(method: str, seed: int) -> RunConfig:
+        return dataclasses.replace(configs[method], seed=seed, resume=resume,
+                                   output_dir=str(output_dir / method / f"seed-{seed}"),
+                                   overwrite_output_dir=not resume)  # fmt: skip
+
     for method in methods:  # every config is checked before anything runs
-        if method != "start":
-            method_config(method, settings, seeds[0], output_dir)
+        run_config(method, seeds[0])
     runs: list[dict] = []
+    record = {"model": model_options.model or None, "task": None, "seeds": seeds,
+              "methods": {m: configs[m].to_dict() for m in methods}}  # fmt: skip
     table_is_current = False  # rewritten after each new run; once at the end if the last was kept
     for seed in seeds:
         begin = start(seed)
         task, start_model = begin.task, begin.model
+        record.update(task=task.name, model=record["model"] or start_model)
         if "ppo-ptx" in methods and not begin.pretraining_pairs:
             raise HIRError(
                 "ppo-ptx needs the starting policy's supervised data for its ptx term: "
                 "use --warm-start or --demo, or leave ppo-ptx out"
             )
-        for method in methods:
-            record_path = output_dir / method / f"seed-{seed}" / "compare_run.json"
+        rows = [(method, None) for method in methods if method != "start"]
+        if "start" in methods:
+            starts = start_rows(configs, task)
+            record["start_rows"] = dict(starts)
+            at = methods.index("start")
+            rows[at:at] = starts
+        row_names = [name for name, _ in rows]
+        for name, start_instruction in rows:
+            record_path = output_dir / name / f"seed-{seed}" / "compare_run.json"
             if resume and record_path.is_file():
-                print(f"hir compare: {method}, seed {seed}: finished before, kept")
+                print(f"hir compare: {name}, seed {seed}: finished before, kept")
                 runs.append(json.loads(record_path.read_text(encoding="utf-8")))
                 table_is_current = False
                 continue
-            print(f"hir compare: {method}, seed {seed}")
+            print(f"hir compare: {name}, seed {seed}")
             with PeakMemory() as memory:
                 began = time.perf_counter()
-                if method == "start":
+                if start_instruction is not None:
                     # The same evaluation (split, limit, batch size, instruction, success rule)
-                    # as every method's iteration 0.
-                    instruction = run_settings.correct_instruction or task.correct_instruction
+                    # as the iteration 0 of the methods evaluated under this instruction.
+                    instruction = start_instruction
                     result = evaluate_with_config(
-                        load_start(start_model), task, run_settings, instruction
+                        load_start(start_model), task, configs["start"], instruction
                     )
                     history = [{"iteration": 0, "accuracy": result.accuracy,
                                 "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
                 else:
-                    trainer_class, config = method_config(method, settings, seed, output_dir)
-                    extra = {"ptx_pairs": begin.pretraining_pairs} if method == "ppo-ptx" else {}
-                    trainer_class(load_start(start_model), task, config, **extra).train()
+                    trainer_class = get_method(METHODS[name][0])[0]
+                    config = run_config(name, seed)
+                    extra = {"ptx_pairs": begin.pretraining_pairs} if name == "ppo-ptx" else {}
+                    trainer = trainer_class(load_start(start_model), task, config, **extra)
+                    instruction = trainer.target_instruction
+                    trainer.train()
                     records = evaluated_records(
                         read_jsonl(Path(config.output_dir) / "metrics.jsonl")
                     )
                     history = [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
                                for record in records]  # fmt: skip
                 seconds = time.perf_counter() - began
-            run = {"method": method, "seed": seed, "final_accuracy": history[-1]["accuracy"],
+            run = {"method": name, "seed": seed, "instruction": instruction,
+                   "final_accuracy": history[-1]["accuracy"],
                    "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
                    "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
             atomic_write_json(record_path, run)  # written last: the run is finished
             runs.append(run)
-            write_comparison(output_dir, summarize(runs, methods), runs, settings, seeds)
+            write_comparison(output_dir, summarize(runs, row_names), runs, record)
             table_is_current = True
-    table = summarize(runs, methods)
+    table = summarize(runs, row_names)
     if not table_is_current:
-        write_comparison(output_dir, table, runs, settings, seeds)
+        write_comparison(output_dir, table, runs, record)
     return {"table": table, "runs": runs}
 
 
@@ -197,6 +248,7 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
             "mean_score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
             "wall_seconds_mean": statistics.mean(run_wall_seconds(r) for r in mine),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
+            "instruction": mine[0].get("instruction", ""),
         })  # fmt: skip
     return rows
 
@@ -211,21 +263,22 @@ def run_wall_seconds(run: dict) -> float:
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| method | final accuracy (mean ± std) | final mean score (mean ± std) | seeds | "
-        "wall time (s, mean) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|",
+        "wall time (s, mean) | peak RSS (MiB) | evaluated under |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} | "
             f"{r['mean_score_mean']:.3f} ± {r['mean_score_std']:.3f} | {r['seeds']} | "
-            f"{r['wall_seconds_mean']:.0f} | {r['peak_rss_mib']:.0f} |"
+            f"{r['wall_seconds_mean']:.0f} | {r['peak_rss_mib']:.0f} | {r.get('instruction', '')} |"
         )
     return "\n".join(lines)
 
 
-def write_comparison(
-    output_dir: Path, rows: list[dict], runs: list[dict], settings: dict, seeds: list[int]
-) -> None:
+def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], record: dict) -> None:
+    """comparison.md / .csv (the table), comparison.json (what was compared: model, task,
+    seeds, each method's config, the start rows' instructions; the table, every run, versions),
+    diagnostics.md and the two plots."""
     markdown = markdown_table(rows)
     atomic_write_text(output_dir / "comparison.md", markdown + "\n")
     buffer = io.StringIO()
@@ -233,8 +286,8 @@ def write_comparison(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
-    atomic_write_json(output_dir / "comparison.json", {"table": rows, "runs": runs, "seeds": seeds,
-                                                        "settings": settings, "versions": library_versions()})  # fmt: skip
+    atomic_write_json(output_dir / "comparison.json", {**record, "table": rows, "runs": runs,
+                                                        "versions": library_versions()})  # fmt: skip
     plot_comparison(runs, output_dir)
     atomic_write_text(output_dir / "diagnostics.md", diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip
     print(

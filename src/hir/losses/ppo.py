@@ -1,80 +1,11 @@
-"""The loss terms, as pure functions of tensors.
+"""PPO's maths (InstructGPT's RLHF; docs/method.md section 3), as pure functions of tensors.
 
-Shapes: `logits` [B, T, V]; `labels` [B, T] holding output token ids and IGNORE_INDEX (-100) at
-every position that is not an output token (prompt, padding). Only output tokens contribute, so
-no gradient reaches the logits of prompt or padding positions.
-
-HIR (METHOD.md section 2):  L = L_sft + alpha * L_contrastive + beta * L_entropy
+Token-level tensors are [B, T] with a float `mask` (1 at output tokens, 0 elsewhere).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-IGNORE_INDEX = -100
-
-
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(label) at each position [B, T] (0 where masked) and the output-token mask [B, T]."""
-    mask = labels != IGNORE_INDEX
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked * mask, mask
-
-
-def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean log-probability of each sequence's output tokens [B] (the public code's score)."""
-    logp, mask = token_logprobs(logits, labels)
-    return logp.sum(-1) / mask.sum(-1).clamp(min=1)
-
-
-def label_smoothed_nll(
-    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.0
-) -> torch.Tensor:
-    """Token cross-entropy with label smoothing, averaged over output tokens:
-    (1 - eps) * NLL + eps * mean over the vocabulary of -log p (as transformers' LabelSmoother)."""
-    logp_all = torch.log_softmax(logits.float(), dim=-1)
-    mask = labels != IGNORE_INDEX
-    count = mask.sum().clamp(min=1)
-    nll = -logp_all.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    nll = (nll * mask).sum() / count
-    if epsilon == 0.0:
-        return nll
-    uniform = -logp_all.mean(-1)
-    uniform = (uniform * mask).sum() / count
-    return (1.0 - epsilon) * nll + epsilon * uniform
-
-
-def pairwise_contrastive_loss(
-    positive_scores: torch.Tensor, negative_scores: torch.Tensor, epsilon: float = 0.0
-) -> torch.Tensor:
-    """The public code's form: an output must score higher under its relabeled instruction (s+)
-    than under the opposite one (s-). With p = sigmoid(s+ - s-):
-    (1 - eps) * -log p + eps * -log(1 - p), averaged over the batch."""
-    margin = positive_scores - negative_scores
-    return ((1.0 - epsilon) * F.softplus(-margin) + epsilon * F.softplus(margin)).mean()
-
-
-def in_batch_contrastive_loss(score_matrix: torch.Tensor) -> torch.Tensor:
-    """The paper's equation: with P[i, k] = log P(o_i | q_k, p_k) over a batch,
-    L = -mean_i log( exp(P[i, i]) / sum_k exp(P[i, k]) ): each output must be likelier under its
-    own (query, instruction) than under the others in the batch."""
-    targets = torch.arange(score_matrix.shape[0], device=score_matrix.device)
-    return F.cross_entropy(score_matrix.float(), targets)
-
-
-def mean_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the model's next-token distributions at output positions.
-    The HIR loss adds -beta * this, rewarding spread to keep exploration alive."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    mask = labels != IGNORE_INDEX
-    return (entropy * mask).sum() / mask.sum().clamp(min=1)
-
-
-# -- PPO and the reward model (InstructGPT; METHOD.md section 3) --------------------------------
-# Token-level tensors are [B, T] with a float `mask` (1 at output tokens, 0 elsewhere).
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -168,12 +99,3 @@ def ppo_value_loss(
     """Clipped value loss: 0.5 * mean max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
-
-
-def ranking_loss(rewards: torch.Tensor) -> torch.Tensor:
-    """InstructGPT's reward-model loss for K outputs of one prompt ranked best first
-    (`rewards` [K], or [N, K] for N prompts): -1/C(K,2) sum_{i<j} log sigmoid(r_i - r_j)."""
-    rewards = rewards.unsqueeze(0) if rewards.dim() == 1 else rewards
-    k = rewards.shape[-1]
-    i, j = torch.triu_indices(k, k, offset=1)
-    return -F.logsigmoid(rewards[:, i] - rewards[:, j]).mean()

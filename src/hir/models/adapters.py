@@ -2,7 +2,7 @@
 adapter (through peft), optionally on the last k layers only.
 
     policy = load_policy("smollm2-135m-instruct")
-    apply_training_scope(policy, TrainingScope(lora_r=8, train_last_layers=4))
+    policy.set_training_scope(TrainingScope(lora_r=8, train_last_layers=4))
 
 With LoRA the policy's model becomes a `peft.PeftModel`: checkpoints hold the adapter only,
 `Policy.load_weights` loads one back, `reference_context` runs the base model with the
@@ -55,19 +55,20 @@ def transformer_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList
     return max(decoder or lists, key=lambda item: len(item[1]))
 
 
-def apply_training_scope(policy, scope: TrainingScope):
-    """Freeze, or wrap in a LoRA adapter, the policy's model as `scope` says (in place)."""
-    policy.training_scope = scope
+def apply_training_scope(model, scope: TrainingScope, is_encoder_decoder: bool):
+    """`model` frozen, or wrapped in a LoRA adapter, as `scope` says (in place); returns the
+    model to train (a `PeftModel` with LoRA) and, when only the top layers of a decoder-only
+    model train, the cache of the frozen layers' activations (else None).
+    `Policy.set_training_scope` is the caller."""
     if scope.is_full:
-        return policy
-    model = policy.model
+        return model, None
     name, layers = transformer_layers(model)
     k = scope.train_last_layers
     if k > len(layers):
         raise HIRError(f"--train_last_layers {k} exceeds the model's {len(layers)} layers")
     trained = list(range(len(layers) - k, len(layers))) if k else list(range(len(layers)))
     if scope.lora_r:
-        policy.model = _with_lora(model, scope, trained, name.rsplit(".", 1)[-1])
+        model = _with_lora(model, scope, trained, name.rsplit(".", 1)[-1])
     else:
         model.requires_grad_(False)
         for index in trained:
@@ -77,14 +78,13 @@ def apply_training_scope(policy, scope: TrainingScope):
             is_final_norm = module_name.endswith(("norm", "ln_f", "final_layer_norm"))
             if is_final_norm and not module_name.startswith(name):
                 module.requires_grad_(True)
-    if k and k < len(layers) and scope.activation_cache_mb and not policy.is_encoder_decoder:
-        from hir.frozen_layers import FrozenLayerCache
+    frozen_cache = None
+    if k and k < len(layers) and scope.activation_cache_mb and not is_encoder_decoder:
+        from hir.models.frozen_layers import FrozenLayerCache
 
         # (peft wraps the model in place: `layers` are still its blocks.)
-        policy.frozen_cache = FrozenLayerCache(
-            policy.model, layers, len(layers) - k, scope.activation_cache_mb
-        )
-    return policy
+        frozen_cache = FrozenLayerCache(model, layers, len(layers) - k, scope.activation_cache_mb)
+    return model, frozen_cache
 
 
 def _with_lora(model, scope: TrainingScope, layer_indices: list[int], layers_pattern: str):

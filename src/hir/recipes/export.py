@@ -11,9 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hir.adapters import ADAPTER_WEIGHTS
-from hir.checkpoint import latest_checkpoint
 from hir.errors import HIRError
+from hir.models.adapters import ADAPTER_WEIGHTS
+from hir.runs.checkpoint import latest_checkpoint
 
 
 def checkpoint_of(run_or_checkpoint: str | Path) -> Path:

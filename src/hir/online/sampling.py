@@ -54,6 +54,7 @@ def sample_outputs(
     """`num_samples` outputs per example at `temperature`, many queries per generate call.
     Duplicates of the same query are dropped, keeping first-seen order (the public code uses a
     set, whose order varies between runs)."""
+    task = task.for_format(policy.chat)
     prompts = [task.prompt(example.query, instruction) for example in examples]
     outputs = policy.generate(
         prompts,
@@ -67,16 +68,13 @@ def sample_outputs(
         progress=progress,
         return_token_ids=True,
     )
-    samples = []
-    for example, candidates in zip(examples, outputs):
+    kept = []  # (prompt, example, output, token ids)
+    for prompt, example, candidates in zip(prompts, examples, outputs):
         # Duplicates are judged by text; the first sampled token ids of each text are kept.
         first_seen: dict[str, tuple[int, ...]] = {}
         for output, token_ids in candidates:
             first_seen.setdefault(output, token_ids)
-        for output, token_ids in first_seen.items():
-            answer = task.extract(output, example)
-            score = task.score_answer(answer, example)
-            samples.append(
-                Sample(iteration, example.id, instruction, output, score, token_ids, answer)
-            )
-    return samples
+        kept += [(prompt, example, output, ids) for output, ids in first_seen.items()]
+    scored = task.score_outputs([k[0] for k in kept], [k[2] for k in kept], [k[1] for k in kept])
+    return [Sample(iteration, example.id, instruction, output, score, token_ids, answer)
+            for (_, example, output, token_ids), (answer, score) in zip(kept, scored)]  # fmt: skip

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 
 from hir.errors import HIRError
-from hir.tasks.base import Example
+from hir.tasks.example import Example
 
 Extractor = Callable[[str, Example], str]
 

@@ -28,7 +28,7 @@ def public_code_sample(
     policy.model.eval()
     results = []
     for prompt in prompts:
-        inputs = policy.pad_prompts(policy.prompt_ids([prompt]))
+        inputs = policy.pad_prompts(policy.format.prompt_ids([prompt]))
         inputs = {k: v.to(policy.device) for k, v in inputs.items()}
         generated = policy.model.generate(
             **inputs,
@@ -41,7 +41,7 @@ def public_code_sample(
             pad_token_id=policy.tokenizer.pad_token_id,
             eos_token_id=policy.tokenizer.eos_token_id,
         )
-        texts = policy.decode(policy.new_tokens(generated, inputs))
+        texts = policy.format.decode(policy.new_tokens(generated, inputs))
         results.append(list(set(texts)))
     return results
 

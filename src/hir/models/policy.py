@@ -1,0 +1,352 @@
+"""The model side of a policy, and the one place where encoder-decoder and decoder-only models
+differ: how token ids become tensors, how output tokens get their logits, how outputs are
+generated. The text side (prompt format, truncation, token ids) is `policy.format`
+(`hir.models.prompts.PromptFormat`).
+
+    policy = load_policy("google/flan-t5-base")      # hir.models.loading; or a folder, or "gpt2"
+    outputs = policy.generate(prompts, num_samples=4, do_sample=True)
+    batch = policy.encode(prompts, outputs)           # padded tensors
+    logits, labels = policy.output_logits(batch)      # aligned: logits[b, t] predicts labels[b, t]
+    states, labels = policy.output_hidden_states(batch)  # the last layer's state that predicts labels[b, t]
+
+The two kinds are `Seq2SeqPolicy` (`hir.models.seq2seq`) and `CausalPolicy` (`hir.models.causal`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from hir.errors import HIRError
+from hir.losses import IGNORE_INDEX
+from hir.models.adapters import TrainingScope
+from hir.models.frozen_layers import FrozenLayerCache
+from hir.models.prompts import PromptFormat
+
+@dataclass
+class EncodedBatch:
+    """Padded model inputs for (prompt, output) pairs. `labels` holds the output token ids
+    (with EOS) and IGNORE_INDEX elsewhere, in the layout `Policy.output_logits` aligns to.
+
+    When rows repeat a prompt (several outputs of one query under one instruction), the prompt
+    can be run once: `prompt_inputs` then holds one row per distinct prompt, `prompt_of_row[b]`
+    the one row b continues, and `inputs` only what follows it."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    prompt_inputs: dict[str, torch.Tensor] | None = None
+    prompt_of_row: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> EncodedBatch:
+        def move(tensors):
+            return None if tensors is None else {k: v.to(device) for k, v in tensors.items()}
+
+        return EncodedBatch(
+            move(self.inputs),
+            self.labels.to(device),
+            move(self.prompt_inputs),
+            None if self.prompt_of_row is None else self.prompt_of_row.to(device),
+        )
+
+
+
+class Policy:
+    """A model, its tokenizer and its prompt format (`format`): what sampling, the losses, the
+    trainers and evaluation talk to. A subclass per model kind fills in the tensor layout."""
+
+    is_encoder_decoder: bool = False
+    # Text put before an output when it follows a plain prompt in one sequence ("A: (B)").
+    plain_completion_prefix: str = ""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer,
+        max_prompt_tokens: int = 1024,
+        max_output_tokens: int = 256,
+        prompt_format: str = "auto",
+        source: str = "",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format = PromptFormat(
+            tokenizer, prompt_format, is_encoder_decoder=self.is_encoder_decoder,
+            max_positions=self.max_positions_of(model),
+            plain_completion_prefix=self.plain_completion_prefix,
+            max_prompt_tokens=max_prompt_tokens, max_output_tokens=max_output_tokens,
+        )  # fmt: skip
+        self.source = source  # the name or path it was loaded by, as runs record it
+        # What is trained (set_training_scope): all weights until told otherwise.
+        self.training_scope = TrainingScope()
+        # The frozen lower layers' activations, kept when only the top layers are trained.
+        self.frozen_cache: FrozenLayerCache | None = None
+
+    @staticmethod
+    def max_positions_of(model: PreTrainedModel) -> int | None:
+        """How many positions a sequence (prompt and output) may fill; None: no fixed limit."""
+        config = model.config
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)  # fmt: skip
+
+    @property
+    def chat(self) -> bool:
+        return self.format.chat
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def hidden_size(self) -> int:
+        # T5's and GPT-2's configs both map `hidden_size` to their own name for the width.
+        return self.model.config.hidden_size
+
+    def set_training_scope(self, scope: TrainingScope) -> Policy:
+        """Freeze, or wrap in a LoRA adapter, the model as `scope` says (in place)."""
+        from hir.models.adapters import apply_training_scope
+
+        self.model, self.frozen_cache = apply_training_scope(
+            self.model, scope, self.is_encoder_decoder
+        )
+        self.training_scope = scope
+        return self
+
+    # -- text -> tensors ------------------------------------------------------------------------
+
+    def encode(
+        self,
+        prompts: list[str],
+        outputs: list[str],
+        share_prompts: bool = False,
+        contexts: Sequence[str] | None = None,
+    ) -> EncodedBatch:
+        """Model inputs for (prompt, output) pairs. With `share_prompts`, a prompt that several
+        rows repeat is run once for all of them (same logits, less compute). `contexts`: text
+        read between each prompt and its output (see `PromptFormat.prompt_ids`)."""
+        return self.encode_ids(
+            self.format.prompt_ids(prompts, contexts), self.format.output_ids(outputs), share_prompts
+        )
+
+    def encode_ids(
+        self,
+        prompt_ids: list[list[int]],
+        output_ids: Sequence[Sequence[int]],
+        share_prompts: bool = False,
+    ) -> EncodedBatch:
+        """Like `encode`, from token ids (e.g. as sampled); outputs are taken as they are."""
+        prompt_ids = self.format.fit_to_outputs(prompt_ids, output_ids)
+        if share_prompts:
+            distinct: dict[tuple[int, ...], int] = {}
+            rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+            prompts = [list(p) for p in distinct]
+            if len(prompts) < len(rows) and self._can_share(prompts):
+                return self._encode_shared(prompts, rows, output_ids)
+        return self._encode_flat(prompt_ids, output_ids)
+
+    def logits_for(
+        self,
+        prompts: list[str],
+        outputs: list[str],
+        model=None,
+        contexts: Sequence[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode` then `output_logits`, on the model's device. Repeated prompts are run once,
+        unless the model is wrapped (DDP, DeepSpeed), which expects one forward per step."""
+        share = runs_unwrapped(model if model is not None else self.model)
+        batch = self.encode(prompts, outputs, share_prompts=share, contexts=contexts)
+        return self.output_logits(batch.to(self.device), model)
+
+    # -- the model-kind specific part ------------------------------------------------------
+
+    def _can_share(self, prompts: list[list[int]]) -> bool:
+        return True
+
+    def _encode_flat(
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch:
+        raise NotImplementedError
+
+    def _encode_shared(
+        self,
+        prompts: list[list[int]],
+        prompt_of_row: list[int],
+        output_ids: Sequence[Sequence[int]],
+    ) -> EncodedBatch:
+        raise NotImplementedError
+
+    def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, T, V] and labels [B, T], aligned so that logits[b, t] predicts labels[b, t].
+        `model` is the module to run (e.g. accelerate's wrapped one); default `self.model`."""
+        raise NotImplementedError
+
+    def output_hidden_states(
+        self, batch: EncodedBatch, model=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's hidden states [B, T, H] and labels [B, T] in the layout of
+        `output_logits`: the state at [b, t] has read the prompt and the output tokens before
+        labels[b, t] and predicts it (what a value or reward head reads). For batches encoded
+        without shared prompts."""
+        raise NotImplementedError
+
+    def all_position_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at every position and the matching labels, as `model(input_ids, labels=...)`
+        computes them (prompt positions included): what the public HIR code computes."""
+        raise NotImplementedError
+
+    def pad_prompts(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Padded `generate` inputs for prompt token ids (left-padded for decoder-only models)."""
+        raise NotImplementedError
+
+    def new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The sampled part of `generate`'s output for `inputs`."""
+        raise NotImplementedError
+
+    def _generate_batch(
+        self, inputs: dict[str, torch.Tensor], num_samples: int, options: dict
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- generation --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        num_samples: int = 1,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 32,
+        batch_size: int = 32,
+        progress: str | None = None,
+        return_token_ids: bool = False,
+    ) -> list[list[str]] | list[list[tuple[str, tuple[int, ...]]]]:
+        """`num_samples` outputs per prompt. Prompts are grouped by length so that each
+        `generate` call serves many prompts with little padding; results keep input order.
+
+        With `return_token_ids`, each output is (text, the token ids as sampled, up to and
+        including EOS): what PPO must score, since re-encoding the text can segment it into
+        tokens the policy never chose."""
+        if num_samples > 1 and not do_sample:
+            raise HIRError(
+                "num_samples > 1 needs do_sample=True (greedy decoding gives one output)"
+            )
+        was_training = self.model.training
+        self.model.eval()
+        ids = self.format.prompt_ids(prompts, reserve=max_new_tokens)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[list] = [[] for _ in prompts]
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=progress, disable=None if progress else True, leave=False):
+            chunk = order[start : start + batch_size]
+            inputs = {
+                k: v.to(self.device) for k, v in self.pad_prompts([ids[i] for i in chunk]).items()
+            }
+            options = {
+                **(sampling if do_sample else {"do_sample": False}),
+                "max_new_tokens": max_new_tokens,
+                "pad_token_id": self.tokenizer.pad_token_id,
+                "eos_token_id": self.format.end_token_id,
+            }
+            new_tokens = self.new_tokens(self._generate_batch(inputs, num_samples, options), inputs)
+            outputs = self.format.decode(new_tokens)
+            if return_token_ids:
+                outputs = list(zip(outputs, self.format.until_end(new_tokens)))
+            for j, i in enumerate(chunk):
+                results[i] = outputs[j * num_samples : (j + 1) * num_samples]
+        self.model.train(was_training)
+        return results
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def load_weights(self, folder: str | os.PathLike) -> None:
+        """Load the weights `save_pretrained` wrote to `folder` into this policy's model in
+        place (e.g. a checkpoint's), keeping its device and dtype. For a LoRA model, the
+        adapter's weights."""
+        from hir.models.adapters import is_adapted, load_adapter_weights
+
+        if is_adapted(self.model):
+            load_adapter_weights(self.model, Path(folder))
+        else:
+            load_weights_into(self.model, Path(folder))
+        if self.frozen_cache is not None:
+            self.frozen_cache.clear()
+
+    def save(self, path: str | os.PathLike, merge: bool = True) -> None:
+        """An ordinary model folder; a LoRA adapter is merged into the weights (unless
+        `merge=False`, which writes the adapter alone)."""
+        from hir.models.adapters import merged_model
+
+        (merged_model(self.model) if merge else self.model).save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+def runs_unwrapped(model) -> bool:
+    """A model called directly (a transformers model, or one with a peft adapter), rather than
+    through a DDP/DeepSpeed wrapper that expects one forward per step."""
+    if isinstance(model, PreTrainedModel):
+        return True
+    return isinstance(getattr(getattr(model, "base_model", None), "model", None), PreTrainedModel)
+
+
+def longest_output_width(labels: torch.Tensor) -> int:
+    """The longest output of a left-padded causal batch: its outputs fill the last this many
+    positions."""
+    return int((labels != IGNORE_INDEX).sum(-1).max())
+
+
+def require_flat(batch: EncodedBatch) -> None:
+    if batch.prompt_inputs is not None:
+        raise ValueError("this method needs a batch encoded without share_prompts")
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only, so that (left) padding does not shift them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def pad_rows(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    padded = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        padded[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return padded, mask
+
+
+def load_weights_into(model: PreTrainedModel, folder: Path) -> None:
+    """Load `model*.safetensors` (one file or shards) from `folder` into `model`. Weights that
+    `save_pretrained` left out because they are tied to another (GPT-2's output embedding) are
+    the same tensor as one that is loaded; any other missing weight is an error."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        from hir.models.adapters import ADAPTER_WEIGHTS
+
+        if (folder / ADAPTER_WEIGHTS).is_file():
+            raise HIRError(f"{folder} holds a LoRA adapter, not whole weights: load it into a model "
+                           "built with the run's --lora_r (and --train_last_layers, --lora_target_modules)")  # fmt: skip
+        raise HIRError(f"{folder} holds no model*.safetensors weights")
+    state = {}
+    for file in files:
+        state.update(load_file(file, device=str(next(model.parameters()).device)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    current = model.state_dict()
+    loaded = {t.data_ptr() for name, t in current.items() if name in state}
+    untied = [n for n in missing if current[n].data_ptr() not in loaded]
+    if untied or unexpected:
+        raise HIRError(
+            f"the weights in {folder} do not fit this model (missing {untied[:3]}, unexpected "
+            f"{unexpected[:3]}): resume with the model the run started from"
+        )
