@@ -12,6 +12,7 @@ from hir.cli import main
 from hir.losses import IGNORE_INDEX
 from hir.models import load_policy
 from hir.models.adapters import TrainingScope
+from hir.runs.checkpoint import manifest
 from hir.tasks import Example, load_task
 from hir.tasks.extraction import first_number, make_extractor, option_letter
 from hir.trainers.hir import HIRConfig, HIRTrainer
@@ -189,7 +190,13 @@ def _visible_adapter_run(folder, output_dir):
         for name, p in policy.model.named_parameters():
             if "lora_B" in name:
                 p.add_(0.05)
-    policy.model.save_pretrained(output_dir / "checkpoints" / "iteration-0001")
+    checkpoint = output_dir / "checkpoints" / "iteration-0001"
+    policy.model.save_pretrained(checkpoint)
+    # ... and record it in the checkpoint's manifest, as a run that trained it would have.
+    (checkpoint / "COMPLETE.json").unlink()
+    (checkpoint / "COMPLETE.json").write_text(
+        json.dumps({"iteration": 1, "files": manifest(checkpoint)})
+    )
     return policy
 
 

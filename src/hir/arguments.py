@@ -43,6 +43,10 @@ class ModelArguments:
         default=TrainingScope.train_last_layers,
         metadata=flag_help("train only the last k transformer layers (with LoRA: adapt only them); 0: all"),
     )  # fmt: skip
+    allow_new_weights: bool = field(
+        default=False,
+        metadata=flag_help("load a model whose folder lacks weights its config needs, initialising them afresh (refused otherwise)"),
+    )  # fmt: skip
     activation_cache_mb: int = field(
         default=TrainingScope.activation_cache_mb,
         metadata=flag_help("with --train_last_layers: memory for the frozen layers' activations, computed once per sequence (0: recompute every step)"),
@@ -60,7 +64,8 @@ class ModelArguments:
         scope = self.training_scope()  # checked before the (slow) load
         if not self.model:
             as_policy(self.model)  # raises the one "no model given" error
-        policy = load_policy(self.model, device=device, prompt_format=self.prompt_format)
+        policy = load_policy(self.model, device=device, prompt_format=self.prompt_format,
+                             allow_new_weights=self.allow_new_weights)  # fmt: skip
         return policy.set_training_scope(scope)
 
 

@@ -4,13 +4,17 @@ the same task options (`hir.arguments.TaskArguments`) everywhere, and one-line e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hir.errors import HIRError
+from hir.errors import HIRError, Terminated
 
 COMMANDS = {
     "train": "run a method: HIR (default), FARL, SFT or PPO (--method; -h lists its options)",
@@ -27,7 +31,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every way out says why, in one line: bad input (exit 2), Ctrl-C (130), SIGTERM (143),
+    anything unexpected (1, the traceback in a log file; `--debug` prints it)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    previous = _stop_on_sigterm()
     try:
         if not args or args[0] in ("-h", "--help"):
             print(usage())
@@ -40,8 +49,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hir: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hir: interrupted", file=sys.stderr)
+        print(
+            "hir: interrupted; the last checkpoint is intact (--resume continues)", file=sys.stderr
+        )
         return 130
+    except Terminated:
+        print("hir: terminated (SIGTERM); the last checkpoint is intact (--resume continues)",
+              file=sys.stderr)  # fmt: skip
+        return 143
+    except Exception as exc:
+        if debug:
+            raise
+        log = _write_traceback(args)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"hir: error: {type(exc).__name__}: {first} (the traceback is in {log}; --debug "
+              "prints it)", file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm():
+    """SIGTERM raises `Terminated` (as Ctrl-C raises KeyboardInterrupt), so that a scheduler's
+    stop ends the run in one line, its lock released, its last checkpoint intact. Returns the
+    handler it replaced (None off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _write_traceback(args: list[str]) -> Path:
+    """The current exception's traceback, in the command's --output_dir if it can take it."""
+    import tempfile
+    import time
+    import traceback
+
+    from hir.options import pop_option
+
+    rest, folder = list(args), None
+    for spelling in ("output_dir", "output-dir"):
+        with contextlib.suppress(HIRError):  # the flag without a value: no folder
+            folder = folder or pop_option(rest, spelling)
+    name = f"hir-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for where in (Path(folder) if folder else None, Path(tempfile.gettempdir())):
+        if where is None:
+            continue
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            path = where / name
+            path.write_text(f"hir {' '.join(args)}\n\n{traceback.format_exc()}", encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere: no folder could be written)")
 
 
 def usage() -> str:
@@ -400,16 +465,23 @@ class BuildArguments:
     size: str = field(default="tiny", metadata={"help": "tiny, small or base"})
     vocab_size: int = field(default=2000, metadata={"help": "tokenizer vocabulary size"})
     seed: int = field(default=0, metadata={"help": "seed of the initial weights"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a non-empty --output_dir (never done silently)"}
+    )
 
 
 def run_build_model(args: list[str]) -> None:
     from hir.arguments import TaskArguments
     from hir.models.small_models import build_small_model, task_corpus
+    from hir.runs.staging import check_target, staged_folder
 
     build, task_args = _parser("hir build-model", BuildArguments, TaskArguments).parse(args)
+    check_target(build.output_dir, build.overwrite_output_dir)
     task = task_args.load()
-    path = build_small_model(build.arch, task_corpus(task), build.output_dir, build.size,
-                             build.vocab_size, build.seed)  # fmt: skip
+    with staged_folder(build.output_dir, build.overwrite_output_dir) as staging:
+        build_small_model(build.arch, task_corpus(task), staging, build.size, build.vocab_size,
+                          build.seed)  # fmt: skip
+    path = build.output_dir
     print(f"built an untrained {build.size} {build.arch} for {task.name} in {Path(path)}")
 
 
@@ -449,6 +521,9 @@ class ExportArguments:
         default=False,
         metadata={"help": "fold a LoRA adapter into the base weights (an ordinary model folder)"},
     )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a non-empty --output_dir (never done silently)"}
+    )
 
 
 def run_export(args: list[str]) -> None:
@@ -461,7 +536,9 @@ def run_export(args: list[str]) -> None:
         raise HIRError(
             "hir export needs a run and --output_dir: hir export RUN --output_dir DIR [--merge]"
         )
-    print(f"wrote {export_model(export.run, export.output_dir, export.merge)}")
+    print(
+        f"wrote {export_model(export.run, export.output_dir, export.merge, export.overwrite_output_dir)}"
+    )
 
 
 @dataclass
@@ -471,11 +548,15 @@ class WarmupArguments:
     output_dir: str = field(default="", metadata={"help": "folder for the warmed-up model and warmup.json"})  # fmt: skip
     bigbench_dir: str | None = field(default=None, metadata={"help": "folder with BIG-bench task data"})  # fmt: skip
     validation_fraction: float = field(default=0.2, metadata={"help": "share of each task's train split held out for validation"})  # fmt: skip
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a non-empty --output_dir (never done silently)"}
+    )
 
 
 def run_warmup(args: list[str]) -> None:
     from hir.arguments import ModelArguments
     from hir.recipes.warmup import WarmupSettings, instruction_warmup, premise_table
+    from hir.runs.staging import check_target
     from hir.tasks import load_task
 
     warm, settings, model_args = _parser("hir warm-up", WarmupArguments, WarmupSettings,
@@ -487,7 +568,14 @@ def run_warmup(args: list[str]) -> None:
         return [load_task(n.strip(), bigbench_dir=warm.bigbench_dir,
                           validation_fraction=warm.validation_fraction) for n in names.split(",")]  # fmt: skip
 
-    record = instruction_warmup(model_args, load(warm.tasks), load(warm.targets), warm.output_dir, settings)  # fmt: skip
+    check_target(warm.output_dir, warm.overwrite_output_dir)  # before the slow part
+    tasks, targets = load(warm.tasks), load(warm.targets)
+    for kind, names in (("--tasks", warm.tasks), ("--targets", warm.targets)):
+        listed = [n.strip() for n in names.split(",")]
+        if len(set(listed)) < len(listed):
+            raise HIRError(f"{kind} names a task more than once: name each once")
+    record = instruction_warmup(model_args, tasks, targets, warm.output_dir, settings,
+                                overwrite=warm.overwrite_output_dir)  # fmt: skip
     print(premise_table(record))
     print(f"wrote the warmed-up model to {warm.output_dir}")
 

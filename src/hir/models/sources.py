@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hir.errors import HIRError
 from hir.runs.fileio import file_sha256
+from hir.runs.staging import staged_folder
 
 
 @dataclass(frozen=True)
@@ -194,16 +195,10 @@ def write_converted(gguf: Path, folder: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    staging = Path(tempfile.mkdtemp(dir=_make(folder.parent), prefix=f".{folder.name}."))
-    staging.chmod(0o755)  # mkdtemp makes it private; a cache may be shared
-    try:
+    # A half-converted folder is never used: it is staged and renamed into place whole.
+    with staged_folder(folder, overwrite=True, flag="the model cache folder") as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _make(path: Path) -> Path:

@@ -27,6 +27,7 @@ from hir.arguments import ModelArguments
 from hir.errors import HIRError
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
+from hir.runs.lock import folder_lock
 from hir.runs.report import evaluated_records, plot_comparison
 from hir.runs.versions import library_versions
 from hir.tasks.base import Task
@@ -86,6 +87,10 @@ def parse_seeds(text: str) -> list[int]:
         raise HIRError(f"--seeds must be comma-separated integers, got {text!r}") from exc
     if not seeds:
         raise HIRError("--seeds names no seed")
+    if len(set(seeds)) < len(seeds):
+        raise HIRError(
+            f"--seeds {text} repeats a seed: a repeated run would count twice in the mean"
+        )
     return seeds
 
 
@@ -151,7 +156,11 @@ def run_comparison(
     interrupted run continues from its last checkpoint. The table is rewritten after every
     run, so a long comparison shows its results as they come."""
     output_dir = Path(output_dir)
-    model_options = model_options or ModelArguments()
+    with folder_lock(output_dir):
+        return _run_comparison(configs, seeds, start, output_dir, model_options or ModelArguments())
+
+
+def _run_comparison(configs, seeds, start, output_dir: Path, model_options: ModelArguments) -> dict:
     methods = list(configs)
     resume = any(config.resume for config in configs.values())
 

@@ -9,34 +9,53 @@ transformers folder; without it the adapter is written as peft saves it.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from hir.errors import HIRError
 from hir.models.adapters import ADAPTER_WEIGHTS
-from hir.runs.checkpoint import latest_checkpoint
+from hir.runs.checkpoint import checkpoint_problem, list_checkpoints
+from hir.runs.staging import check_target, staged_folder
 
 
 def checkpoint_of(run_or_checkpoint: str | Path) -> Path:
-    """The checkpoint folder a path names: itself, or a run folder's newest checkpoint."""
+    """The intact checkpoint folder a path names: itself, or a run folder's newest intact one
+    (its manifest checked: no file missing, cut or changed)."""
     path = Path(run_or_checkpoint)
     if (path / "COMPLETE.json").is_file():
+        problem = checkpoint_problem(path)
+        if problem:
+            raise HIRError(f"checkpoint {path} is damaged: {problem}; give another checkpoint")
         return path
-    found = latest_checkpoint(path / "checkpoints")
-    if found is None:
+    found = list_checkpoints(path / "checkpoints")
+    if not found:
         raise HIRError(
             f"{path} is neither a run folder with checkpoints nor a checkpoint: give the "
             "--output_dir of a `hir train` run or one of its checkpoints/iteration-NNNN folders"
         )
-    return found
+    for folder in reversed(found):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        print(f"hir: skipping checkpoint {folder.name}: {problem}", file=sys.stderr)
+    raise HIRError(
+        f"no intact checkpoint in {path / 'checkpoints'} (all failed their checks, see above)"
+    )
 
 
-def export_model(run_or_checkpoint: str | Path, output_dir: str | Path, merge: bool) -> Path:
+def export_model(
+    run_or_checkpoint: str | Path, output_dir: str | Path, merge: bool, overwrite: bool = False
+) -> Path:
+    """The model of a run's newest intact checkpoint (or of the checkpoint named) as a folder:
+    staged under a name this call made, then renamed into place (`hir.runs.staging`)."""
+    check_target(output_dir, overwrite)  # before the slow part
     source = checkpoint_of(run_or_checkpoint)
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        raise HIRError(f"{output_dir} is not empty; choose a new --output_dir")
-    staging = output_dir.with_name(f".{output_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    with staged_folder(output_dir, overwrite) as staging:
+        _write_model(source, staging, merge)
+    return Path(output_dir)
+
+
+def _write_model(source: Path, staging: Path, merge: bool) -> None:
     if (source / ADAPTER_WEIGHTS).is_file() and merge:
         from peft import AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, PeftConfig
         from transformers import AutoConfig, AutoTokenizer
@@ -58,8 +77,4 @@ def export_model(run_or_checkpoint: str | Path, output_dir: str | Path, merge: b
             "training_state.pt", "value_state.pt", "buffer.jsonl", "history.jsonl",
             "COMPLETE.json",
         )  # fmt: skip
-        shutil.copytree(source, staging, ignore=ignore)
-    if output_dir.exists():
-        output_dir.rmdir()
-    staging.rename(output_dir)
-    return output_dir
+        shutil.copytree(source, staging, ignore=ignore, dirs_exist_ok=True)

@@ -22,6 +22,7 @@ from hir.errors import HIRError
 from hir.options import flag_help
 from hir.recipes.premise import measure_premise
 from hir.runs.fileio import atomic_write_json
+from hir.runs.staging import check_target, staged_folder
 from hir.runs.versions import library_versions
 from hir.tasks import Task
 from hir.trainers.finetune import instruction_pairs, supervised_finetune
@@ -60,6 +61,7 @@ def instruction_warmup(
     targets: list[Task],
     output_dir: str | Path,
     settings: WarmupSettings = WarmupSettings(),
+    overwrite: bool = False,
 ) -> dict:
     """Warm `model_args`'s model up on `tasks`, measure the premise on every warm-up task's test
     split and every target's validation split before and after, and write the warmed model
@@ -70,7 +72,9 @@ def instruction_warmup(
     for target in targets:
         if not target.split("validation"):
             raise HIRError(f"target {target.name} has no validation split to measure the premise on: set --validation_fraction (e.g. 0.2)")  # fmt: skip
-    output_dir = Path(output_dir)
+    output_dir = check_target(
+        output_dir, overwrite
+    )  # a non-empty folder is never overwritten silently
     started = time.perf_counter()
     policy = model_args.load_policy()
 
@@ -87,13 +91,14 @@ def instruction_warmup(
                                    batch_size=settings.batch_size, seed=settings.seed,
                                    progress="instruction warm-up")  # fmt: skip
     after = premise()
-    policy.save(output_dir, merge=True)
     record = {"model": model_args.model, "tasks": [t.name for t in tasks],
               "targets": [t.name for t in targets], "settings": asdict(settings),
               "model_arguments": asdict(model_args), "pairs": len(pairs), "training": training,
               "premise_before": before, "premise_after": after,
               "wall_seconds": time.perf_counter() - started, "versions": library_versions()}  # fmt: skip
-    atomic_write_json(output_dir / "warmup.json", record)
+    with staged_folder(output_dir, overwrite) as staging:  # all of it, or nothing
+        policy.save(staging, merge=True)
+        atomic_write_json(staging / "warmup.json", record)
     return record
 
 

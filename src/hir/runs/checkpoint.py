@@ -64,12 +64,16 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
     staging = root / f".staging-{final.name}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    write_contents(staging)
-    crash_point("checkpoint_staging")
-    # Written last: what every file must be, so that a resume can tell a damaged checkpoint.
-    atomic_write_json(
-        staging / "COMPLETE.json", {"iteration": iteration, "files": manifest(staging)}
-    )
+    try:
+        write_contents(staging)
+        crash_point("checkpoint_staging")
+        # Written last: what every file must be, so that a resume can tell a damaged checkpoint.
+        atomic_write_json(
+            staging / "COMPLETE.json", {"iteration": iteration, "files": manifest(staging)}
+        )
+    except BaseException:  # a full disk, an interrupt: no half-written folder stays behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if final.exists():  # the same iteration done again after a resume
         stale = root / f".stale-{final.name}"
         shutil.rmtree(stale, ignore_errors=True)

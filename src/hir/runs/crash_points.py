@@ -2,7 +2,7 @@
 
 `HIR_CRASH_AT=NAME` (or `NAME:N`, the N-th time it is reached) sends the process SIGKILL at
 that point: no cleanup, no `finally`, as when the machine loses power or the OOM killer
-strikes. Unset (always, outside the tests), `crash_point` does nothing but read a variable.
+strikes. `HIR_CRASH_SIGNAL=TERM` sends SIGTERM instead, as a scheduler stopping a job does. Unset (always, outside the tests), `crash_point` does nothing but read a variable.
 
 Points: sampling (between scoring and adding to the buffer), training (after an optimizer
 step), evaluation (after the greedy outputs, before the metrics), logging (metrics written,
@@ -28,4 +28,5 @@ def crash_point(name: str) -> None:
         return
     _reached[name] += 1
     if _reached[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        kind = os.environ.get("HIR_CRASH_SIGNAL", "KILL")
+        os.kill(os.getpid(), signal.SIGTERM if kind == "TERM" else signal.SIGKILL)

@@ -48,6 +48,11 @@ def examples_from_records(
                     "give text or numbers (an answer may be a list of accepted forms)"
                 )
         forms = [str(form) for form in forms]
+        if not str(record[query_field]).strip() or not all(f.strip() for f in forms):
+            raise HIRError(
+                f"{source}: record {index} has an empty {query_field!r} or {answer_field!r}; "
+                "every example needs a query and an answer (drop or fill the record)"
+            )
         example_id = str(record.get("id", index))
         if example_id in first_record_of:
             raise HIRError(

@@ -21,6 +21,7 @@ train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces its CE `loss(ba
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -61,6 +62,7 @@ from hir.runs.fileio import (
     remove_stale_temporary_files,
     require_writable_folder,
 )
+from hir.runs.lock import folder_lock
 from hir.runs.report import evaluated_records, plot_accuracy
 from hir.runs.tracking import RunLogger, parse_report_to
 from hir.runs.versions import library_versions
@@ -134,6 +136,9 @@ class OnlineTrainer:
                 "set --validation_fraction (e.g. 0.2) or choose another --eval_split"
             )
         self.examples_by_id = {e.id: e for e in self.train_examples}
+        # The feedback once on a label now: a function that raises, ends the process or returns
+        # no number fails here, before anything is written.
+        self.task.score(self.train_examples[0].target, self.train_examples[0])
         # Every process holds the whole buffer (to build the same batches); one writes it.
         retention = getattr(config, "buffer_retention", "all")
         self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
@@ -186,6 +191,13 @@ class OnlineTrainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def train(self) -> dict:
+        """Run (or, with `resume`, continue) every iteration; returns the summary. The main
+        process holds the run folder's lock (`hir.runs.lock`) while it writes."""
+        main = self.accelerator.is_main_process
+        with folder_lock(self.output_dir) if main else contextlib.nullcontext():
+            return self._train()
+
+    def _train(self) -> dict:
         if self.accelerator.is_main_process and self.output_dir.is_dir():
             remove_stale_temporary_files(self.output_dir)  # left by a write killed mid-way
         if self.config.resume:

@@ -1,0 +1,65 @@
+"""One write discipline for every command that writes a folder (`hir export`, `hir warm-up`,
+`hir build-model`, `hir models fetch`): the target is checked before anything is written (a
+non-empty folder is refused unless the user asked to overwrite it), the contents are written
+into a staging folder that this call created under a unique name beside the target, and the
+staging folder becomes the target in one rename. On any failure the staging folder, and only
+it, is removed: a folder this call did not create is never deleted.
+
+    with staged_folder(Path("exp/model"), overwrite=False) as staging:
+        model.save_pretrained(staging)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hir.errors import HIRError
+from hir.runs.fileio import require_writable_folder
+
+
+def check_target(
+    target: str | os.PathLike, overwrite: bool = False, flag: str = "--output_dir"
+) -> Path:
+    """`target` as a folder a command may write: writable, and empty unless `overwrite`."""
+    target = Path(target)
+    require_writable_folder(target, flag)
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise HIRError(
+            f"{flag} {target} is not empty: choose a new folder, or pass --overwrite_output_dir "
+            "to replace it"
+        )
+    return target
+
+
+@contextmanager
+def staged_folder(
+    target: str | os.PathLike, overwrite: bool = False, flag: str = "--output_dir"
+) -> Iterator[Path]:
+    """A fresh staging folder that becomes `target` when the block ends without an error."""
+    target = check_target(target, overwrite, flag)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder may be shared
+    try:
+        yield staging
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def replace_folder(source: Path, target: Path) -> None:
+    """Move `source` to `target` in one rename; an existing `target` is first moved aside under
+    a fresh name (so a crash leaves the old or the new folder, whole) and then removed."""
+    aside = None
+    if target.exists():
+        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.replaced-"))
+        os.replace(target, aside / target.name)
+    os.replace(source, target)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
