@@ -153,3 +153,10 @@ def test_sigterm_stops_in_one_line_and_resume_continues(tiny_gpt2_dir, tmp_path)
     resumed = train(tiny_gpt2_dir, "hir", tmp_path / "stopped", "--resume", "true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert outcome(tmp_path / "stopped") == outcome(tmp_path / "unbroken")
+
+
+def test_an_output_folder_on_a_symlink_loop_is_one_line(tiny_gpt2_dir, tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert quick_run(tiny_gpt2_dir, tmp_path / "a" / "run") == 2
+    assert "symbolic link that leads nowhere" in capsys.readouterr().err

@@ -7,7 +7,8 @@ strikes. `HIR_CRASH_SIGNAL=TERM` sends SIGTERM instead, as a scheduler stopping 
 Points: sampling (between scoring and adding to the buffer), training (after an optimizer
 step), evaluation (after the greedy outputs, before the metrics), logging (metrics written,
 no checkpoint yet), checkpoint_staging (files staged, not yet verified), checkpoint_pruning
-(the new checkpoint in place, the old ones not yet removed).
+(the new checkpoint in place, the old ones not yet removed), staged (a folder command's
+staging folder written, not yet renamed into place: `hir.runs.staging`).
 """
 
 from __future__ import annotations

@@ -88,6 +88,9 @@ def require_writable_folder(path: str | os.PathLike, flag: str = "--output_dir")
     from hir.errors import HIRError
 
     path = Path(path).absolute()
+    for candidate in (path, *path.parents):
+        if candidate.is_symlink() and not candidate.exists():
+            raise HIRError(f"{flag} {path}: {candidate} is a symbolic link that leads nowhere (a loop, or its target is gone): choose another {flag}")  # fmt: skip
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         where = "is a file" if existing == path else f"lies under {existing}, which is a file"

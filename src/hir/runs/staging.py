@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hir.errors import HIRError
+from hir.runs.crash_points import crash_point
 from hir.runs.fileio import require_writable_folder
 
 
@@ -47,6 +48,7 @@ def staged_folder(
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder may be shared
     try:
         yield staging
+        crash_point("staged")
         replace_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

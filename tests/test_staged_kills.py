@@ -1,0 +1,65 @@
+"""A command that writes a folder, killed (SIGKILL) between writing its staging folder and
+renaming it into place, leaves nothing at the target and the next call completes: the crash
+point `staged` (hir/runs/crash_points.py) sits in `hir.runs.staging.staged_folder`."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from test_kill_resume import hir
+
+from hir.cli import main
+
+SHARED_GGUF = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+
+def killed_then_completed(args: list[str], target: Path, env: dict | None = None) -> None:
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        killed = hir(args, crash_at="staged:1")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert not (target / "config.json").exists()  # nothing half-written at the target
+        assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]  # fmt: skip
+        again = hir(args)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert (target / "config.json").is_file()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_build_model_killed_before_its_rename(tmp_path):
+    target = tmp_path / "model"
+    killed_then_completed(["build-model", "--task", "synthetic/count", "--output_dir", str(target)], target)  # fmt: skip
+
+
+def test_export_merge_killed_before_its_rename(tiny_gpt2_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", tiny_gpt2_dir, "--task", "synthetic/count", "--num_examples", "16",
+                 "--iterations", "1", "--max_new_tokens", "3", "--batch_size", "4", "--eval_limit", "4",
+                 "--num_samples", "2", "--report_to", "none", "--lora_r", "4",
+                 "--output_dir", str(run)]) == 0  # fmt: skip
+    target = tmp_path / "merged"
+    killed_then_completed(["export", str(run), "--output_dir", str(target), "--merge"], target)
+    assert (target / "model.safetensors").is_file()
+
+
+def test_warm_up_killed_before_its_rename(tiny_gpt2_dir, tmp_path):
+    target = tmp_path / "warm"
+    killed_then_completed(["warm-up", "--model", tiny_gpt2_dir, "--tasks", "synthetic/sort",
+                           "--targets", "synthetic/count", "--examples_per_task", "8", "--epochs", "1",
+                           "--premise_limit", "4", "--output_dir", str(target)], target)  # fmt: skip
+    assert (target / "warmup.json").is_file()
+
+
+@pytest.mark.skipif(not SHARED_GGUF.is_dir(), reason="../shared/models is not beside this checkout")
+def test_models_fetch_killed_mid_conversion_is_never_half_used(tmp_path):
+    (gguf,) = SHARED_GGUF.glob("*.gguf")
+    target = tmp_path / "models" / "smollm2-135m-instruct"
+    killed_then_completed(["models", "fetch", "smollm2-135m-instruct", "--source", str(gguf)],
+                          target, {"HIR_CACHE_DIR": str(tmp_path)})  # fmt: skip
