@@ -160,3 +160,13 @@ def test_an_output_folder_on_a_symlink_loop_is_one_line(tiny_gpt2_dir, tmp_path,
     (tmp_path / "b").symlink_to(tmp_path / "a")
     assert quick_run(tiny_gpt2_dir, tmp_path / "a" / "run") == 2
     assert "symbolic link that leads nowhere" in capsys.readouterr().err
+
+
+def test_instructgpt_with_a_bad_feedback_writes_nothing(tiny_gpt2_dir, tmp_path, capsys):
+    (tmp_path / "bad.py").write_text("def feedback(answer, example):\n    return 'yes'\n")
+    out = tmp_path / "pipeline"
+    code = main(["instructgpt", "--model", tiny_gpt2_dir, *QUICK, "--feedback",
+                 f"{tmp_path / 'bad.py'}:feedback", "--output_dir", str(out)])  # fmt: skip
+    assert code == 2
+    assert "returned str 'yes'" in capsys.readouterr().err
+    assert not out.exists()  # the SFT stage wrote nothing before the error
