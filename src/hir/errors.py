@@ -1,5 +1,8 @@
 """The one exception type users see: a message that says what is wrong and how to fix it."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class HIRError(Exception):
     """Bad input or a broken environment. The CLI prints it as one line, without a traceback."""
@@ -21,3 +24,20 @@ def user_exit_error(exc: BaseException, what: str) -> HIRError:
         f"{what} raised {type(exc).__name__}({exc}) instead of returning: hir stopped; a "
         "function hir calls must return its result (exit codes belong to the hir command)"
     )
+
+
+@contextmanager
+def user_code(
+    what: str, detail: str = "", fix: str = "", passthrough: tuple = ()
+) -> Iterator[None]:
+    """Around a call into a user's function `what`: whatever it raises becomes one HIRError
+    line ("WHAT raised TYPE: MESSAGE" + `detail` + `fix`), an attempt to end the process
+    (`sys.exit`) too; HIRError, the user's own stop (Ctrl-C, SIGTERM) and `passthrough` pass."""
+    try:
+        yield
+    except (HIRError, *STOPS, *passthrough):
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code; report it in one line
+        raise HIRError(f"{what} raised {type(exc).__name__}: {exc}{detail}{fix}") from exc
+    except BaseException as exc:  # sys.exit() and the like: say so, do not vanish
+        raise user_exit_error(exc, what) from exc

@@ -69,7 +69,9 @@ class CausalPolicy(Policy):
         offsets = prefix["attention_mask"].sum(-1)[rows].unsqueeze(1)
         labels, _ = pad_rows([list(o) for o in output_ids], IGNORE_INDEX, left=False)
         positions = offsets + torch.arange(input_ids.shape[1])
-        if self.format.max_positions is not None:  # a short row's padding may run past the last position
+        if (
+            self.format.max_positions is not None
+        ):  # a short row's padding may run past the last position
             positions = positions.clamp(max=self.format.max_positions - 1)
         inputs = {
             "input_ids": input_ids,

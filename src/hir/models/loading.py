@@ -133,7 +133,9 @@ def refuse_unfit_weights(name: str, loading: dict, allow_new_weights: bool) -> N
     """A folder whose weights do not fit its config (T5's config over GPT-2's weights, a cut
     shard) would run as a randomly initialised model: one line names what does not fit."""
     missing, unexpected = loading.get("missing_keys", []), loading.get("unexpected_keys", [])
-    mismatched = [str(m[0]) if isinstance(m, tuple) else str(m) for m in loading.get("mismatched_keys", [])]
+    mismatched = [
+        str(m[0]) if isinstance(m, tuple) else str(m) for m in loading.get("mismatched_keys", [])
+    ]
     if allow_new_weights or not (missing or unexpected or mismatched):
         return
     parts = [f"{label} {len(keys)} ({', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})"

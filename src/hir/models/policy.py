@@ -29,6 +29,7 @@ from hir.models.adapters import TrainingScope
 from hir.models.frozen_layers import FrozenLayerCache
 from hir.models.prompts import PromptFormat
 
+
 @dataclass
 class EncodedBatch:
     """Padded model inputs for (prompt, output) pairs. `labels` holds the output token ids
@@ -53,7 +54,6 @@ class EncodedBatch:
             move(self.prompt_inputs),
             None if self.prompt_of_row is None else self.prompt_of_row.to(device),
         )
-
 
 
 class Policy:
@@ -129,7 +129,9 @@ class Policy:
         rows repeat is run once for all of them (same logits, less compute). `contexts`: text
         read between each prompt and its output (see `PromptFormat.prompt_ids`)."""
         return self.encode_ids(
-            self.format.prompt_ids(prompts, contexts), self.format.output_ids(outputs), share_prompts
+            self.format.prompt_ids(prompts, contexts),
+            self.format.output_ids(outputs),
+            share_prompts,
         )
 
     def encode_ids(

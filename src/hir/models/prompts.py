@@ -55,7 +55,7 @@ class PromptFormat:
 
     @property
     def name(self) -> str:
-        """"chat" or "plain": the format that was settled on."""
+        """ "chat" or "plain": the format that was settled on."""
         return "chat" if self.chat else "plain"
 
     def render_prompts(self, prompts: list[str]) -> list[str]:

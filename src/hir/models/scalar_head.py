@@ -29,7 +29,6 @@ class ScalarHeadModel(nn.Module):
         return self.head(hidden).squeeze(-1), labels
 
 
-
 def last_output_scalars(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """[B]: the scalar at each row's last output token (its EOS), having read the rest (what a
     reward model reads), from `ScalarHeadModel`'s (scalars, labels)."""

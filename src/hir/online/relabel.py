@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hir.errors import STOPS, HIRError, user_exit_error
+from hir.errors import HIRError, user_code
 
 
 @dataclass
@@ -118,17 +118,9 @@ class CallableRelabel:
         pass
 
     def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
-        try:
+        with user_code("relabel function",
+                       fix="; fix it so that it returns an instruction for every sample"):  # fmt: skip
             relabeled = self.function(instruction, query, output, score)
-        except (HIRError, *STOPS):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - user code; report it in one line
-            if isinstance(exc, Exception):
-                raise HIRError(
-                    f"relabel function raised {type(exc).__name__}: {exc}; fix it so that it "
-                    "returns an instruction for every sample"
-                ) from exc
-            raise user_exit_error(exc, "relabel function") from exc
         if not isinstance(relabeled, str):
             raise HIRError(
                 f"relabel function returned {type(relabeled).__name__} {relabeled!r}; it must return an instruction string"

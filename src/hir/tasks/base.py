@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hir.errors import STOPS, HIRError, user_exit_error
+from hir.errors import HIRError, user_code
 from hir.tasks.example import Example
 from hir.tasks.extraction import make_extractor
 from hir.tasks.feedback import AnswerFeedback, BatchReward, Feedback, callable_name
@@ -151,19 +151,9 @@ class Task:
 
     def extract(self, output: str, example: Example) -> str:
         """The answer in `output` that the feedback function checks."""
-        try:
+        with user_code(f"answer extractor {callable_name(self._extractor)}",
+                       detail=f" (example {example.id!r})"):  # fmt: skip
             answer = self._extractor(output, example)
-        except (HIRError, *STOPS):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - user code; report it in one line
-            if isinstance(exc, Exception):
-                raise HIRError(
-                    f"answer extractor {callable_name(self._extractor)} raised "
-                    f"{type(exc).__name__}: {exc} (example {example.id!r})"
-                ) from exc
-            raise user_exit_error(
-                exc, f"answer extractor {callable_name(self._extractor)}"
-            ) from exc
         if not isinstance(answer, str):
             raise HIRError(
                 f"answer extractor {callable_name(self._extractor)} returned "

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from hir.errors import STOPS, HIRError, user_exit_error
+from hir.errors import HIRError, user_code
 from hir.tasks.example import Example
 from hir.tasks.time_limit import TimeLimitExceeded, time_limit
 
@@ -95,23 +95,19 @@ class Feedback:
                 for a, e in zip(answers, examples)]  # fmt: skip
 
     def _call(self, example: Example, call: Callable):
+        where = f"{self.where}, " if self.where else ""
         try:
-            with time_limit(self.timeout):
+            with time_limit(self.timeout), user_code(
+                f"{self.what} {self.name}", detail=f" ({where}example {example.id!r})",
+                fix="; fix the function so it returns a score for every output",
+                passthrough=(TimeLimitExceeded,),
+            ):  # fmt: skip
                 return call()
         except TimeLimitExceeded:
             raise HIRError(
                 f"{self.what} {self.name} took more than {self.timeout:g}s on example "
                 f"{example.id!r}{f' ({self.where})' if self.where else ''}; fix it, or give it longer with --feedback_timeout"
             ) from None
-        except (HIRError, *STOPS):
-            raise
-        except Exception as exc:  # noqa: BLE001 - user code; report it in one line
-            raise HIRError(
-                f"{self.what} {self.name} raised {type(exc).__name__}: {exc} ({self.where + ', ' if self.where else ''}"
-                f"example {example.id!r}); fix the function so it returns a score for every output"
-            ) from exc
-        except BaseException as exc:  # sys.exit() and the like: say so, do not vanish
-            raise user_exit_error(exc, f"{self.what} {self.name}") from exc
 
     def check(self, value, example: Example) -> float:
         if not isinstance(value, (bool, int, float, np.number, np.bool_)):
