@@ -1,5 +1,5 @@
-"""The frozen layers' activations, kept per token sequence (`--train_last_layers` with
-`--activation_cache_mb`): the same logits and gradients as running every layer, each sequence's
+"""The frozen layers' activations, kept per block of tokens (`--train_last_layers` with
+`--activation_cache_mb`): the same logits and gradients as running every layer, each block's
 frozen layers run once, and a run that uses them resumes exactly."""
 
 import json
@@ -10,6 +10,7 @@ import torch
 from hir.losses import label_smoothed_nll
 from hir.models import load_policy
 from hir.models.adapters import TrainingScope
+from hir.models.frozen_layers import block_ends
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
@@ -51,17 +52,69 @@ def test_kept_activations_give_the_same_loss_and_gradients(fixture, share, lora_
     assert cache.misses == len(set(zip(PROMPTS, OUTPUTS))) and cache.hits > 0
 
 
-def test_the_frozen_layers_run_once_per_sequence(tiny_llama_chat_dir):
+def _distinct_blocks(policy, prompts, outputs) -> dict[tuple, int]:
+    """Each distinct block key of the (prompt, output) sequences, with its length in tokens."""
+    batch = policy.encode(prompts, outputs)
+    blocks = {}
+    for ids, mask in zip(batch.inputs["input_ids"], batch.inputs["attention_mask"]):
+        sequence = tuple(ids[mask.bool()].tolist())
+        start = 0
+        for end in block_ends(len(sequence)):
+            blocks[sequence[:end]] = end - start
+            start = end
+    return blocks
+
+
+def test_the_frozen_layers_run_once_per_block(tiny_llama_chat_dir):
     policy = _policy(tiny_llama_chat_dir)
-    calls = []
-    policy.model.model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    policy.frozen_cache.checked = {"flat", "shared"}  # no first-use check: count the cache's passes
+    rows = []
+    policy.model.model.layers[0].register_forward_hook(
+        lambda module, args, output: rows.append(args[0].shape[0])
+    )
     for share in (False, True, True):
         _loss_and_grads(policy, share)
-    # The first use of each form also runs the ordinary forward pass once, as a check.
-    assert len(calls) == len(PROMPTS) + 1 + 2
-    calls.clear()
+    assert sum(rows) == len(_distinct_blocks(policy, PROMPTS, OUTPUTS))
+    rows.clear()
     _loss_and_grads(policy, True)
-    assert calls == []
+    assert rows == []
+
+
+def test_a_prefix_that_sequences_share_runs_through_the_frozen_layers_once(tiny_llama_chat_dir):
+    policy = _policy(tiny_llama_chat_dir)
+    query = "Count: " + " ".join("abcdefghijklmnopqrstuvwxyz")
+    prompts = [f"{query} Give a {kind} answer." for kind in ("correct", "wrong") for _ in range(3)]
+    outputs = ["1", "2 things", "26 letters"] * 2
+    shapes = []
+    policy.model.model.layers[0].register_forward_hook(
+        lambda module, args, output: shapes.append(args[0].shape[:2])
+    )
+    sequences = _rows_of(policy, prompts, outputs)
+    with torch.no_grad():
+        policy.frozen_cache._kept(sequences, policy.model)
+    # One row per distinct block, one pass per block position.
+    assert sum(r for r, _ in shapes) == len(_distinct_blocks(policy, prompts, outputs))
+    assert len(shapes) == len(block_ends(max(len(s) for s in sequences)))
+    tokens_run = sum(r * t for r, t in shapes)
+    assert tokens_run < sum(len(s) for s in sequences) / 2  # six sequences, one long shared query
+
+
+def _rows_of(policy, prompts, outputs) -> list[tuple[int, ...]]:
+    batch = policy.encode(prompts, outputs)
+    return [tuple(ids[mask.bool()].tolist())
+            for ids, mask in zip(batch.inputs["input_ids"], batch.inputs["attention_mask"])]  # fmt: skip
+
+
+def test_kept_blocks_do_not_depend_on_the_company_they_were_computed_in(tiny_llama_chat_dir):
+    prompts = [f"Count: a b c d e f g h i j k l m Give a {k} answer." for k in ("correct", "wrong")]
+    outputs = ["13 letters", "3"]
+    alone = _policy(tiny_llama_chat_dir)
+    together = _policy(tiny_llama_chat_dir)
+    rows = _rows_of(alone, prompts, outputs)
+    with torch.no_grad():
+        first = alone.frozen_cache._kept(rows[:1], alone.model)[0]
+        both = together.frozen_cache._kept(rows[::-1], together.model)[1]
+    assert torch.equal(first, both)
 
 
 def test_sub_output_cuts_are_served_by_the_whole_sequence(tiny_llama_chat_dir):

@@ -5,6 +5,7 @@ from hir.losses.hir import (
     IGNORE_INDEX,
     in_batch_contrastive_loss,
     label_smoothed_nll,
+    log_probs,
     mean_entropy,
     pairwise_contrastive_loss,
     sequence_scores,
@@ -23,7 +24,7 @@ from hir.losses.ranking import ranking_loss
 
 __all__ = [
     "IGNORE_INDEX", "gae_advantages", "in_batch_contrastive_loss", "kl_estimate",
-    "kl_penalized_rewards", "label_smoothed_nll", "masked_mean", "mean_entropy",
+    "kl_penalized_rewards", "label_smoothed_nll", "log_probs", "masked_mean", "mean_entropy",
     "pairwise_contrastive_loss", "ppo_policy_loss", "ppo_value_loss", "ranking_loss",
     "sequence_scores", "token_logprobs", "whiten",
 ]  # fmt: skip

@@ -4,6 +4,11 @@ Shapes: `logits` [B, T, V]; `labels` [B, T] holding output token ids and IGNORE_
 every position that is not an output token (prompt, padding). Only output tokens contribute, so
 no gradient reaches the logits of prompt or padding positions.
 
+Each term normalizes the logits itself (one log-softmax over B x T x vocabulary). A caller that
+needs several terms of the same logits normalizes once (`log_probs`) and passes
+`normalized=True`: on a 49k-token vocabulary that pass and the copy it keeps for the backward
+pass are a large share of a training step's time and memory.
+
     L = L_sft + alpha * L_contrastive - beta * entropy
 """
 
@@ -15,26 +20,35 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the vocabulary, in float32: what `normalized=True` expects."""
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def token_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, normalized: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(label) at each position [B, T] (0 where masked) and the output-token mask [B, T]."""
     mask = labels != IGNORE_INDEX
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = logits if normalized else log_probs(logits)
     picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return picked * mask, mask
 
 
-def sequence_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def sequence_scores(
+    logits: torch.Tensor, labels: torch.Tensor, normalized: bool = False
+) -> torch.Tensor:
     """Mean log-probability of each sequence's output tokens [B] (the public code's score)."""
-    logp, mask = token_logprobs(logits, labels)
+    logp, mask = token_logprobs(logits, labels, normalized)
     return logp.sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def label_smoothed_nll(
-    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.0
+    logits: torch.Tensor, labels: torch.Tensor, epsilon: float = 0.0, normalized: bool = False
 ) -> torch.Tensor:
     """Token cross-entropy with label smoothing, averaged over output tokens:
     (1 - eps) * NLL + eps * mean over the vocabulary of -log p (as transformers' LabelSmoother)."""
-    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp_all = logits if normalized else log_probs(logits)
     mask = labels != IGNORE_INDEX
     count = mask.sum().clamp(min=1)
     nll = -logp_all.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -64,10 +78,12 @@ def in_batch_contrastive_loss(score_matrix: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(score_matrix.float(), targets)
 
 
-def mean_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def mean_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, normalized: bool = False
+) -> torch.Tensor:
     """Mean entropy (nats) of the model's next-token distributions at output positions.
     The HIR loss adds -beta * this, rewarding spread to keep exploration alive."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = logits if normalized else log_probs(logits)
     entropy = -(logp.exp() * logp).sum(-1)
     mask = labels != IGNORE_INDEX
     return (entropy * mask).sum() / mask.sum().clamp(min=1)

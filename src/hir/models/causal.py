@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from hir.losses import IGNORE_INDEX
+from hir.models.kv_cache import cache_argument, returned_cache
 from hir.models.policy import (
     EncodedBatch,
     Policy,
@@ -128,7 +129,7 @@ class CausalPolicy(Policy):
         rows = batch.prompt_of_row
         prefix = batch.prompt_inputs
         with prompt_pass:
-            cache = model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+            cache = returned_cache(model(**prefix, use_cache=True, logits_to_keep=1))
         cache.batch_select_indices(rows)
         attention_mask = torch.cat(
             [prefix["attention_mask"][rows], batch.inputs["attention_mask"]], 1
@@ -138,8 +139,8 @@ class CausalPolicy(Policy):
                 input_ids=batch.inputs["input_ids"],
                 attention_mask=attention_mask,
                 position_ids=batch.inputs["position_ids"],
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_argument(model): cache},
             ).logits
         return logits[:, :-1], batch.labels
 
@@ -159,14 +160,14 @@ class CausalPolicy(Policy):
             position_ids=positions[:, :-1],
             use_cache=True,
         )
-        cache = prefill.past_key_values
+        cache = returned_cache(prefill)
         if not hasattr(cache, "batch_repeat_interleave"):  # a cache type that cannot be copied
             return self.model.generate(**inputs, num_return_sequences=num_samples, **options)
         cache.batch_repeat_interleave(num_samples)
         return self.model.generate(
             input_ids=ids.repeat_interleave(num_samples, 0),
             attention_mask=mask.repeat_interleave(num_samples, 0),
-            past_key_values=cache,
+            **{cache_argument(self.model): cache},
             **options,
         )
 

@@ -1,4 +1,4 @@
-"""Activations below the first trained layer, computed once per token sequence.
+"""Activations below the first trained layer, computed once per block of tokens.
 
 When only the last k layers of a decoder-only model are trained (`--train_last_layers k`, with
 or without LoRA), the embeddings and the layers below never change: what enters the first
@@ -10,12 +10,16 @@ compute.
 
     (prompt, output) -- frozen layers, once per run --> kept --> trained layers, every step
 
-Activations are kept per whole token sequence (prompt then output), and a batch that runs its
-prompts once (shared prompts) takes the prompt's positions from them. A sample trained with the
-head of its output read as context (HIR's sub-output) is the same token sequence, cut
-elsewhere: it is served from the same entry. Each sequence is computed on its own (a batch of
-one, whole), so its numbers do not depend on which batch first needed it: a resumed run, whose
-cache starts empty, computes the same ones.
+Activations are kept in blocks of BLOCK_TOKENS tokens cut at fixed positions (0, 16, 32, ...),
+each keyed by the tokens up to its end, so that a prefix several sequences share (a query's
+prompt under both instructions, all of its samples, a sub-output's head) runs through the frozen
+layers once. Missing blocks run in one batched pass per block position, each after the frozen
+layers' KV cache of its own prefix. Because the cuts are fixed by the tokens and every row of a
+pass has the same shape, a block's numbers do not depend on which batch first needed it: a
+resumed run, whose cache starts empty, computes the same ones. A batch that runs its prompts
+once (shared prompts) takes the prompt's positions from its rows' blocks. A sample trained with
+the head of its output read as context (HIR's sub-output) is the same token sequence, cut
+elsewhere: it is served from the same blocks.
 
 The stand-ins imitate what a transformers decoder layer does (return the hidden states, grow
 the KV cache); the first use checks the result against the ordinary forward pass, and on any
@@ -30,10 +34,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-from transformers import Cache
+from transformers import Cache, DynamicCache
+
+from hir.models.kv_cache import cache_argument
 
 # The first check compares logits of the cached and the ordinary forward pass.
 CHECK_TOLERANCE = 1e-3
+# Sequences are kept in blocks of this many tokens, cut at fixed positions (0, 16, 32, ...).
+BLOCK_TOKENS = 16
 
 
 class _StopForward(Exception):
@@ -132,23 +140,31 @@ class FrozenLayerCache:
     # -- kept activations ---------------------------------------------------------------------
 
     def _kept(self, sequences: list[tuple[int, ...]], model) -> list[torch.Tensor]:
-        """The last frozen layer's output [length, hidden] for each token sequence. A sequence
-        not kept yet is run on its own, whole: its numbers never depend on its company."""
-        found = {}
-        device = next(model.parameters()).device
-        for sequence in sequences:
-            if sequence in found:
-                continue
-            if sequence in self.entries:
-                self.hits += 1
-                self.entries.move_to_end(sequence)
-                found[sequence] = self.entries[sequence]
-            else:
+        """The last frozen layer's output [length, hidden] for each token sequence, assembled
+        from its blocks (`block_ends`)."""
+        found: dict[tuple, torch.Tensor] = {}
+        needed: set[tuple] = set()  # blocks to run: the missing ones and the blocks before them
+        for sequence in dict.fromkeys(sequences):
+            keys = [sequence[:end] for end in block_ends(len(sequence))]
+            missing = [i for i, k in enumerate(keys) if k not in self.entries]
+            if missing:
                 self.misses += 1
-                with torch.no_grad():
-                    found[sequence] = self._run_frozen(model, torch.tensor([sequence], device=device))  # fmt: skip
-                self._keep(sequence, found[sequence])
-        return [found[s] for s in sequences]
+                needed.update(keys[: missing[-1] + 1])
+            else:
+                self.hits += 1
+            for key in keys:
+                if key in self.entries:
+                    self.entries.move_to_end(key)
+                    found[key] = self.entries[key]
+        if needed:
+            for key, hidden in self._run_blocks(model, needed).items():
+                if key not in found:
+                    found[key] = hidden
+                    self._keep(key, hidden)
+        return [
+            torch.cat([found[sequence[:end]] for end in block_ends(len(sequence))])
+            for sequence in sequences
+        ]
 
     def _keep(self, key: tuple, value: torch.Tensor) -> None:
         self.entries[key] = value
@@ -157,8 +173,41 @@ class FrozenLayerCache:
             _, old = self.entries.popitem(last=False)
             self.bytes -= old.numel() * old.element_size()
 
-    def _run_frozen(self, model, input_ids: torch.Tensor) -> torch.Tensor:
-        """The output of the last frozen layer for one sequence: [length, hidden]."""
+    @torch.no_grad()
+    def _run_blocks(self, model, blocks: set[tuple]) -> dict[tuple, torch.Tensor]:
+        """The last frozen layer's output [block length, hidden] for each block (keyed by the
+        tokens up to its end; every block before it is in `blocks` too). One forward pass per
+        block position: the blocks that start at token j * BLOCK_TOKENS run together, each after
+        the frozen layers' KV cache of its own prefix, copied out from the pass before. Every
+        row of a pass has the same shape (a last, shorter block is padded at its end, where no
+        real token reads it), so a block's numbers do not depend on the other rows."""
+        device = next(model.parameters()).device
+        by_start: dict[int, list[tuple]] = {}
+        for key in sorted(blocks):
+            by_start.setdefault((len(key) - 1) // BLOCK_TOKENS * BLOCK_TOKENS, []).append(key)
+        cache, previous, out = DynamicCache(), [], {}
+        for start in sorted(by_start):
+            keys = by_start[start]
+            if previous:  # each row continues its own prefix's cache
+                row_of = {key: row for row, key in enumerate(previous)}
+                cache.batch_select_indices(torch.tensor([row_of[k[:start]] for k in keys], device=device))  # fmt: skip
+            input_ids = torch.zeros(len(keys), BLOCK_TOKENS, dtype=torch.long, device=device)
+            attention_mask = torch.ones(len(keys), start + BLOCK_TOKENS, dtype=torch.long, device=device)  # fmt: skip
+            for row, key in enumerate(keys):
+                input_ids[row, : len(key) - start] = torch.tensor(key[start:])
+                attention_mask[row, len(key) :] = 0
+            positions = torch.arange(start, start + BLOCK_TOKENS, device=device)
+            hidden = self._frozen_output(
+                model, input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
+                position_ids=positions.expand(len(keys), -1), **{cache_argument(model): cache},
+            )  # fmt: skip
+            out.update({key: hidden[row, : len(key) - start] for row, key in enumerate(keys)})
+            previous = keys
+        return out
+
+    def _frozen_output(self, model, **inputs) -> torch.Tensor:
+        """The output of the last frozen layer for `model(**inputs)`; the layers above do not
+        run."""
         captured = []
 
         def capture(module, args, output):
@@ -167,12 +216,12 @@ class FrozenLayerCache:
 
         handle = self.layers[self.first_trained - 1].register_forward_hook(capture)
         try:
-            model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False)
+            model(**inputs)
         except _StopForward:
             pass
         finally:
             handle.remove()
-        return captured[0][0].detach()
+        return captured[0].detach()
 
     # -- the first-use check ------------------------------------------------------------------
 
@@ -210,3 +259,10 @@ def _pad_right(rows: list[torch.Tensor], length: int) -> torch.Tensor:
     for b, row in enumerate(rows):
         out[b, : row.shape[0]] = row
     return out
+
+
+def block_ends(length: int) -> list[int]:
+    """Where a sequence of `length` tokens is cut into blocks: after every BLOCK_TOKENS tokens,
+    and at its end. Fixed by the tokens, so that two sequences that share a prefix share its
+    whole blocks, whatever batch they come in."""
+    return [*range(BLOCK_TOKENS, length, BLOCK_TOKENS), length]

@@ -19,6 +19,7 @@ from hir.losses import (
     IGNORE_INDEX,
     in_batch_contrastive_loss,
     label_smoothed_nll,
+    log_probs,
     mean_entropy,
     pairwise_contrastive_loss,
     sequence_scores,
@@ -138,23 +139,28 @@ class HIRTrainer(SupervisedTrainer):
         if config.contrastive_weight and config.contrastive_form == "pairwise":
             opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
                         for i in batch]  # fmt: skip
-            # Both instructions in one forward pass.
+            # Both instructions in one forward pass, normalized once for all three terms.
             logits, labels = self.policy.logits_for(
                 prompts + opposite, outputs * 2, self.model, contexts * 2
             )
             n = len(batch)
-            scores = sequence_scores(logits, labels)
+            logp = log_probs(logits)
+            del logits  # the normalized copy is the one the backward pass keeps
+            scores = sequence_scores(logp, labels, normalized=True)
             contrastive = pairwise_contrastive_loss(
                 scores[:n], scores[n:], config.contrastive_smoothing
             )
-            logits, labels = logits[:n], labels[:n]
-        elif config.contrastive_weight:
-            logits, labels, contrastive = self._in_batch(prompts, contexts, outputs)
+            logp, labels = logp[:n], labels[:n]
         else:
-            logits, labels = self.policy.logits_for(prompts, outputs, self.model, contexts)
-            contrastive = torch.zeros((), device=logits.device)
-        sft = label_smoothed_nll(logits, labels, config.label_smoothing)
-        entropy = mean_entropy(logits, labels)
+            if config.contrastive_weight:
+                logits, labels, contrastive = self._in_batch(prompts, contexts, outputs)
+            else:
+                logits, labels = self.policy.logits_for(prompts, outputs, self.model, contexts)
+                contrastive = torch.zeros((), device=logits.device)
+            logp = log_probs(logits)
+            del logits
+        sft = label_smoothed_nll(logp, labels, config.label_smoothing, normalized=True)
+        entropy = mean_entropy(logp, labels, normalized=True)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
         terms = {"loss": loss.item(), "loss_sft": sft.item(),
                  "loss_contrastive": contrastive.item(), "entropy": entropy.item()}  # fmt: skip
