@@ -103,7 +103,12 @@ def test_shared_prompt_logits_and_gradients_equal_one_pass_per_row(tiny_model_di
     outputs = ["apple", "kiwi banana cherry", "fig date", "plum", "apple kiwi", "x"]
     shared = policy.encode(rows, outputs, share_prompts=True)
     flat = policy.encode(rows, outputs)
-    assert shared.prompt_inputs["input_ids"].shape[0] == 3 and flat.prompt_inputs is None
+    assert shared.shares_prompts and not flat.shares_prompts
+    if policy.is_encoder_decoder:
+        assert shared.prompt_inputs["input_ids"].shape[0] == 3
+    else:  # the three prompts open alike: fewer blocks run than the rows hold
+        blocks_run = sum(level.shape[0] for level in shared.prefix.levels)
+        assert blocks_run < int((shared.prefix.of_row >= 0).sum()) / 2
 
     def scores_and_grads(batch):
         policy.model.zero_grad()
@@ -125,10 +130,61 @@ def test_shared_prompt_logits_and_gradients_equal_one_pass_per_row(tiny_model_di
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
-def test_a_batch_that_repeats_no_prompt_is_encoded_in_full(tiny_model_dir):
+def test_a_batch_that_shares_no_prompt_part_is_encoded_in_full(tiny_model_dir):
     policy = load_policy(tiny_model_dir)
-    _, prompts = _prompts(2)
-    assert policy.encode(prompts, ["a", "b"], share_prompts=True).prompt_inputs is None
+    prompts = ["apple kiwi banana cherry fig date plum apple kiwi banana cherry fig date",
+               "zebra lion tiger cat dog bird fish zebra lion tiger cat dog bird fish"]  # fmt: skip
+    assert not policy.encode(prompts, ["a", "b"], share_prompts=True).shares_prompts
+
+
+SCOPES = {"all weights": {}, "LoRA": {"lora_r": 4}, "last layer": {"train_last_layers": 1},
+          "LoRA on the last layer": {"lora_r": 4, "train_last_layers": 1}}  # fmt: skip
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("form", ["pairwise", "in_batch"])
+@pytest.mark.parametrize("fixture", ["tiny_llama_chat_dir", "tiny_gpt2_dir"])
+def test_hir_loss_with_shared_prefixes_equals_the_ordinary_pass(fixture, form, scope, request,
+                                                                monkeypatch, tmp_path):  # fmt: skip
+    """HIR's whole loss (both instructions, sub-outputs cut at random words, the frozen-layer
+    cache where the lower layers are frozen) and its gradients, with each shared prompt block
+    run once, equal running every row in full."""
+    from hir.models.adapters import TrainingScope
+
+    policy = load_policy(request.getfixturevalue(fixture))
+    policy.set_training_scope(TrainingScope(**SCOPES[scope]))
+    policy.model.eval()
+    task = load_task("synthetic/count", num_examples=20)
+    config = HIRConfig(output_dir=str(tmp_path), report_to="none", sub_output_prob=0.5,
+                       contrastive_form=form, device="cpu")  # fmt: skip
+    trainer = HIRTrainer(policy, task, config)
+    items = [TrainItem(e, instruction, output) for e in task.examples[:3]
+             for instruction in (task.correct_instruction, task.wrong_instruction)
+             for output in ("3 things and more", "4")]  # fmt: skip
+    shared_passes = []
+    original = type(policy)._run_shared_blocks
+    monkeypatch.setattr(type(policy), "_run_shared_blocks",
+                        lambda *a: shared_passes.append(1) or original(*a))  # fmt: skip
+
+    def loss_and_grads(share: bool):
+        import random
+
+        monkeypatch.setattr("hir.models.policy.runs_unwrapped", lambda model: share)
+        trainer.rng = random.Random(3)  # the same sub-output cuts
+        loss, _ = trainer.loss(items)
+        trainer.model.zero_grad()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                               if p.grad is not None}  # fmt: skip
+
+    flat_loss, flat_grads = loss_and_grads(False)
+    assert not shared_passes
+    shared_loss, shared_grads = loss_and_grads(True)
+    assert shared_passes
+    torch.testing.assert_close(shared_loss, flat_loss, atol=1e-5, rtol=1e-5)
+    assert shared_grads.keys() == flat_grads.keys() and flat_grads
+    for name, grad in flat_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-3)
 
 
 def test_grouped_order_keeps_each_querys_items_together_and_is_seeded():

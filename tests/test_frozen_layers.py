@@ -10,7 +10,7 @@ import torch
 from hir.losses import label_smoothed_nll
 from hir.models import load_policy
 from hir.models.adapters import TrainingScope
-from hir.models.frozen_layers import block_ends
+from hir.models.blocks import block_ends
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 

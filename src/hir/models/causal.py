@@ -1,6 +1,6 @@
 """Decoder-only models (GPT-2, Llama, Qwen, SmolLM): prompt and output are one sequence, the loss
-covers the output tokens only. A prompt that several rows repeat runs once, its KV cache indexed
-out to the rows inside the autograd graph."""
+covers the output tokens only. A prompt prefix that several rows share runs once, in blocks cut at
+fixed positions, its KV cache indexed out to the rows inside the autograd graph."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from collections.abc import Sequence
 import torch
 
 from hir.losses import IGNORE_INDEX
-from hir.models.kv_cache import cache_argument, returned_cache
+from hir.models.blocks import BLOCK_TOKENS
+from hir.models.kv_cache import cache_argument, cache_of, layer_tensors, returned_cache
 from hir.models.policy import (
     EncodedBatch,
+    PassContext,
     Policy,
+    SharedPrefix,
     longest_output_width,
     pad_rows,
     position_ids,
@@ -50,36 +53,43 @@ class CausalPolicy(Policy):
         }
         return EncodedBatch(inputs, label_tensor)
 
-    def _can_share(self, prompts: list[list[int]]) -> bool:
-        # The shared part is the prompt but its last token, which must predict the first output.
-        return min(len(p) for p in prompts) >= 2
-
     def _encode_shared(
-        self,
-        prompts: list[list[int]],
-        prompt_of_row: list[int],
-        output_ids: Sequence[Sequence[int]],
-    ) -> EncodedBatch:
-        """The prompts but their last token, once each, left-padded; per row, that last token
-        and the output, right-padded, at the positions that follow the row's prompt."""
-        prefix = self.pad_prompts([p[:-1] for p in prompts])
-        prefix["position_ids"] = position_ids(prefix["attention_mask"])
-        rows = torch.tensor(prompt_of_row)
-        continuations = [[prompts[r][-1], *o] for r, o in zip(prompt_of_row, output_ids)]
-        input_ids, attention_mask = pad_rows(continuations, self.tokenizer.pad_token_id, left=False)
-        offsets = prefix["attention_mask"].sum(-1)[rows].unsqueeze(1)
-        labels, _ = pad_rows([list(o) for o in output_ids], IGNORE_INDEX, left=False)
-        positions = offsets + torch.arange(input_ids.shape[1])
-        if (
-            self.format.max_positions is not None
-        ):  # a short row's padding may run past the last position
-            positions = positions.clamp(max=self.format.max_positions - 1)
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch | None:
+        """Each row's prompt, but for its last token, is cut into blocks at fixed positions
+        (`hir.models.blocks`); a block that several rows share (one query's prompt under two
+        instructions, its samples, a sub-output's head) is one node, run once. What follows a
+        row's last whole block (the rest of its prompt and its output) is the row's own, run
+        after its blocks' KV cache. None where no block is shared: the flat batch is cheaper."""
+        sequences = [list(p) + list(o) for p, o in zip(prompt_ids, output_ids)]
+        whole_blocks = [(len(p) - 1) // BLOCK_TOKENS for p in prompt_ids]
+        depth = max(whole_blocks)
+        nodes: list[dict[tuple, int]] = [{} for _ in range(depth)]
+        of_row = torch.full((len(sequences), max(depth, 1)), -1, dtype=torch.long)
+        for row, (sequence, count) in enumerate(zip(sequences, whole_blocks)):
+            for level in range(count):
+                key = tuple(sequence[: (level + 1) * BLOCK_TOKENS])
+                of_row[row, level] = nodes[level].setdefault(key, len(nodes[level]))
+        if sum(map(len, nodes)) == sum(whole_blocks):  # no block is shared
+            return None
+        levels, parents = [], []
+        for level, keys in enumerate(nodes):
+            levels.append(torch.tensor([k[level * BLOCK_TOKENS :] for k in keys]))
+            above = nodes[level - 1] if level else {}
+            parents.append(torch.tensor([above[k[: level * BLOCK_TOKENS]] for k in keys] if level else [], dtype=torch.long))  # fmt: skip
+        prefix = SharedPrefix(levels, parents, of_row[:, :depth])
+        tails = [s[n * BLOCK_TOKENS :] for s, n in zip(sequences, whole_blocks)]
+        input_ids, attention_mask = pad_rows(tails, self.tokenizer.pad_token_id, left=True)
+        labels = [[IGNORE_INDEX] * (len(p) - n * BLOCK_TOKENS) + list(o)
+                  for p, o, n in zip(prompt_ids, output_ids, whole_blocks)]  # fmt: skip
+        label_tensor, _ = pad_rows(labels, IGNORE_INDEX, left=True)
+        offsets = torch.tensor(whole_blocks).unsqueeze(1) * BLOCK_TOKENS
         inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "position_ids": positions,
+            "position_ids": offsets + position_ids(attention_mask),
         }
-        return EncodedBatch(inputs, labels, prefix, rows)
+        return EncodedBatch(inputs, label_tensor, prefix=prefix)
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         model = model if model is not None else self.model
@@ -88,19 +98,24 @@ class CausalPolicy(Policy):
         return self._output_logits(batch, model)
 
     def _output_logits(
-        self, batch: EncodedBatch, model, prompt_pass=None, row_pass=None
+        self, batch: EncodedBatch, model, around_pass: PassContext | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`prompt_pass` and `row_pass`: contexts around the forward pass over the distinct
-        prompts and over the rows (where `FrozenLayerCache` hands its activations over)."""
-        prompt_pass = prompt_pass or contextlib.nullcontext()
-        row_pass = row_pass or contextlib.nullcontext()
-        if batch.prompt_inputs is not None:
-            return self._shared_prompt_logits(batch, model, prompt_pass, row_pass)
+        """`around_pass(level)`: a context around each forward pass, over the shared blocks
+        at `level` or (level None) over the rows; where `FrozenLayerCache` hands its
+        activations over."""
+        around_pass = around_pass or (lambda level: contextlib.nullcontext())
         # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
         # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
         output_width = longest_output_width(batch.labels)
-        with row_pass:
-            logits = model(**batch.inputs, logits_to_keep=output_width + 1).logits
+        inputs = dict(batch.inputs)
+        if batch.prefix is not None:
+            inputs.update(self._run_shared_blocks(batch, model, around_pass))
+        # Kept as indices, not a count: transformers slices the hidden states by a count, and
+        # the output layer then runs on a strided view, at half the speed on CPU.
+        width = inputs["input_ids"].shape[1]
+        keep = torch.arange(width - output_width - 1, width, device=inputs["input_ids"].device)
+        with around_pass(None):
+            logits = model(**inputs, logits_to_keep=keep).logits
         return logits[:, :-1], batch.labels[:, -output_width:]
 
     def output_hidden_states(
@@ -120,29 +135,54 @@ class CausalPolicy(Policy):
         logits = self.model(**batch.inputs).logits
         return logits[:, :-1], batch.labels[:, 1:]
 
-    def _shared_prompt_logits(
-        self, batch: EncodedBatch, model, prompt_pass, row_pass
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run each distinct prompt once, copy its KV cache to the rows that continue it (the
-        copies stay in the autograd graph, so gradients flow back to the one prompt pass), then
-        run every row's continuation."""
-        rows = batch.prompt_of_row
-        prefix = batch.prompt_inputs
-        with prompt_pass:
-            cache = returned_cache(model(**prefix, use_cache=True, logits_to_keep=1))
-        cache.batch_select_indices(rows)
-        attention_mask = torch.cat(
-            [prefix["attention_mask"][rows], batch.inputs["attention_mask"]], 1
-        )
-        with row_pass:
-            logits = model(
-                input_ids=batch.inputs["input_ids"],
-                attention_mask=attention_mask,
-                position_ids=batch.inputs["position_ids"],
-                use_cache=True,
-                **{cache_argument(model): cache},
-            ).logits
-        return logits[:, :-1], batch.labels
+    def _run_shared_blocks(self, batch: EncodedBatch, model, around_pass: PassContext) -> dict:
+        """Run the shared blocks, one pass per block position, each block after its own
+        prefix's KV cache (indexed out inside the autograd graph, so gradients flow back to the
+        one pass of a shared block). Returns the rows' inputs to read them by: each row's
+        blocks' keys and values, left-padded to the longest, and the attention mask over them."""
+        prefix = batch.prefix
+        cache, after_level = None, []
+        for level, (input_ids, parents) in enumerate(zip(prefix.levels, prefix.parents)):
+            start = level * BLOCK_TOKENS
+            if cache is not None:
+                cache.batch_select_indices(parents)
+            positions = torch.arange(start, start + BLOCK_TOKENS, device=input_ids.device)
+            with around_pass(level):
+                output = model(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones(input_ids.shape[0], start + BLOCK_TOKENS, dtype=torch.long, device=input_ids.device),  # fmt: skip
+                    position_ids=positions.expand(input_ids.shape[0], -1),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **({} if cache is None else {cache_argument(model): cache}),
+                )
+            cache = returned_cache(output)
+            after_level.append(layer_tensors(cache))
+        # Row r reads the cache after its last level: n_r whole blocks, left-padded to the most.
+        rows, depth = prefix.of_row, prefix.of_row.shape[1]
+        counts = (rows >= 0).sum(1)
+        width = depth * BLOCK_TOKENS
+        merged = []
+        for layer in range(len(after_level[0])):
+            keys, values = [], []
+            for tensors in (0, 1):
+                reference = after_level[0][layer][tensors]
+                parts = [reference.new_zeros(1, *reference.shape[1:2], width, reference.shape[3])]
+                index = torch.zeros(len(rows), dtype=torch.long, device=rows.device)
+                for level in range(depth):
+                    chosen = (counts == level + 1).nonzero().squeeze(1)
+                    if len(chosen):
+                        part = after_level[level][layer][tensors][rows[chosen, level]]
+                        index[chosen] = sum(p.shape[0] for p in parts) + torch.arange(len(chosen), device=rows.device)  # fmt: skip
+                        parts.append(torch.nn.functional.pad(part, (0, 0, width - part.shape[2], 0)))
+                (keys if tensors == 0 else values).append(torch.cat(parts)[index])
+            merged.append((keys[0], values[0]))
+        prefix_mask = (torch.arange(width, device=rows.device) >= width - counts.unsqueeze(1) * BLOCK_TOKENS).long()  # fmt: skip
+        return {
+            "attention_mask": torch.cat([prefix_mask, batch.inputs["attention_mask"]], 1),
+            cache_argument(model): cache_of(merged),
+            "use_cache": True,
+        }
 
     def _generate_batch(
         self, inputs: dict[str, torch.Tensor], num_samples: int, options: dict

@@ -36,12 +36,11 @@ from contextlib import contextmanager
 import torch
 from transformers import Cache, DynamicCache
 
+from hir.models.blocks import BLOCK_TOKENS, block_ends, block_start
 from hir.models.kv_cache import cache_argument
 
 # The first check compares logits of the cached and the ordinary forward pass.
 CHECK_TOLERANCE = 1e-3
-# Sequences are kept in blocks of this many tokens, cut at fixed positions (0, 16, 32, ...).
-BLOCK_TOKENS = 16
 
 
 class _StopForward(Exception):
@@ -94,11 +93,11 @@ class FrozenLayerCache:
 
     def output_logits(self, model, batch, ordinary: Callable) -> tuple[torch.Tensor, torch.Tensor]:
         """`ordinary(batch, model)`'s (logits, labels), with the frozen layers' work kept.
-        `ordinary` takes `prompt_pass` and `row_pass`: contexts around its forward pass over
-        the distinct prompts (shared-prompt batches) and over the rows. The first call of each
-        form (flat, shared prompts) checks that both ways agree; where they do not, `ordinary`
-        alone is used from then on."""
-        form = "flat" if batch.prompt_inputs is None else "shared"
+        `ordinary` takes `around_pass`, a context around each of its forward passes (over the
+        shared prompt blocks at a level, or over the rows), which is where the kept
+        activations are handed over. The first call of each form (flat, shared prompts) checks
+        that both ways agree; where they do not, `ordinary` alone is used from then on."""
+        form = "shared" if batch.shares_prompts else "flat"
         if self.enabled and form not in self.checked:
             self.checked.add(form)
             self._check(model, batch, ordinary)
@@ -109,21 +108,27 @@ class FrozenLayerCache:
     def _cached(self, model, batch, ordinary: Callable):
         rows = _rows(batch.inputs["input_ids"], batch.inputs["attention_mask"])
         width = batch.inputs["input_ids"].shape[1]
-        if batch.prompt_inputs is None:
-            kept = self._kept(rows, model)
-            return ordinary(batch, model, row_pass=self._handing_over(_pad_left(kept, width)))
-        # A row is its prompt (all but the prompt's last token) then its continuation: the
-        # prompt's activations are the first positions of any of its rows' (the first one's).
-        prefix = batch.prompt_inputs
-        prompts = _rows(prefix["input_ids"], prefix["attention_mask"])
-        of_row = batch.prompt_of_row.tolist()
-        kept = self._kept([prompts[p] + row for p, row in zip(of_row, rows)], model)
-        first_row = {p: r for r, p in reversed(list(enumerate(of_row)))}
-        prompt_hidden = [kept[first_row[p]][: len(prompt)] for p, prompt in enumerate(prompts)]
-        row_hidden = [h[len(prompts[p]) :] for p, h in zip(of_row, kept)]
-        return ordinary(batch, model,
-                        prompt_pass=self._handing_over(_pad_left(prompt_hidden, prefix["input_ids"].shape[1])),
-                        row_pass=self._handing_over(_pad_right(row_hidden, width)))  # fmt: skip
+        if batch.prefix is None:
+            hidden = _pad_left(self._kept(rows, model), width)
+            return ordinary(batch, model, around_pass=lambda level: self._handing_over(hidden))
+        # A row is its shared blocks, then its own tokens: its kept activations are cut the same.
+        blocks = [level.tolist() for level in batch.prefix.levels]
+        of_row = batch.prefix.of_row.tolist()
+        counts = [sum(node >= 0 for node in nodes) for nodes in of_row]
+        sequences = [tuple(t for level in range(count) for t in blocks[level][nodes[level]]) + row
+                     for nodes, count, row in zip(of_row, counts, rows)]  # fmt: skip
+        kept = self._kept(sequences, model)
+        level_hidden = []
+        for level, level_blocks in enumerate(blocks):
+            row_of_node = {}
+            for row, nodes in enumerate(of_row):
+                row_of_node.setdefault(nodes[level], row)
+            start = level * BLOCK_TOKENS
+            level_hidden.append(torch.stack([kept[row_of_node[node]][start : start + BLOCK_TOKENS]
+                                             for node in range(len(level_blocks))]))  # fmt: skip
+        row_hidden = _pad_left([h[c * BLOCK_TOKENS :] for h, c in zip(kept, counts)], width)
+        return ordinary(batch, model, around_pass=lambda level: self._handing_over(
+            row_hidden if level is None else level_hidden[level]))  # fmt: skip
 
     @contextmanager
     def _handing_over(self, hidden: torch.Tensor) -> Iterator[None]:
@@ -184,7 +189,7 @@ class FrozenLayerCache:
         device = next(model.parameters()).device
         by_start: dict[int, list[tuple]] = {}
         for key in sorted(blocks):
-            by_start.setdefault((len(key) - 1) // BLOCK_TOKENS * BLOCK_TOKENS, []).append(key)
+            by_start.setdefault(block_start(key), []).append(key)
         cache, previous, out = DynamicCache(), [], {}
         for start in sorted(by_start):
             keys = by_start[start]
@@ -252,17 +257,3 @@ def _pad_left(rows: list[torch.Tensor], length: int) -> torch.Tensor:
     for b, row in enumerate(rows):
         out[b, length - row.shape[0] :] = row
     return out
-
-
-def _pad_right(rows: list[torch.Tensor], length: int) -> torch.Tensor:
-    out = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
-    for b, row in enumerate(rows):
-        out[b, : row.shape[0]] = row
-    return out
-
-
-def block_ends(length: int) -> list[int]:
-    """Where a sequence of `length` tokens is cut into blocks: after every BLOCK_TOKENS tokens,
-    and at its end. Fixed by the tokens, so that two sequences that share a prefix share its
-    whole blocks, whatever batch they come in."""
-    return [*range(BLOCK_TOKENS, length, BLOCK_TOKENS), length]

@@ -29,3 +29,20 @@ def returned_cache(output):
     """The KV cache a forward pass with `use_cache=True` returned."""
     # `output.past_key_values` still works on new versions, with the deprecation warning.
     return output["cache"] if "cache" in output else output["past_key_values"]
+
+
+def layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values) [batch, heads, positions, head size] of a DynamicCache."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+def cache_of(tensors: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A DynamicCache holding each layer's (keys, values)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for index, (keys, values) in enumerate(tensors):
+        cache.update(keys, values, index)
+    return cache

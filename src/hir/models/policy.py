@@ -15,7 +15,8 @@ The two kinds are `Seq2SeqPolicy` (`hir.models.seq2seq`) and `CausalPolicy` (`hi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,18 +32,40 @@ from hir.models.prompts import PromptFormat
 
 
 @dataclass
+class SharedPrefix:
+    """Prompt blocks that rows of a decoder-only batch share (`hir.models.blocks`), run once
+    each. `levels[j]`: the distinct blocks at tokens j*BLOCK_TOKENS.. [D_j, BLOCK_TOKENS];
+    `parents[j]`: for each, its prefix's block in `levels[j - 1]` (empty for j = 0);
+    `of_row[b, j]`: row b's block in `levels[j]`, -1 past its last one."""
+
+    levels: list[torch.Tensor]
+    parents: list[torch.Tensor]
+    of_row: torch.Tensor
+
+    def to(self, device: torch.device | str) -> SharedPrefix:
+        return SharedPrefix([t.to(device) for t in self.levels],
+                            [t.to(device) for t in self.parents], self.of_row.to(device))  # fmt: skip
+
+
+@dataclass
 class EncodedBatch:
     """Padded model inputs for (prompt, output) pairs. `labels` holds the output token ids
     (with EOS) and IGNORE_INDEX elsewhere, in the layout `Policy.output_logits` aligns to.
 
-    When rows repeat a prompt (several outputs of one query under one instruction), the prompt
-    can be run once: `prompt_inputs` then holds one row per distinct prompt, `prompt_of_row[b]`
-    the one row b continues, and `inputs` only what follows it."""
+    When rows repeat a prompt (several outputs of one query), the prompt can be run once. For an
+    encoder-decoder model, `prompt_inputs` holds one row per distinct prompt, `prompt_of_row[b]`
+    the one row b reads, and `inputs` the decoder's side. For a decoder-only model, `prefix`
+    holds the shared prompt blocks and `inputs` what follows each row's last one."""
 
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor
     prompt_inputs: dict[str, torch.Tensor] | None = None
     prompt_of_row: torch.Tensor | None = None
+    prefix: SharedPrefix | None = None
+
+    @property
+    def shares_prompts(self) -> bool:
+        return self.prompt_inputs is not None or self.prefix is not None
 
     def to(self, device: torch.device | str) -> EncodedBatch:
         def move(tensors):
@@ -53,7 +76,13 @@ class EncodedBatch:
             self.labels.to(device),
             move(self.prompt_inputs),
             None if self.prompt_of_row is None else self.prompt_of_row.to(device),
+            None if self.prefix is None else self.prefix.to(device),
         )
+
+
+# A context around each forward pass of a shared-prefix batch: the blocks at a level, or (None)
+# the rows (see CausalPolicy._output_logits).
+PassContext = Callable[[int | None], AbstractContextManager]
 
 
 class Policy:
@@ -143,11 +172,9 @@ class Policy:
         """Like `encode`, from token ids (e.g. as sampled); outputs are taken as they are."""
         prompt_ids = self.format.fit_to_outputs(prompt_ids, output_ids)
         if share_prompts:
-            distinct: dict[tuple[int, ...], int] = {}
-            rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
-            prompts = [list(p) for p in distinct]
-            if len(prompts) < len(rows) and self._can_share(prompts):
-                return self._encode_shared(prompts, rows, output_ids)
+            shared = self._encode_shared(prompt_ids, output_ids)
+            if shared is not None:
+                return shared
         return self._encode_flat(prompt_ids, output_ids)
 
     def logits_for(
@@ -165,20 +192,15 @@ class Policy:
 
     # -- the model-kind specific part ------------------------------------------------------
 
-    def _can_share(self, prompts: list[list[int]]) -> bool:
-        return True
-
     def _encode_flat(
         self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
     ) -> EncodedBatch:
         raise NotImplementedError
 
     def _encode_shared(
-        self,
-        prompts: list[list[int]],
-        prompt_of_row: list[int],
-        output_ids: Sequence[Sequence[int]],
-    ) -> EncodedBatch:
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch | None:
+        """The batch with the prompt parts that rows share run once; None where none is."""
         raise NotImplementedError
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +328,7 @@ def longest_output_width(labels: torch.Tensor) -> int:
 
 
 def require_flat(batch: EncodedBatch) -> None:
-    if batch.prompt_inputs is not None:
+    if batch.shares_prompts:
         raise ValueError("this method needs a batch encoded without share_prompts")
 
 

@@ -37,11 +37,14 @@ class Seq2SeqPolicy(Policy):
         return EncodedBatch({**self.pad_prompts(prompt_ids), **decoder_inputs}, labels)
 
     def _encode_shared(
-        self,
-        prompts: list[list[int]],
-        prompt_of_row: list[int],
-        output_ids: Sequence[Sequence[int]],
-    ) -> EncodedBatch:
+        self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
+    ) -> EncodedBatch | None:
+        """The encoder runs once per distinct prompt."""
+        distinct: dict[tuple[int, ...], int] = {}
+        prompt_of_row = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+        if len(distinct) == len(prompt_ids):
+            return None
+        prompts = [list(p) for p in distinct]
         decoder_inputs, labels = self._decoder_inputs(output_ids)
         return EncodedBatch(
             decoder_inputs, labels, self.pad_prompts(prompts), torch.tensor(prompt_of_row)
