@@ -104,19 +104,21 @@ class CausalPolicy(Policy):
         at `level` or (level None) over the rows; where `FrozenLayerCache` hands its
         activations over."""
         around_pass = around_pass or (lambda level: contextlib.nullcontext())
-        # Position t predicts token t+1. Only the last (longest output + 1) positions can predict
-        # an output token: computing logits (B x T x vocabulary) for the prompt would be wasted.
+        # Position t predicts token t+1. Only the last (longest output) positions before the last
+        # predict an output token: logits (B x T x vocabulary) for the prompt would be wasted.
         output_width = longest_output_width(batch.labels)
         inputs = dict(batch.inputs)
         if batch.prefix is not None:
             inputs.update(self._run_shared_blocks(batch, model, around_pass))
-        # Kept as indices, not a count: transformers slices the hidden states by a count, and
-        # the output layer then runs on a strided view, at half the speed on CPU.
+        # The positions before each output token, the last position excluded (it predicts what
+        # follows the output). Kept as indices, not a count: transformers slices the hidden
+        # states by a count, and the output layer then runs on a strided view, at half the
+        # speed on CPU.
         width = inputs["input_ids"].shape[1]
-        keep = torch.arange(width - output_width - 1, width, device=inputs["input_ids"].device)
+        keep = torch.arange(width - output_width - 1, width - 1, device=inputs["input_ids"].device)
         with around_pass(None):
             logits = model(**inputs, logits_to_keep=keep).logits
-        return logits[:, :-1], batch.labels[:, -output_width:]
+        return logits, batch.labels[:, -output_width:]
 
     def output_hidden_states(
         self, batch: EncodedBatch, model=None
@@ -150,7 +152,12 @@ class CausalPolicy(Policy):
             with around_pass(level):
                 output = model(
                     input_ids=input_ids,
-                    attention_mask=torch.ones(input_ids.shape[0], start + BLOCK_TOKENS, dtype=torch.long, device=input_ids.device),  # fmt: skip
+                    attention_mask=torch.ones(
+                        input_ids.shape[0],
+                        start + BLOCK_TOKENS,
+                        dtype=torch.long,
+                        device=input_ids.device,
+                    ),  # fmt: skip
                     position_ids=positions.expand(input_ids.shape[0], -1),
                     use_cache=True,
                     logits_to_keep=1,
@@ -174,7 +181,9 @@ class CausalPolicy(Policy):
                     if len(chosen):
                         part = after_level[level][layer][tensors][rows[chosen, level]]
                         index[chosen] = sum(p.shape[0] for p in parts) + torch.arange(len(chosen), device=rows.device)  # fmt: skip
-                        parts.append(torch.nn.functional.pad(part, (0, 0, width - part.shape[2], 0)))
+                        parts.append(
+                            torch.nn.functional.pad(part, (0, 0, width - part.shape[2], 0))
+                        )
                 (keys if tensors == 0 else values).append(torch.cat(parts)[index])
             merged.append((keys[0], values[0]))
         prefix_mask = (torch.arange(width, device=rows.device) >= width - counts.unsqueeze(1) * BLOCK_TOKENS).long()  # fmt: skip

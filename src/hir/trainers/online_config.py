@@ -76,8 +76,9 @@ class RunConfig:
     )
     eval_batch_size: int = field(default=64, metadata=flag_help("queries per greedy generate call"))
     eval_limit: int | None = field(
-        default=None, metadata=flag_help("evaluate only the first N examples")
-    )
+        default=None,
+        metadata=flag_help("evaluate only the first N examples (time in proportion; accuracy's noise ~0.5/sqrt(N))"),
+    )  # fmt: skip
 
     # Infrastructure.
     device: str = field(default="auto", metadata=flag_help("auto | cpu | cuda"))
