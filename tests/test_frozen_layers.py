@@ -179,3 +179,21 @@ def test_a_run_with_kept_activations_resumes_exactly(tiny_llama_chat_dir, tmp_pa
     assert metrics[0][-1]["loss"] == metrics[1][-1]["loss"]
     record = json.loads((tmp_path / "whole" / "config.json").read_text())["config"]
     assert record["activation_cache_mb"] == 2048
+
+
+def test_an_update_computes_what_its_loss_reads_before_its_epochs(tiny_llama_chat_dir, tmp_path):
+    from hir.trainers.online import TrainItem
+
+    policy = _policy(tiny_llama_chat_dir, lora_r=4)
+    task = load_task("synthetic/count", num_examples=20)
+    config = HIRConfig(output_dir=str(tmp_path), report_to="none", sub_output_prob=0.0)
+    trainer = HIRTrainer(policy, task, config)
+    items = [TrainItem(e, task.correct_instruction, o)
+             for e in task.examples[:4] for o in ("3", "4 things")]  # fmt: skip
+    policy.precompute_frozen_layers(*trainer.training_pairs(items))
+    cache = policy.frozen_cache
+    computed = cache.misses
+    assert computed == 2 * len(items)  # each output under both instructions
+    cache.checked = {"flat", "shared"}
+    trainer.loss(items)
+    assert cache.misses == computed and cache.hits >= 2 * len(items)

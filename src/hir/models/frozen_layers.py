@@ -105,6 +105,16 @@ class FrozenLayerCache:
             return ordinary(batch, model)
         return self._cached(model, batch, ordinary)
 
+    def precompute(self, sequences: list[tuple[int, ...]], model, chunk: int = 64) -> None:
+        """Run the frozen layers for `sequences` ahead of training: many at once, their block
+        passes are larger and fewer than batch by batch. `chunk` bounds the KV cache held."""
+        if not self.enabled:
+            return
+        distinct = sorted(set(sequences))  # neighbours share prefixes
+        with torch.no_grad():
+            for begin in range(0, len(distinct), chunk):
+                self._kept(distinct[begin : begin + chunk], model)
+
     def _cached(self, model, batch, ordinary: Callable):
         rows = _rows(batch.inputs["input_ids"], batch.inputs["attention_mask"])
         width = batch.inputs["input_ids"].shape[1]

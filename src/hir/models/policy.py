@@ -190,6 +190,16 @@ class Policy:
         batch = self.encode(prompts, outputs, share_prompts=share, contexts=contexts)
         return self.output_logits(batch.to(self.device), model)
 
+    def precompute_frozen_layers(self, prompts: list[str], outputs: list[str]) -> None:
+        """With the frozen-layer cache on, run the frozen layers for these (prompt, output)
+        pairs now, all together, rather than batch by batch in training."""
+        if self.frozen_cache is None or not self.frozen_cache.enabled:
+            return
+        batch = self.encode(prompts, outputs)
+        rows = [tuple(ids[mask.bool()].tolist())
+                for ids, mask in zip(batch.inputs["input_ids"], batch.inputs["attention_mask"])]  # fmt: skip
+        self.frozen_cache.precompute(rows, self.frozen_cache.model)
+
     # -- the model-kind specific part ------------------------------------------------------
 
     def _encode_flat(

@@ -131,6 +131,14 @@ class HIRTrainer(SupervisedTrainer):
 
     # -- the loss ------------------------------------------------------------------------------
 
+    def training_pairs(self, items: Sequence[TrainItem]) -> tuple[list[str], list[str]]:
+        prompts, outputs = super().training_pairs(items)
+        if self.config.contrastive_weight and self.config.contrastive_form == "pairwise":
+            opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
+                        for i in items]  # fmt: skip
+            return prompts + opposite, outputs * 2
+        return prompts, outputs
+
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         config = self.config
         contexts, outputs = zip(*(self._with_sub_output(item) for item in batch))

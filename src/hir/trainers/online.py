@@ -395,6 +395,10 @@ class SupervisedTrainer(OnlineTrainer):
     on their training items (HIR, FARL, SFT). `loss(batch)` is label-smoothed CE of each
     item's output after its (instruction, query) prompt; HIR adds its two terms."""
 
+    def training_pairs(self, items: Sequence[TrainItem]) -> tuple[list[str], list[str]]:
+        """The (prompt, output) pairs the loss reads for `items`."""
+        return [self.task.prompt(i.example.query, i.instruction) for i in items], [i.output for i in items]  # fmt: skip
+
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         prompts = [self.task.prompt(item.example.query, item.instruction) for item in batch]
         logits, labels = self.policy.logits_for(prompts, [i.output for i in batch], self.model)
@@ -404,6 +408,7 @@ class SupervisedTrainer(OnlineTrainer):
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
         if not items:
             return {"train_steps": 0, "train_items": 0}
+        self.policy.precompute_frozen_layers(*self.training_pairs(items))
         metrics = train_epochs(
             self.accelerator, self.model, self.optimizer, self.scheduler, items, self.loss,
             epochs=self.config.epochs_per_iteration, batch_size=self.config.batch_size,
