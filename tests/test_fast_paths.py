@@ -194,3 +194,14 @@ def test_grouped_order_keeps_each_querys_items_together_and_is_seeded():
     assert len([key for key, _ in itertools.groupby(items[i] for i in order)]) == 3
     assert [i for i in order if items[i] == "q1"] == [0, 2, 5]
     assert order == shuffled_order(items, torch.Generator().manual_seed(0), lambda item: item)
+
+
+def test_no_prefix_sharing_past_a_sliding_window(tiny_llama_chat_dir):
+    """A sliding-window cache drops the positions before its window, which the rows would have
+    to read: past it, the batch is encoded in full."""
+    policy = load_policy(tiny_llama_chat_dir)
+    query = "Count: " + " ".join("abcdefghijklmnopqrstuvwxyz")
+    prompts = [f"{query} Give a {kind} answer." for kind in ("correct", "wrong")]
+    assert policy.encode(prompts, ["1", "2"], share_prompts=True).shares_prompts
+    policy.model.config.sliding_window = 8
+    assert not policy.encode(prompts, ["1", "2"], share_prompts=True).shares_prompts

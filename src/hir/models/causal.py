@@ -62,6 +62,9 @@ class CausalPolicy(Policy):
         row's last whole block (the rest of its prompt and its output) is the row's own, run
         after its blocks' KV cache. None where no block is shared: the flat batch is cheaper."""
         sequences = [list(p) + list(o) for p, o in zip(prompt_ids, output_ids)]
+        window = getattr(self.model.config, "sliding_window", None)
+        if window and max(map(len, sequences)) > window:
+            return None  # a sliding-window cache drops early positions: rows could not read them
         whole_blocks = [(len(p) - 1) // BLOCK_TOKENS for p in prompt_ids]
         depth = max(whole_blocks)
         nodes: list[dict[tuple, int]] = [{} for _ in range(depth)]
