@@ -172,23 +172,26 @@ class CausalPolicy(Policy):
         rows, depth = prefix.of_row, prefix.of_row.shape[1]
         counts = (rows >= 0).sum(1)
         width = depth * BLOCK_TOKENS
-        merged = []
-        for layer in range(len(after_level[0])):
-            keys, values = [], []
-            for tensors in (0, 1):
-                reference = after_level[0][layer][tensors]
-                parts = [reference.new_zeros(1, *reference.shape[1:2], width, reference.shape[3])]
-                index = torch.zeros(len(rows), dtype=torch.long, device=rows.device)
-                for level in range(depth):
-                    chosen = (counts == level + 1).nonzero().squeeze(1)
-                    if len(chosen):
-                        part = after_level[level][layer][tensors][rows[chosen, level]]
-                        index[chosen] = sum(p.shape[0] for p in parts) + torch.arange(len(chosen), device=rows.device)  # fmt: skip
-                        parts.append(
-                            torch.nn.functional.pad(part, (0, 0, width - part.shape[2], 0))
-                        )
-                (keys if tensors == 0 else values).append(torch.cat(parts)[index])
-            merged.append((keys[0], values[0]))
+        # The rows, grouped by their last level, follow one zero row (rows with no whole block)
+        # in the merged cache; `index` puts each row back in its place. Computed once for all
+        # layers.
+        groups = [(level, (counts == level + 1).nonzero().squeeze(1)) for level in range(depth)]
+        groups = [(level, chosen) for level, chosen in groups if len(chosen)]
+        index = torch.zeros(len(rows), dtype=torch.long, device=rows.device)
+        position = 1
+        for _, chosen in groups:
+            index[chosen] = position + torch.arange(len(chosen), device=rows.device)
+            position += len(chosen)
+
+        def merge(layer: int, kind: int) -> torch.Tensor:  # kind 0: keys, 1: values
+            first = after_level[0][layer][kind]
+            parts = [first.new_zeros(1, first.shape[1], width, first.shape[3])]
+            for level, chosen in groups:
+                part = after_level[level][layer][kind][rows[chosen, level]]
+                parts.append(torch.nn.functional.pad(part, (0, 0, width - part.shape[2], 0)))
+            return torch.cat(parts)[index]
+
+        merged = [(merge(layer, 0), merge(layer, 1)) for layer in range(len(after_level[0]))]
         prefix_mask = (torch.arange(width, device=rows.device) >= width - counts.unsqueeze(1) * BLOCK_TOKENS).long()  # fmt: skip
         return {
             "attention_mask": torch.cat([prefix_mask, batch.inputs["attention_mask"]], 1),

@@ -105,11 +105,13 @@ class FrozenLayerCache:
             return ordinary(batch, model)
         return self._cached(model, batch, ordinary)
 
-    def precompute(self, sequences: list[tuple[int, ...]], model, chunk: int = 64) -> None:
-        """Run the frozen layers for `sequences` ahead of training: many at once, their block
-        passes are larger and fewer than batch by batch. `chunk` bounds the KV cache held."""
+    def precompute(self, inputs: dict[str, torch.Tensor], model, chunk: int = 64) -> None:
+        """Run the frozen layers for the rows of `inputs` (a flat batch's) ahead of training:
+        many at once, their block passes are larger and fewer than batch by batch. `chunk`
+        bounds the KV cache held."""
         if not self.enabled:
             return
+        sequences = _rows(inputs["input_ids"], inputs["attention_mask"])
         distinct = sorted(set(sequences))  # neighbours share prefixes
         with torch.no_grad():
             for begin in range(0, len(distinct), chunk):

@@ -195,10 +195,7 @@ class Policy:
         pairs now, all together, rather than batch by batch in training."""
         if self.frozen_cache is None or not self.frozen_cache.enabled:
             return
-        batch = self.encode(prompts, outputs)
-        rows = [tuple(ids[mask.bool()].tolist())
-                for ids, mask in zip(batch.inputs["input_ids"], batch.inputs["attention_mask"])]  # fmt: skip
-        self.frozen_cache.precompute(rows, self.frozen_cache.model)
+        self.frozen_cache.precompute(self.encode(prompts, outputs).inputs, self.frozen_cache.model)
 
     # -- the model-kind specific part ------------------------------------------------------
 
