@@ -77,6 +77,8 @@ def run_case(args) -> dict:
         "hir": str(Path(hir.__file__).parents[1]),  # which code ran
         "iterations": iterations,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # What of that peak the frozen-layer cache holds at the end (capped, 2 GB by default).
+        "frozen_cache_mib": policy.frozen_cache.bytes / 2**20,
     }
 
 
@@ -141,11 +143,13 @@ def _print_and_write(args, cases: dict, measured: dict, speedups: dict) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import print_table, write_json
 
-    columns = ["code", "train items", "sampling s", "training s", "eval s", "total s", "peak RSS MiB"]  # fmt: skip
+    columns = ["code", "train items", "sampling s", "training s", "eval s", "total s",
+               "peak RSS MiB", "frozen cache MiB"]  # fmt: skip
     rows = [[name, m["train_items"], m["sampling"], m["training"], m["eval"], m["total"],
-             cases[name]["peak_rss_mib"]] for name, m in measured.items()]  # fmt: skip
+             cases[name]["peak_rss_mib"], cases[name]["frozen_cache_mib"]]
+            for name, m in measured.items()]  # fmt: skip
     rows.append(["old / new", "", speedups["speedup_sampling"], speedups["speedup_training"],
-                 speedups["speedup_eval"], speedups["speedup_total"], speedups["memory_ratio"]])  # fmt: skip
+                 speedups["speedup_eval"], speedups["speedup_total"], speedups["memory_ratio"], ""])  # fmt: skip
     title = (f"HIR iteration {args.iterations} of {Path(args.model).name} on {args.task}: "
              f"{args.queries} queries x 4 samples, evaluation on {args.eval_queries} test queries")  # fmt: skip
     print_table(title, columns, rows)

@@ -58,13 +58,13 @@ def test_in_batch_contrast_keeps_each_outputs_own_prefix(tiny_gpt2_dir, tmp_path
     target = trainer.target_instruction
     batch = [TrainItem(a, target, "apple kiwi pear"), TrainItem(b, target, "fig date plum")]
     seen = []
-    real = trainer.policy.logits_for
+    real = trainer.policy.statistics_for
 
     def spy(prompts, outputs, model=None, contexts=None):
         seen.append(([p + c for p, c in zip(prompts, contexts)], outputs))
         return real(prompts, outputs, model, contexts)
 
-    monkeypatch.setattr(trainer.policy, "logits_for", spy)
+    monkeypatch.setattr(trainer.policy, "statistics_for", spy)
     trainer.loss(batch)
     ((prompts, outputs),) = seen
     prompt_of = [trainer.task.prompt(e.query, target) for e in (a, b)]

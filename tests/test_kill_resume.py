@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,8 @@ def train(model: str, method: str, output_dir: Path, *extra: str, crash_at: str 
                "--feedback", f"{feedback}:feedback", "--output_dir", str(output_dir), *extra]  # fmt: skip
     if method != "sft":  # SFT trains on labels: it samples nothing
         command += ["--num_samples", "2"]
+    if method != "ppo":  # 2 epochs, not 10: every kill point is still reached in iteration 1
+        command += ["--epochs_per_iteration", "2"]
     return hir(command, crash_at)
 
 
@@ -71,19 +74,26 @@ def outcome(output_dir: Path) -> tuple[bytes, list[float], bytes]:
 
 @pytest.mark.parametrize("method", sorted(KILLS))
 def test_a_run_killed_anywhere_resumes_to_the_unbroken_run(method, tiny_gpt2_dir, tmp_path):
-    unbroken = train(tiny_gpt2_dir, method, tmp_path / "unbroken")
-    assert unbroken.returncode == 0, unbroken.stderr[-2000:]
-    expected = outcome(tmp_path / "unbroken")
-    assert len(expected[1]) == ITERATIONS + 1
-    for point, nth in KILLS[method]:
+    def killed_and_resumed(point: str, nth: int) -> Path:
         run = tmp_path / f"{point}-{nth}"
         killed = train(tiny_gpt2_dir, method, run, crash_at=f"{point}:{nth}")
         assert killed.returncode == -signal.SIGKILL, f"{point}:{nth} was never reached"
         resumed = train(tiny_gpt2_dir, method, run, "--resume", "true")
         assert resumed.returncode == 0, f"{point}:{nth}: {resumed.stderr[-2000:]}"
-        assert outcome(run) == expected, f"killed at {point}:{nth}"
-        assert not list((run / "checkpoints").glob(".*")), "staging folders left behind"
-        assert len(list((run / "checkpoints").iterdir())) == 1  # --keep_checkpoints 1
+        return run
+
+    # Each process runs on one thread: two at a time use the two cores, same numbers.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        unbroken = pool.submit(train, tiny_gpt2_dir, method, tmp_path / "unbroken")
+        runs = {kill: pool.submit(killed_and_resumed, *kill) for kill in KILLS[method]}
+        assert unbroken.result().returncode == 0, unbroken.result().stderr[-2000:]
+        expected = outcome(tmp_path / "unbroken")
+        assert len(expected[1]) == ITERATIONS + 1
+        for (point, nth), future in runs.items():
+            run = future.result()
+            assert outcome(run) == expected, f"killed at {point}:{nth}"
+            assert not list((run / "checkpoints").glob(".*")), "staging folders left behind"
+            assert len(list((run / "checkpoints").iterdir())) == 1  # --keep_checkpoints 1
 
 
 def compare(model: str, output_dir: Path, *extra: str, crash_at: str | None = None):
@@ -91,6 +101,7 @@ def compare(model: str, output_dir: Path, *extra: str, crash_at: str | None = No
                "--model", model, "--task", "synthetic/count", "--num_examples", "24",
                "--iterations", "2", "--max_new_tokens", "3", "--num_samples", "2",
                "--batch_size", "4", "--eval_limit", "6", "--report_to", "none",
+               "--epochs_per_iteration", "2",
                "--keep_checkpoints", "1", "--output_dir", str(output_dir), *extra]  # fmt: skip
     return hir(command, crash_at)
 

@@ -12,21 +12,23 @@ from hir.losses import (
     mean_entropy,
     pairwise_contrastive_loss,
     sequence_scores,
+    token_statistics,
 )
 
 # One sequence, three positions, vocabulary of 3. Position 0 is prompt (masked).
 LOGITS = torch.tensor([[[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0], [0.0, math.log(3.0), 0.0]]])
 LABELS = torch.tensor([[IGNORE_INDEX, 0, 2]])
+STATISTICS = token_statistics(LOGITS, LABELS)
 # Position 1: p = (1/2, 1/4, 1/4); label 0 -> p = 1/2.  Position 2: p = (1/5, 3/5, 1/5); label 2 -> 1/5.
 
 
 def test_label_smoothed_nll_by_hand():
     nll = (-math.log(1 / 2) - math.log(1 / 5)) / 2
-    assert label_smoothed_nll(LOGITS, LABELS).item() == pytest.approx(nll)
+    assert label_smoothed_nll(STATISTICS).item() == pytest.approx(nll)
     uniform_1 = -(math.log(1 / 2) + 2 * math.log(1 / 4)) / 3
     uniform_2 = -(2 * math.log(1 / 5) + math.log(3 / 5)) / 3
     expected = 0.8 * nll + 0.2 * (uniform_1 + uniform_2) / 2
-    assert label_smoothed_nll(LOGITS, LABELS, epsilon=0.2).item() == pytest.approx(expected)
+    assert label_smoothed_nll(STATISTICS, epsilon=0.2).item() == pytest.approx(expected)
 
 
 def test_label_smoothing_matches_transformers_label_smoother():
@@ -36,13 +38,13 @@ def test_label_smoothing_matches_transformers_label_smoother():
     logits, labels = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
     labels[0, :2] = IGNORE_INDEX
     reference = LabelSmoother(epsilon=0.2)({"logits": logits}, labels, shift_labels=False)
-    assert label_smoothed_nll(logits, labels, 0.2).item() == pytest.approx(
+    assert label_smoothed_nll(token_statistics(logits, labels), 0.2).item() == pytest.approx(
         reference.item(), rel=1e-5
     )
 
 
 def test_sequence_scores_are_mean_output_token_logprobs():
-    assert sequence_scores(LOGITS, LABELS).item() == pytest.approx(
+    assert sequence_scores(STATISTICS).item() == pytest.approx(
         (math.log(1 / 2) + math.log(1 / 5)) / 2
     )
 
@@ -78,19 +80,24 @@ def test_in_batch_contrastive_by_hand():
 def test_mean_entropy_by_hand():
     h1 = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
     h2 = -(2 * 0.2 * math.log(0.2) + 0.6 * math.log(0.6))
-    assert mean_entropy(LOGITS, LABELS).item() == pytest.approx((h1 + h2) / 2)
+    assert mean_entropy(STATISTICS).item() == pytest.approx((h1 + h2) / 2)
 
 
 @pytest.mark.parametrize(
     "loss_fn",
     [
-        lambda logits, labels: label_smoothed_nll(logits, labels, 0.2),
-        lambda logits, labels: mean_entropy(logits, labels),
+        lambda logits, labels: label_smoothed_nll(token_statistics(logits, labels), 0.2),
+        lambda logits, labels: mean_entropy(token_statistics(logits, labels)),
         lambda logits, labels: pairwise_contrastive_loss(
-            sequence_scores(logits[:1], labels[:1]), sequence_scores(logits[1:], labels[1:]), 0.2
+            *sequence_scores(token_statistics(logits, labels)), 0.2
         ),
         lambda logits, labels: in_batch_contrastive_loss(
-            torch.stack([sequence_scores(logits, labels), sequence_scores(2 * logits, labels)])
+            torch.stack(
+                [
+                    sequence_scores(token_statistics(logits, labels)),
+                    sequence_scores(token_statistics(2 * logits, labels)),
+                ]
+            )
         ),
     ],
 )

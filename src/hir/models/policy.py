@@ -7,6 +7,7 @@ generated. The text side (prompt format, truncation, token ids) is `policy.forma
     outputs = policy.generate(prompts, num_samples=4, do_sample=True)
     batch = policy.encode(prompts, outputs)           # padded tensors
     logits, labels = policy.output_logits(batch)      # aligned: logits[b, t] predicts labels[b, t]
+    statistics = policy.output_statistics(batch)      # log p(label), entropy... what losses read
     states, labels = policy.output_hidden_states(batch)  # the last layer's state that predicts labels[b, t]
 
 The two kinds are `Seq2SeqPolicy` (`hir.models.seq2seq`) and `CausalPolicy` (`hir.models.causal`).
@@ -15,6 +16,7 @@ The two kinds are `Seq2SeqPolicy` (`hir.models.seq2seq`) and `CausalPolicy` (`hi
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,9 +27,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from hir.errors import HIRError
-from hir.losses import IGNORE_INDEX
+from hir.losses import IGNORE_INDEX, TokenStatistics, output_layer_statistics, token_statistics
 from hir.models.adapters import TrainingScope
 from hir.models.frozen_layers import FrozenLayerCache
+from hir.models.output_layer import (
+    fusable_output_layer,
+    output_layer_skipped,
+    plain_output_layer,
+)
 from hir.models.prompts import PromptFormat
 
 
@@ -115,6 +122,8 @@ class Policy:
         self.training_scope = TrainingScope()
         # The frozen lower layers' activations, kept when only the top layers are trained.
         self.frozen_cache: FrozenLayerCache | None = None
+        # model -> (its output layer, that layer if the loss may run it itself, else None).
+        self._checked_output_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @staticmethod
     def max_positions_of(model: PreTrainedModel) -> int | None:
@@ -177,18 +186,43 @@ class Policy:
                 return shared
         return self._encode_flat(prompt_ids, output_ids)
 
-    def logits_for(
+    def statistics_for(
         self,
         prompts: list[str],
         outputs: list[str],
         model=None,
         contexts: Sequence[str] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`encode` then `output_logits`, on the model's device. Repeated prompts are run once,
-        unless the model is wrapped (DDP, DeepSpeed), which expects one forward per step."""
+    ) -> TokenStatistics:
+        """`encode` then `output_statistics`, on the model's device. Shared prompt blocks are run
+        once, unless the model is wrapped (DDP, DeepSpeed), which expects one forward per step."""
         share = runs_unwrapped(model if model is not None else self.model)
         batch = self.encode(prompts, outputs, share_prompts=share, contexts=contexts)
-        return self.output_logits(batch.to(self.device), model)
+        return self.output_statistics(batch.to(self.device), model)
+
+    def output_statistics(self, batch: EncodedBatch, model=None) -> TokenStatistics:
+        """What the training losses read of the output tokens' distributions
+        (`hir.losses.TokenStatistics`). Where the model's output layer is a plain linear layer
+        (checked once per model), the loss runs it itself, fused with the statistics, at output
+        positions only; otherwise from `output_logits`."""
+        model = model if model is not None else self.model
+        layer = self._fusable_output_layer(model)
+        if layer is None:
+            return token_statistics(*self.output_logits(batch, model))
+        with output_layer_skipped(model, layer):
+            hidden, labels = self.output_logits(batch, model)
+        return output_layer_statistics(hidden, layer.weight, layer.bias, labels)
+
+    def _fusable_output_layer(self, model) -> torch.nn.Linear | None:
+        # Not through a DDP/FSDP/DeepSpeed wrapper: their parameters are theirs to gather.
+        if not runs_unwrapped(model):
+            return None
+        layer = plain_output_layer(model)
+        if layer is None:
+            return None
+        checked = self._checked_output_layers.get(model)
+        if checked is None or checked[0] is not layer:  # unseen, or its layer was replaced
+            checked = self._checked_output_layers[model] = (layer, fusable_output_layer(model))
+        return checked[1]
 
     def precompute_frozen_layers(self, prompts: list[str], outputs: list[str]) -> None:
         """With the frozen-layer cache on, run the frozen layers for these (prompt, output)

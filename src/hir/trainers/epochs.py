@@ -39,7 +39,7 @@ def train_epochs(
 
     With `group_of`, items of one group (e.g. one query's samples) stay next to each other:
     groups are shuffled, not items, so that a batch holds few groups and their shared prompts
-    run once (`Policy.logits_for`)."""
+    run once (`Policy.statistics_for`)."""
     model.train()
     totals: dict[str, float] = defaultdict(float)
     steps, examples, start = 0, 0, time.perf_counter()

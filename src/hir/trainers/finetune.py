@@ -53,8 +53,8 @@ def supervised_finetune(
 
     def loss_fn(batch):
         prompts, outputs = zip(*batch)
-        logits, labels = policy.logits_for(list(prompts), list(outputs), model)
-        loss = label_smoothed_nll(logits, labels, label_smoothing)
+        statistics = policy.statistics_for(list(prompts), list(outputs), model)
+        loss = label_smoothed_nll(statistics, label_smoothing)
         return loss, {"loss": loss.item()}
 
     generator = torch.Generator().manual_seed(seed)

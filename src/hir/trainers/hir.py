@@ -16,10 +16,9 @@ import torch
 
 from hir.callables import load_callable
 from hir.losses import (
-    IGNORE_INDEX,
+    TokenStatistics,
     in_batch_contrastive_loss,
     label_smoothed_nll,
-    log_probs,
     mean_entropy,
     pairwise_contrastive_loss,
     sequence_scores,
@@ -147,58 +146,48 @@ class HIRTrainer(SupervisedTrainer):
         if config.contrastive_weight and config.contrastive_form == "pairwise":
             opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
                         for i in batch]  # fmt: skip
-            # Both instructions in one forward pass, normalized once for all three terms.
-            logits, labels = self.policy.logits_for(
+            # Both instructions in one forward pass.
+            both = self.policy.statistics_for(
                 prompts + opposite, outputs * 2, self.model, contexts * 2
             )
             n = len(batch)
-            logp = log_probs(logits)
-            del logits  # the normalized copy is the one the backward pass keeps
-            scores = sequence_scores(logp, labels, normalized=True)
+            scores = sequence_scores(both)
             contrastive = pairwise_contrastive_loss(
                 scores[:n], scores[n:], config.contrastive_smoothing
             )
-            logp, labels = logp[:n], labels[:n]
+            statistics = both.rows(slice(0, n))
+        elif config.contrastive_weight:
+            statistics, contrastive = self._in_batch(prompts, contexts, outputs)
         else:
-            if config.contrastive_weight:
-                logits, labels, contrastive = self._in_batch(prompts, contexts, outputs)
-            else:
-                logits, labels = self.policy.logits_for(prompts, outputs, self.model, contexts)
-                contrastive = torch.zeros((), device=logits.device)
-            logp = log_probs(logits)
-            del logits
-        sft = label_smoothed_nll(logp, labels, config.label_smoothing, normalized=True)
-        entropy = mean_entropy(logp, labels, normalized=True)
+            statistics = self.policy.statistics_for(prompts, outputs, self.model, contexts)
+            contrastive = torch.zeros((), device=statistics.mask.device)
+        sft = label_smoothed_nll(statistics, config.label_smoothing)
+        entropy = mean_entropy(statistics)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
         terms = {"loss": loss.item(), "loss_sft": sft.item(),
                  "loss_contrastive": contrastive.item(), "entropy": entropy.item()}  # fmt: skip
         return loss, terms
 
-    def _in_batch(self, prompts: list[str], contexts: list[str], outputs: list[str]):
+    def _in_batch(
+        self, prompts: list[str], contexts: list[str], outputs: list[str]
+    ) -> tuple[TokenStatistics, torch.Tensor]:
         """The paper's in-batch form over groups of IN_BATCH_GROUP:
         P[i, k] = log P(o_i | q_k, p_k). With sub-output, o_i is a suffix whose prefix stays
-        with it (prompt_k + prefix_i), so that only the (query, instruction) varies along k."""
-        losses, diagonal_logits, diagonal_labels = [], [], []
+        with it (prompt_k + prefix_i), so that only the (query, instruction) varies along k.
+        Returns the statistics of each output under its own prompt, and the loss."""
+        losses, diagonals = [], []
         for begin in range(0, len(prompts), IN_BATCH_GROUP):
             group = range(begin, min(begin + IN_BATCH_GROUP, len(prompts)))
             m = len(group)
-            logits, labels = self.policy.logits_for(
+            statistics = self.policy.statistics_for(
                 [prompts[k] for i in group for k in group],
                 [outputs[i] for i in group for _ in group],
                 self.model,
                 [contexts[i] for i in group for _ in group],
             )
-            losses.append(in_batch_contrastive_loss(sequence_scores(logits, labels).view(m, m)))
-            diagonal = [i * m + i for i in range(m)]
-            diagonal_logits.append(logits[diagonal])
-            diagonal_labels.append(labels[diagonal])
-        width = max(x.shape[1] for x in diagonal_logits)
-        logits = torch.cat(
-            [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])) for x in diagonal_logits]
-        )
-        labels = torch.cat([torch.nn.functional.pad(x, (0, width - x.shape[1]), value=IGNORE_INDEX)
-                            for x in diagonal_labels])  # fmt: skip
-        return logits, labels, torch.stack(losses).mean()
+            losses.append(in_batch_contrastive_loss(sequence_scores(statistics).view(m, m)))
+            diagonals.append(statistics.rows([i * m + i for i in range(m)]))
+        return TokenStatistics.cat(diagonals), torch.stack(losses).mean()
 
     def _with_sub_output(self, item: TrainItem) -> tuple[str, str]:
         """(extra context, output to predict). With probability sub_output_prob a multi-word

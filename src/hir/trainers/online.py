@@ -401,8 +401,8 @@ class SupervisedTrainer(OnlineTrainer):
 
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         prompts = [self.task.prompt(item.example.query, item.instruction) for item in batch]
-        logits, labels = self.policy.logits_for(prompts, [i.output for i in batch], self.model)
-        loss = label_smoothed_nll(logits, labels, self.config.label_smoothing)
+        statistics = self.policy.statistics_for(prompts, [i.output for i in batch], self.model)
+        loss = label_smoothed_nll(statistics, self.config.label_smoothing)
         return loss, {"loss": loss.item(), "loss_sft": loss.item()}
 
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:

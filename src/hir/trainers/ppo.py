@@ -258,7 +258,9 @@ class PPOTrainer(OnlineTrainer):
         count = min(self.config.batch_size, len(self.ptx_pairs))
         picks = torch.randint(len(self.ptx_pairs), (count,), generator=self.generator)
         prompts, outputs = zip(*(self.ptx_pairs[i] for i in picks.tolist()))
-        return label_smoothed_nll(*self.policy.logits_for(list(prompts), list(outputs), self.model))
+        return label_smoothed_nll(
+            self.policy.statistics_for(list(prompts), list(outputs), self.model)
+        )
 
 
 def disable_dropout(model: nn.Module) -> None:
