@@ -209,11 +209,14 @@ class CausalPolicy(Policy):
             return self.model.generate(**inputs, **options)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         positions = position_ids(mask)
+        # Only its KV cache is read: the logits of every prompt position (rows x length x
+        # vocabulary, 1.9 GB for 64 prompts of 150 tokens on a 49k vocabulary) are not computed.
         prefill = self.model(
             input_ids=ids[:, :-1],
             attention_mask=mask[:, :-1],
             position_ids=positions[:, :-1],
             use_cache=True,
+            logits_to_keep=1,
         )
         cache = returned_cache(prefill)
         if not hasattr(cache, "batch_repeat_interleave"):  # a cache type that cannot be copied
