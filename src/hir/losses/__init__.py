@@ -1,5 +1,5 @@
 """The maths, as pure functions of tensors: what the losses read of the output tokens'
-distributions (`token_statistics`), HIR's loss terms (`hir`), PPO's (`ppo`) and the reward
+distributions (`statistics`), HIR's loss terms (`hir`), PPO's (`ppo`) and the reward
 model's ranking loss (`ranking`). Each is tested against a hand computation."""
 
 from hir.losses.hir import (
@@ -30,6 +30,7 @@ from hir.losses.statistics import (
 __all__ = [
     "IGNORE_INDEX", "gae_advantages", "in_batch_contrastive_loss", "kl_estimate",
     "kl_penalized_rewards", "label_smoothed_nll", "masked_mean", "mean_entropy",
-    "output_layer_statistics", "pairwise_contrastive_loss", "ppo_policy_loss", "ppo_value_loss", "ranking_loss",
-    "sequence_scores", "token_logprobs", "token_statistics", "TokenStatistics", "whiten",
+    "output_layer_statistics", "pairwise_contrastive_loss", "ppo_policy_loss", "ppo_value_loss",
+    "ranking_loss", "sequence_scores", "token_logprobs", "token_statistics", "TokenStatistics",
+    "whiten",
 ]  # fmt: skip

@@ -58,20 +58,24 @@ class TokenStatistics:
 
 def token_statistics(logits: torch.Tensor, labels: torch.Tensor) -> TokenStatistics:
     """The statistics of `logits` [B, T, V] (normalized in float32) at `labels`' output tokens."""
-    mask = labels != IGNORE_INDEX
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logp, picked, mask = _normalized(logits, labels)
     entropy = -(logp.exp() * logp).sum(-1)
-    return TokenStatistics(picked * mask, entropy * mask, logp.mean(-1) * mask, mask)
+    return TokenStatistics(picked, entropy * mask, logp.mean(-1) * mask, mask)
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(label) at each position [B, T] (0 where masked) and the output-token mask [B, T],
     from logits [B, T, V] (PPO's per-token ratios)."""
+    _, picked, mask = _normalized(logits, labels)
+    return picked, mask
+
+
+def _normalized(logits: torch.Tensor, labels: torch.Tensor):
+    """log p over the vocabulary (float32), log p(label) (0 where masked), and the mask."""
     mask = labels != IGNORE_INDEX
     logp = torch.log_softmax(logits.float(), dim=-1)
     picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked * mask, mask
+    return logp, picked * mask, mask
 
 
 def output_layer_statistics(

@@ -64,12 +64,11 @@ def fusable_output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
     (for a layer without bias) scaled: checked once, on a short input, by standing in for the
     layer with known logits. None otherwise."""
     layer = plain_output_layer(model)
-    config = getattr(model, "config", None)
-    if layer is None or getattr(config, "final_logit_softcapping", None):
+    if layer is None:
         return None
     ids = torch.zeros(1, 4, dtype=torch.long, device=layer.weight.device)
     inputs = {"input_ids": ids}
-    if getattr(config, "is_encoder_decoder", False):
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
         inputs["decoder_input_ids"] = ids
     known = _KnownLogits(layer.out_features, layer.weight.dtype, layer.weight.device)
     training = model.training
@@ -81,9 +80,9 @@ def fusable_output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
         return None
     finally:
         model.train(training)
-    expected = known.logits.float().expand_as(returned) if returned.shape[-1] == layer.out_features else None  # fmt: skip
-    if expected is None:
+    if returned.shape[-1] != layer.out_features:
         return None
+    expected = known.logits.float().expand_as(returned)
     scale = (returned * expected).sum() / (expected * expected).sum()
     if layer.bias is not None and abs(scale.item() - 1.0) > CHECK_TOLERANCE:
         return None  # a scale does not pass through a bias
