@@ -114,6 +114,25 @@ def test_unknown_methods_are_refused():
         parse_methods("hir,ppo-nonsense")
 
 
+def test_a_method_takes_settings_of_its_own_after_a_plus():
+    methods = parse_methods(
+        "start,hir+contrastive_weight=10+balance_instructions=true,hir-balanced+contrastive_score=sum"
+    )
+    configs = compare_configs(methods, {"epochs_per_iteration": 2, "label_smoothing": 0.0})
+    tuned = configs["hir+contrastive_weight=10+balance_instructions=true"]
+    assert (tuned.contrastive_weight, tuned.balance_instructions) == (10.0, True)
+    assert tuned.epochs_per_iteration == 2 and tuned.label_smoothing == 0.0  # shared settings kept
+    named = configs["hir-balanced+contrastive_score=sum"]
+    assert named.balance_instructions and named.contrastive_score == "sum"
+    for bad, message in (("hir+contrastive_weight", "field=value"),
+                         ("hir+no_such_field=1", "unknown option"),
+                         ("hir+contrastive_score=max", "mean or sum"),
+                         ("nonsense+contrastive_weight=1", "unknown method")):  # fmt: skip
+        with pytest.raises(HIRError, match=message) as info:
+            parse_methods(bad)
+        assert "\n" not in str(info.value)
+
+
 def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
     tiny_gpt2_dir, tmp_path, capsys
 ):

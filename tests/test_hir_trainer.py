@@ -5,6 +5,7 @@ import torch
 
 from hir import HIRError
 from hir.cli import main
+from hir.online.sampling import Sample
 from hir.tasks import load_task
 from hir.trainers import online
 from hir.trainers.hir import HIRConfig, HIRTrainer
@@ -86,6 +87,70 @@ def test_loss_is_the_sum_of_its_terms(tiny_gpt2_dir, tmp_path):
     expected = terms["loss_sft"] + 0.7 * terms["loss_contrastive"] - 0.3 * terms["entropy"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert terms["loss_contrastive"] > 0
+
+
+def test_balanced_instructions_weigh_each_instructions_items_the_same(tiny_gpt2_dir, tmp_path):
+    def trainer_for(folder, **options):
+        config = _config(tiny_gpt2_dir, tmp_path / folder, label_smoothing=0.0,
+                         sub_output_prob=0.0, **options)  # fmt: skip
+        return HIRTrainer(tiny_gpt2_dir, TASK, config)
+
+    trainer = trainer_for("balanced", balance_instructions=True)
+    example = trainer.train_examples[0]
+    samples = [Sample(1, example.id, "x", output, score) for output, score in
+               (("apple", 0.0), ("kiwi", 0.0), ("pear", 0.0), (example.target, 1.0))]  # fmt: skip
+    items = trainer.relabel(samples)
+    # 3 wrong, 1 right: N / (G * N_label) = 4 / 6 and 4 / 2.
+    assert [i.weight for i in items] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
+    assert [i.weight for i in trainer_for("plain").relabel(samples)] == [1.0] * 4
+    # The CE by hand: each item's summed NLL times its weight, over the plain token count.
+    nll, tokens = 0.0, 0
+    for item in items:
+        prompt = trainer.task.prompt(item.example.query, item.instruction)
+        statistics = trainer.policy.statistics_for([prompt], [item.output])
+        nll += item.weight * -statistics.logprob.sum().item()
+        tokens += statistics.mask.sum().item()
+    _, terms = trainer.loss(items)
+    assert terms["loss_sft"] == pytest.approx(nll / tokens, rel=1e-4)
+
+
+def test_contrast_first_epochs_train_the_contrastive_term_alone(tiny_gpt2_dir, tmp_path):
+    config = _config(tiny_gpt2_dir, tmp_path / "run", iterations=1, epochs_per_iteration=3,
+                     contrast_first_epochs=2, contrastive_weight=0.5, batch_size=64)  # fmt: skip
+    trainer = HIRTrainer(tiny_gpt2_dir, TASK, config)
+    calls = []
+    loss = trainer.loss
+
+    def spy(batch, contrastive_only=False):
+        value, terms = loss(batch, contrastive_only)
+        calls.append((contrastive_only, value.item(), terms))
+        return value, terms
+
+    trainer.loss = spy
+    trainer.train()
+    # Two epochs of contrast-only steps, then one epoch of the whole loss.
+    per_epoch = len(calls) // 3
+    assert [only for only, _, _ in calls] == [True] * 2 * per_epoch + [False] * per_epoch
+    for _, value, terms in calls[: 2 * per_epoch]:
+        assert set(terms) == {"loss", "loss_contrastive"}
+        assert value == pytest.approx(0.5 * terms["loss_contrastive"], rel=1e-6)
+    _, value, terms = calls[-1]
+    expected = terms["loss_sft"] + 0.5 * terms["loss_contrastive"] - 0.001 * terms["entropy"]
+    assert value == pytest.approx(expected, rel=1e-5)
+    metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
+    assert metrics["train_steps"] == 3 * per_epoch
+    assert metrics["contrast_first/train_steps"] == 2 * per_epoch
+
+
+def test_the_new_options_are_checked_and_default_to_the_paper():
+    config = HIRConfig()
+    assert (config.contrastive_score, config.balance_instructions,
+            config.contrast_first_epochs) == ("mean", False, 0)  # fmt: skip
+    for bad, message in (({"contrastive_score": "max"}, "mean or sum"),
+                         ({"contrast_first_epochs": 3, "epochs_per_iteration": 2}, "contrast_first_epochs"),
+                         ({"contrast_first_epochs": 1, "contrastive_weight": 0.0}, "contrastive_weight > 0")):  # fmt: skip
+        with pytest.raises(HIRError, match=message):
+            HIRConfig(**bad)
 
 
 def test_sub_output_moves_a_prefix_into_the_context(tiny_gpt2_dir, tmp_path):

@@ -7,6 +7,7 @@ import torch
 
 from hir.losses import (
     IGNORE_INDEX,
+    balanced_weights,
     in_batch_contrastive_loss,
     label_smoothed_nll,
     mean_entropy,
@@ -47,6 +48,40 @@ def test_sequence_scores_are_mean_output_token_logprobs():
     assert sequence_scores(STATISTICS).item() == pytest.approx(
         (math.log(1 / 2) + math.log(1 / 5)) / 2
     )
+
+
+def test_sum_scores_are_output_token_logprob_sums():
+    assert sequence_scores(STATISTICS, "sum").item() == pytest.approx(
+        math.log(1 / 2) + math.log(1 / 5)
+    )
+
+
+def test_weighted_nll_by_hand():
+    # Two sequences: the first as STATISTICS (labels p = 1/2, 1/5), the second one output token
+    # at p = 1/4 (position 1, label 1). Weights 2 and 0.5 scale each row's tokens; the sum is
+    # divided by the plain token count, 3.
+    logits = torch.cat([LOGITS, LOGITS])
+    labels = torch.tensor([[IGNORE_INDEX, 0, 2], [IGNORE_INDEX, 1, IGNORE_INDEX]])
+    statistics = token_statistics(logits, labels)
+    weights = torch.tensor([2.0, 0.5])
+    expected = (2.0 * (-math.log(1 / 2) - math.log(1 / 5)) + 0.5 * -math.log(1 / 4)) / 3
+    assert label_smoothed_nll(statistics, 0.0, weights).item() == pytest.approx(expected)
+    uniform_1 = -(math.log(1 / 2) + 2 * math.log(1 / 4)) / 3
+    uniform_2 = -(2 * math.log(1 / 5) + math.log(3 / 5)) / 3
+    uniform = (2.0 * (uniform_1 + uniform_2) + 0.5 * uniform_1) / 3
+    smoothed = label_smoothed_nll(statistics, 0.2, weights).item()
+    assert smoothed == pytest.approx(0.8 * expected + 0.2 * uniform)
+    # Weights of one change nothing.
+    assert label_smoothed_nll(statistics, 0.2, torch.ones(2)).item() == pytest.approx(
+        label_smoothed_nll(statistics, 0.2).item()
+    )
+
+
+def test_balanced_weights_give_each_label_the_same_total():
+    weights = balanced_weights(["wrong", "wrong", "right", "wrong"])
+    assert weights == pytest.approx([2 / 3, 2 / 3, 2.0, 2 / 3])
+    assert sum(weights) == pytest.approx(4)  # mean 1: the loss keeps its scale
+    assert balanced_weights(["a", "a"]) == [1.0, 1.0]
 
 
 def test_pairwise_contrastive_by_hand():

@@ -109,6 +109,30 @@ def test_unknown_names_and_missing_folders_are_clear_errors(tmp_path, bigbench_d
         load_task("bigbench/no_such_task", bigbench_dir=bigbench_dir)
 
 
+def test_shuffled_options_keep_the_right_answer_and_are_seeded(bigbench_dir):
+    protocol = load_task(
+        "bigbench/tracking_shuffled_objects_three_objects", bigbench_dir=bigbench_dir
+    )
+    shuffled = [load_task("bigbench/tracking_shuffled_objects_three_objects",
+                          bigbench_dir=bigbench_dir, shuffle_options=seed) for seed in (0, 0, 1, 2)]  # fmt: skip
+    assert [e.query for e in shuffled[0].examples] == [e.query for e in shuffled[1].examples]
+    orders = set()
+    for task in shuffled:
+        for before, after in zip(protocol.examples, task.examples):
+            # The right option's text is the target's in both; the option set is unchanged.
+            assert after.accepted == before.accepted
+            assert sorted(after.meta["options"]) == sorted(before.meta["options"])
+            letter = after.target[1]
+            assert after.meta["options"][ord(letter) - 65] == after.accepted[0]
+            assert f"{after.target} {after.accepted[0]}" in after.query
+        orders.add(tuple(e.meta["options"] for e in task.examples))
+    assert len(orders) > 1  # other seeds, other orders
+    # The protocol's order when not asked for: option (A) is the file's first.
+    assert protocol.examples[0].meta["options"][0] == "orange ball."
+    with pytest.raises(HIRError, match="shuffle_options applies to BIG-bench"):
+        load_task("synthetic/sort", shuffle_options=0)
+
+
 def test_paper_12_names_all_twelve():
     names = list(PAPER_TASK_NAMES)
     assert len(names) == 12 == len(set(names))

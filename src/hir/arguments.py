@@ -102,6 +102,10 @@ class TaskArguments:
     validation_fraction: float | None = field(
         default=None, metadata=flag_help("share of train held out for validation")
     )
+    shuffle_options: int | None = field(
+        default=None,
+        metadata=flag_help("seed: permute each BIG-bench multiple-choice example's options (default: the protocol's order)"),
+    )  # fmt: skip
 
     extract: str = field(
         default="auto",
@@ -128,4 +132,5 @@ class TaskArguments:
             extract=self.extract,
             answer_hint=self.answer_hint,
             feedback_timeout=self.feedback_timeout,
+            shuffle_options=self.shuffle_options,
         )

@@ -21,6 +21,7 @@ COMMANDS = {
     "compare": "several methods on the same task, starting policy, budget and seeds",
     "instructgpt": "the InstructGPT baseline: SFT -> reward model -> PPO-ptx",
     "eval": "greedy accuracy of a model on a task's split",
+    "screen": "before training: does a model follow both instructions, and can it learn a task from its own samples?",
     "demo": "the built-in default: a complete HIR run on CPU in about 5 minutes",
     "tasks": "`hir tasks list` names the built-in tasks; `hir tasks export TASK` writes prompts",
     "build-model": "build a small untrained model with a tokenizer trained on a task's text",
@@ -167,7 +168,8 @@ class CompareArguments:
         default="start,hir,farl,ppo,sft",
         metadata={"help": "comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
                           "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing, farl-no-label-smoothing, "
-                          "sft-no-label-smoothing"},
+                          "sft-no-label-smoothing, hir-sum-scores, hir-balanced, hir-contrast-first; any "
+                          "of them with settings of its own: hir+contrastive_weight=10+contrast_first_epochs=1"},
     )  # fmt: skip
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     demo: bool = field(
@@ -383,6 +385,68 @@ def _write_premise(policy, task, eval_args, model_args) -> None:
           f"{row['same_answer_share']:.3f} ({row['examples']} examples); wrote {path}")  # fmt: skip
 
 
+# -- hir screen ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ScreenArguments:
+    tasks: str = field(
+        default="",
+        metadata={"help": "comma-separated task names; 'paper' names the paper's twelve BIG-bench "
+                          "tasks, 'synthetic' the synthetic ones"},
+    )  # fmt: skip
+    output_dir: str | None = field(
+        default=None, metadata={"help": "where screen.json and screen.md go (default: results/screen-<model>)"}
+    )  # fmt: skip
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if present)"})  # fmt: skip
+
+
+def run_screen(args: list[str]) -> None:
+    from hir.arguments import ModelArguments, TaskArguments
+    from hir.recipes.screen import ScreenSettings, constant_answer, screen
+    from hir.tasks.bigbench import PAPER_TASKS
+    from hir.tasks.synthetic import SYNTHETIC_TASKS
+
+    screen_args, settings, model_args, task_args = _parser(
+        "hir screen", ScreenArguments, ScreenSettings, ModelArguments, TaskArguments,
+        description="Before training: greedy accuracy under both instructions, pass@k and "
+                    "well-formed samples at the sampling settings, the instructions' log-prob "
+                    "margin on the model's own samples, the constant-answer baseline; one "
+                    "reading per task.",
+    ).parse(args)  # fmt: skip
+    if not screen_args.tasks or not model_args.model:
+        raise HIRError("hir screen needs --model and --tasks (e.g. --tasks paper,synthetic)")
+    groups = {"paper": [f"bigbench/{n}" for n in PAPER_TASKS],
+              "synthetic": [f"synthetic/{n}" for n in SYNTHETIC_TASKS]}  # fmt: skip
+    names = [t for n in screen_args.tasks.split(",") if n.strip()
+             for t in groups.get(n.strip(), [n.strip()])]  # fmt: skip
+    if task_args.validation_fraction is None:
+        task_args = dataclasses.replace(task_args, validation_fraction=0.2)
+    shuffle_seed, task_args = (
+        task_args.shuffle_options,
+        dataclasses.replace(task_args, shuffle_options=None),
+    )
+    tasks = []  # loaded before the (slow) model, so that a wrong name fails at once
+    for name in dict.fromkeys(names):
+        task = dataclasses.replace(task_args, task=name).load()
+        tasks.append((name, task))
+        examples = task.split(settings.split)[: settings.limit]
+        if shuffle_seed is not None and examples and constant_answer(examples)[1] >= 0.5:
+            shuffled = dataclasses.replace(task_args, task=name, shuffle_options=shuffle_seed)
+            tasks.append((f"{name} (options shuffled, seed {shuffle_seed})", shuffled.load()))
+    model_name = Path(model_args.model.rstrip("/")).name.removesuffix(".gguf")
+    output_dir = screen_args.output_dir or f"results/screen-{model_name.lower()}"
+    policy = model_args.load_policy(device=screen_args.device)
+    record = {"model": model_args.model, "tasks": names, "shuffle_options": shuffle_seed,
+              "model_arguments": dataclasses.asdict(model_args),
+              "task_arguments": dataclasses.asdict(task_args)}  # fmt: skip
+    rows = screen(policy, tasks, settings, output_dir, record)
+    from hir.recipes.screen import screen_table
+
+    print(screen_table(rows, settings.num_samples))
+    print(f"wrote {Path(output_dir) / 'screen.json'} and screen.md")
+
+
 # -- hir demo, tasks, build-model ----------------------------------------------------------------
 
 
@@ -581,5 +645,5 @@ def run_warmup(args: list[str]) -> None:
 
 
 HANDLERS = {"train": run_train, "warm-up": run_warmup, "compare": run_compare, "instructgpt": run_instructgpt,
-            "eval": run_eval, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model,
+            "eval": run_eval, "screen": run_screen, "demo": run_demo, "tasks": run_tasks, "build-model": run_build_model,
             "models": run_models, "export": run_export}  # fmt: skip

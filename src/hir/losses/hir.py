@@ -10,6 +10,9 @@ tokens contribute, so no gradient reaches prompt or padding positions.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Hashable, Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -20,19 +23,40 @@ def _mean_over_tokens(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.sum() / mask.sum().clamp(min=1)
 
 
-def sequence_scores(statistics: TokenStatistics) -> torch.Tensor:
-    """Mean log-probability of each sequence's output tokens [B] (the public code's score)."""
-    return statistics.logprob.sum(-1) / statistics.mask.sum(-1).clamp(min=1)
+def sequence_scores(statistics: TokenStatistics, reduction: str = "mean") -> torch.Tensor:
+    """Each sequence's score [B]: the mean log-probability of its output tokens (the public
+    code's), or with reduction="sum" their sum, log P(output | prompt), which a long output's
+    many tokens all move."""
+    total = statistics.logprob.sum(-1)
+    if reduction == "sum":
+        return total
+    return total / statistics.mask.sum(-1).clamp(min=1)
 
 
-def label_smoothed_nll(statistics: TokenStatistics, epsilon: float = 0.0) -> torch.Tensor:
+def label_smoothed_nll(
+    statistics: TokenStatistics, epsilon: float = 0.0, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Token cross-entropy with label smoothing, averaged over output tokens:
-    (1 - eps) * NLL + eps * mean over the vocabulary of -log p (as transformers' LabelSmoother)."""
-    nll = -_mean_over_tokens(statistics.logprob, statistics.mask)
+    (1 - eps) * NLL + eps * mean over the vocabulary of -log p (as transformers' LabelSmoother).
+    `weights` [B] scale each sequence's tokens; the sum is still divided by the plain token
+    count, so that weights averaging 1 over the buffer keep the loss's scale."""
+    logprob, mean_logprob = statistics.logprob, statistics.mean_logprob
+    if weights is not None:
+        column = weights.to(logprob.dtype).unsqueeze(-1)
+        logprob, mean_logprob = logprob * column, mean_logprob * column
+    nll = -_mean_over_tokens(logprob, statistics.mask)
     if epsilon == 0.0:
         return nll
-    uniform = -_mean_over_tokens(statistics.mean_logprob, statistics.mask)
+    uniform = -_mean_over_tokens(mean_logprob, statistics.mask)
     return (1.0 - epsilon) * nll + epsilon * uniform
+
+
+def balanced_weights(labels: Sequence[Hashable]) -> list[float]:
+    """Weights that give each label's items the same total, with mean 1:
+    w = N / (G * N_label) for N items and G distinct labels. With 3 "wrong" items and 1
+    "correct", the wrong ones get 2/3 each and the correct one 2."""
+    counts = Counter(labels)
+    return [len(labels) / (len(counts) * counts[label]) for label in labels]
 
 
 def pairwise_contrastive_loss(

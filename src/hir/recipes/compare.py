@@ -4,7 +4,9 @@ peak memory) and two plots (accuracy against iteration and against wall time).
 
 Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
 plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), and HIR
-ablations "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing".
+ablations "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing",
+and variants "hir-sum-scores", "hir-balanced", "hir-contrast-first". Any of them takes settings of
+its own after "+": "hir+contrastive_weight=10+balance_instructions=true".
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     # For tuning the baselines' smoothing on the same budget as HIR's.
     "farl-no-label-smoothing": ("farl", {"label_smoothing": 0.0}),
     "sft-no-label-smoothing": ("sft", {"label_smoothing": 0.0}),
+    # HIR with more of the update on its contrastive term (one option each).
+    "hir-sum-scores": ("hir", {"contrastive_score": "sum"}),
+    "hir-balanced": ("hir", {"balance_instructions": True}),
+    "hir-contrast-first": ("hir", {"contrast_first_epochs": 1}),
 }
+# Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
+VARIANT_SEPARATOR = "+"
 
 
 @dataclass
@@ -67,11 +75,15 @@ StartFn = Callable[[int], Start]  # seed -> Start
 
 def parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m != "start" and m not in METHODS]
+    unknown = [m for m in methods if m != "start" and variant_base(m) not in METHODS]
     if unknown or not methods:
         raise HIRError(
             f"unknown method(s) {', '.join(unknown) or '(none)'}: choose from start, {', '.join(METHODS)}"
+            f" (with settings of its own: METHOD{VARIANT_SEPARATOR}field=value)"
         )
+    for method in methods:
+        if method != "start":
+            method_variant(method)  # a bad setting fails here, before any run
     repeated = sorted({m for m in methods if methods.count(m) > 1})
     if repeated:
         raise HIRError(
@@ -94,10 +106,38 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def variant_base(method: str) -> str:
+    """ "hir-balanced+contrastive_weight=10" -> "hir-balanced"."""
+    return method.split(VARIANT_SEPARATOR, 1)[0]
+
+
+def method_variant(method: str) -> tuple[str, dict[str, Any]]:
+    """(registered method, config overrides) of a compared method: a name of `METHODS`,
+    optionally followed by its own settings, each `+field=value` (values read as the field's
+    flag would read them)."""
+    from hir.options import OptionParser
+
+    base, *settings = method.split(VARIANT_SEPARATOR)
+    registered, overrides = METHODS[base]
+    if not settings:
+        return registered, overrides
+    pairs = [setting.partition("=") for setting in settings]
+    if any(not name or not equals for name, equals, _ in pairs):
+        raise HIRError(
+            f"method {method!r}: each setting after {VARIANT_SEPARATOR!r} must be field=value, "
+            f"e.g. hir{VARIANT_SEPARATOR}contrastive_weight=10"
+        )
+    config_class = get_method(registered)[1]
+    parser = OptionParser([config_class], prog=f"hir compare (method {method})")
+    (parsed,) = parser.parse([part for name, _, value in pairs for part in (f"--{name}", value)])
+    names = [name.replace("-", "_") for name, _, _ in pairs]
+    return registered, {**overrides, **{name: getattr(parsed, name) for name in names}}
+
+
 def config_class_of(method: str) -> type[RunConfig]:
     """The config a compared method is set by: its registered method's (`RunConfig` for the
     untrained start, which is only evaluated)."""
-    return RunConfig if method == "start" else get_method(METHODS[method][0])[1]
+    return RunConfig if method == "start" else get_method(method_variant(method)[0])[1]
 
 
 def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict[str, RunConfig]:
@@ -119,7 +159,7 @@ def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict
 
 def as_variant(method: str, config: RunConfig) -> RunConfig:
     """`config` with what defines the compared method applied (e.g. ppo-ptx's ptx_coef)."""
-    return config if method == "start" else dataclasses.replace(config, **METHODS[method][1])
+    return config if method == "start" else dataclasses.replace(config, **method_variant(method)[1])
 
 
 def start_rows(configs: Mapping[str, RunConfig], task: Task) -> list[tuple[str, str]]:
@@ -131,7 +171,7 @@ def start_rows(configs: Mapping[str, RunConfig], task: Task) -> list[tuple[str, 
     correct = configs["start"].correct_instruction or task.correct_instruction
     instructions = {}
     for method in (m for m in configs if m != "start"):
-        trainer_class = get_method(METHODS[method][0])[0]
+        trainer_class = get_method(method_variant(method)[0])[0]
         instructions.setdefault(trainer_class.evaluation_instruction(configs[method], task), method)
     others = [(f"start@{method}", instruction) for instruction, method in instructions.items()
               if instruction != correct]  # fmt: skip
@@ -182,7 +222,7 @@ def _run_comparison(configs, seeds, start, output_dir: Path, model_options: Mode
         begin = start(seed)
         task, start_model = begin.task, begin.model
         record.update(task=task.name, model=record["model"] or start_model)
-        if "ppo-ptx" in methods and not begin.pretraining_pairs:
+        if any(variant_base(m) == "ppo-ptx" for m in methods) and not begin.pretraining_pairs:
             raise HIRError(
                 "ppo-ptx needs the starting policy's supervised data for its ptx term: "
                 "use --warm-start or --demo, or leave ppo-ptx out"
@@ -214,9 +254,10 @@ def _run_comparison(configs, seeds, start, output_dir: Path, model_options: Mode
                     history = [{"iteration": 0, "accuracy": result.accuracy,
                                 "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
                 else:
-                    trainer_class = get_method(METHODS[name][0])[0]
+                    trainer_class = get_method(method_variant(name)[0])[0]
                     config = run_config(name, seed)
-                    extra = {"ptx_pairs": begin.pretraining_pairs} if name == "ppo-ptx" else {}
+                    is_ptx = variant_base(name) == "ppo-ptx"
+                    extra = {"ptx_pairs": begin.pretraining_pairs} if is_ptx else {}
                     trainer = trainer_class(load_start(start_model), task, config, **extra)
                     instruction = trainer.target_instruction
                     trainer.train()

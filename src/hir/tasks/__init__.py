@@ -72,14 +72,20 @@ def load_task(
     extract: str | Callable = "auto",
     answer_hint: str = "auto",
     feedback_timeout: float | None = None,
+    shuffle_options: int | None = None,
 ) -> Task:
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
     path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier;
     `extract` and `answer_hint` replace how answers are taken from outputs and the format hint
-    (`hir.tasks.extraction`; "auto": the task's own choice for chat models, none for plain ones)."""
+    (`hir.tasks.extraction`; "auto": the task's own choice for chat models, none for plain ones).
+    `shuffle_options` (a seed) permutes a BIG-bench multiple-choice example's options."""
     family, _, name = spec.partition("/")
+    if shuffle_options is not None and not (family == "bigbench" and name):
+        raise HIRError(
+            f"shuffle_options applies to BIG-bench multiple-choice tasks, not {spec!r}: leave it out"
+        )
     if family == "bigbench" and name:
-        task = load_bigbench_task(name, bigbench_dir, download)
+        task = load_bigbench_task(name, bigbench_dir, download, shuffle_options)
     elif family == "synthetic" and name in SYNTHETIC_TASKS:
         task = load_synthetic_task(name, num_examples=num_examples, data_seed=data_seed)
     elif spec.startswith("jsonl:") or spec.endswith(".jsonl"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import tarfile
@@ -75,8 +76,14 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path, bool]:
 
 
 def load_bigbench_task(
-    short_name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+    short_name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    shuffle_options: int | None = None,
 ) -> Task:
+    """One BIG-bench task. `shuffle_options` (a seed) permutes each multiple-choice example's
+    options, so that the right letter no longer follows the file's order (in the public
+    protocol date_understanding's answer is (A) in 99% of examples); None keeps the protocol."""
     folder, is_cache = resolve_data_dir(data_dir)
     path = folder / task_folder(short_name) / "task.json"
     if not path.is_file() and is_cache and download and short_name in PAPER_TASKS:
@@ -86,7 +93,7 @@ def load_bigbench_task(
             f"no BIG-bench file {path}: the task name {short_name!r} may be wrong (see `hir "
             "tasks list`); for a task outside the paper's twelve, pass --bigbench-dir with it"
         )
-    examples = parse_bigbench_file(path, short_name)
+    examples = parse_bigbench_file(path, short_name, shuffle_options)
     multiple_choice = all(re.fullmatch(r"\([A-Z]\)", e.target) for e in examples)
     numeric = all(e.target.isdigit() for e in examples)
     kind = "option" if multiple_choice else "number" if numeric else "first_line"
@@ -94,7 +101,8 @@ def load_bigbench_task(
         name=f"bigbench/{short_name}",
         examples=examples,
         feedback=exact_match,
-        description=f"BIG-bench {task_folder(short_name)} ({path})",
+        description=f"BIG-bench {task_folder(short_name)} ({path})"
+        + ("" if shuffle_options is None else f", options shuffled with seed {shuffle_options}"),
         answer_format=_ANSWER_FORMATS.get(kind),
         chat_extraction=kind,
         chat_answer_hint=_ANSWER_HINTS[kind],
@@ -110,7 +118,9 @@ _ANSWER_HINTS = {
 }
 
 
-def parse_bigbench_file(path: Path, short_name: str) -> list[Example]:
+def parse_bigbench_file(
+    path: Path, short_name: str, shuffle_options: int | None = None
+) -> list[Example]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -124,12 +134,15 @@ def parse_bigbench_file(path: Path, short_name: str) -> list[Example]:
         )
     prefix = data.get("task_prefix", "") + data.get("example_input_prefix", "")
     return [
-        _render_example(raw, index, prefix, path, short_name)
+        _render_example(raw, index, prefix, path, short_name, shuffle_options)
         for index, raw in enumerate(data["examples"])
     ]
 
 
-def _render_example(raw: dict, index: int, prefix: str, path: Path, short_name: str) -> Example:
+def _render_example(
+    raw: dict, index: int, prefix: str, path: Path, short_name: str,
+    shuffle_options: int | None = None,
+) -> Example:  # fmt: skip
     """One BIG-bench example as the public code renders it (online_sampler.py / evaluation.py)."""
     if not isinstance(raw, dict) or "input" not in raw:
         raise HIRError(f"{path}: example {index} has no 'input'; every example needs one")
@@ -138,6 +151,11 @@ def _render_example(raw: dict, index: int, prefix: str, path: Path, short_name: 
     if "target_scores" in raw:
         options = list(raw["target_scores"].keys())
         scores = list(raw["target_scores"].values())
+        if shuffle_options is not None:
+            # Seeded per example: the same seed gives the same order whatever else is loaded.
+            order = list(range(len(options)))
+            random.Random(f"{shuffle_options}-{index}").shuffle(order)
+            options, scores = [options[i] for i in order], [scores[i] for i in order]
         if 1 not in scores:
             raise HIRError(
                 f"{path}: example {index} has no option with score 1 in 'target_scores'; "

@@ -5,10 +5,16 @@ correct output -> "correct answer", a wrong one -> "wrong answer"; graded scores
 instructions; or a user function), and the policy trains `epochs_per_iteration` epochs on
 
     L = CE(label smoothing) + contrastive_weight * contrastive - entropy_weight * entropy
+
+Options beyond the paper (its values are the defaults), each one way to give the contrastive
+term a larger share of the update (docs/findings.md says why that share matters):
+`contrastive_score` (sum vs mean token scores), `balance_instructions` (each instruction's items
+weigh the same in the CE), `contrast_first_epochs` (epochs on the contrastive term alone first).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +23,7 @@ import torch
 from hir.callables import load_callable
 from hir.losses import (
     TokenStatistics,
+    balanced_weights,
     in_batch_contrastive_loss,
     label_smoothed_nll,
     mean_entropy,
@@ -63,6 +70,21 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     contrastive_smoothing: float = field(
         default=0.2, metadata=flag_help("epsilon of the pairwise form (public code: 0.2)")
     )
+    contrastive_score: str = field(
+        default="mean",
+        metadata=flag_help("a sequence's score in the contrastive term: mean token log-prob "
+                           "(public code) | sum (the sequence's log-prob)"),
+    )  # fmt: skip
+    balance_instructions: bool = field(
+        default=False,
+        metadata=flag_help("weight the cross-entropy so that each instruction's items count "
+                           "equally over the buffer (paper: off; every item counts once)"),
+    )  # fmt: skip
+    contrast_first_epochs: int = field(
+        default=0,
+        metadata=flag_help("the first N epochs of each iteration train the contrastive term "
+                           "alone, the rest the whole loss (paper: 0)"),
+    )  # fmt: skip
     entropy_weight: float = field(
         default=0.001, metadata=flag_help("beta (paper: 0.001); 0 = no entropy term")
     )
@@ -80,6 +102,15 @@ class HIRConfig(SupervisedFields, SamplingConfig):
             (0 <= self.contrastive_smoothing < 1, "contrastive_smoothing must be in [0, 1)"),
             (0 <= self.sub_output_prob <= 1, "sub_output_prob must be in [0, 1]"),
             (self.num_buckets >= 2, "num_buckets must be >= 2"),
+            (self.contrastive_score in ("mean", "sum"), "contrastive_score must be mean or sum"),
+            (
+                0 <= self.contrast_first_epochs <= self.epochs_per_iteration,
+                "contrast_first_epochs must be in [0, epochs_per_iteration]",
+            ),
+            (
+                self.contrast_first_epochs == 0 or self.contrastive_weight > 0,
+                "contrast_first_epochs needs contrastive_weight > 0 (there is no term to train)",
+            ),
             (
                 self.contrastive_form in ("pairwise", "in_batch"),
                 "contrastive_form must be pairwise or in_batch",
@@ -117,10 +148,24 @@ class HIRTrainer(SupervisedTrainer):
             example = self.examples_by_id[s.query_id]
             instruction = self.relabeler(s.instruction, example.query, s.output, s.score)
             items.append(TrainItem(example, instruction, s.output))
+        if self.config.balance_instructions:
+            weights = balanced_weights([i.instruction for i in items])
+            items = [dataclasses.replace(i, weight=w) for i, w in zip(items, weights)]
         return items
 
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
-        metrics = super().update(items, iteration)
+        first = self.config.contrast_first_epochs
+        if not items or not first:
+            metrics = super().update(items, iteration)
+        else:
+            # The contrast-first schedule: the contrastive term alone, then the whole loss.
+            self.policy.precompute_frozen_layers(*self.training_pairs(items))
+            contrastive = self.train_epochs(items, self.contrastive_loss, first, iteration)
+            rest = self.config.epochs_per_iteration - first
+            metrics = self.train_epochs(items, self.loss, rest, iteration) if rest else {}
+            metrics.update({f"contrast_first/{k}": v for k, v in contrastive.items()})
+            metrics["train_steps"] = contrastive["train_steps"] + metrics.get("train_steps", 0)
+            metrics["train_items"] = len(items)
         if items:
             target = self.target_instruction
             metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(
@@ -138,7 +183,13 @@ class HIRTrainer(SupervisedTrainer):
             return prompts + opposite, outputs * 2
         return prompts, outputs
 
-    def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
+    def contrastive_loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
+        """contrastive_weight * the contrastive term alone (the contrast-first epochs)."""
+        return self.loss(batch, contrastive_only=True)
+
+    def loss(
+        self, batch: list[TrainItem], contrastive_only: bool = False
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         config = self.config
         contexts, outputs = zip(*(self._with_sub_output(item) for item in batch))
         contexts, outputs = list(contexts), list(outputs)
@@ -151,7 +202,7 @@ class HIRTrainer(SupervisedTrainer):
                 prompts + opposite, outputs * 2, self.model, contexts * 2
             )
             n = len(batch)
-            scores = sequence_scores(both)
+            scores = sequence_scores(both, config.contrastive_score)
             contrastive = pairwise_contrastive_loss(
                 scores[:n], scores[n:], config.contrastive_smoothing
             )
@@ -161,7 +212,13 @@ class HIRTrainer(SupervisedTrainer):
         else:
             statistics = self.policy.statistics_for(prompts, outputs, self.model, contexts)
             contrastive = torch.zeros((), device=statistics.mask.device)
-        sft = label_smoothed_nll(statistics, config.label_smoothing)
+        if contrastive_only:
+            loss = config.contrastive_weight * contrastive
+            return loss, {"loss": loss.item(), "loss_contrastive": contrastive.item()}
+        weights = None
+        if config.balance_instructions:
+            weights = torch.tensor([i.weight for i in batch], device=statistics.mask.device)
+        sft = label_smoothed_nll(statistics, config.label_smoothing, weights)
         entropy = mean_entropy(statistics)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy
         terms = {"loss": loss.item(), "loss_sft": sft.item(),
@@ -185,7 +242,8 @@ class HIRTrainer(SupervisedTrainer):
                 self.model,
                 [contexts[i] for i in group for _ in group],
             )
-            losses.append(in_batch_contrastive_loss(sequence_scores(statistics).view(m, m)))
+            scores = sequence_scores(statistics, self.config.contrastive_score)
+            losses.append(in_batch_contrastive_loss(scores.view(m, m)))
             diagonals.append(statistics.rows([i * m + i for i in range(m)]))
         return TokenStatistics.cat(diagonals), torch.stack(losses).mean()
 

@@ -80,6 +80,8 @@ class TrainItem:
     example: Example
     instruction: str
     output: str
+    # The item's share of the cross-entropy (HIR's balance_instructions; 1 otherwise).
+    weight: float = 1.0
 
 
 # Settings a resumed run may change: they do not alter what the run computes.
@@ -409,14 +411,18 @@ class SupervisedTrainer(OnlineTrainer):
         if not items:
             return {"train_steps": 0, "train_items": 0}
         self.policy.precompute_frozen_layers(*self.training_pairs(items))
-        metrics = train_epochs(
-            self.accelerator, self.model, self.optimizer, self.scheduler, items, self.loss,
-            epochs=self.config.epochs_per_iteration, batch_size=self.config.batch_size,
+        metrics = self.train_epochs(items, self.loss, self.config.epochs_per_iteration, iteration)
+        return {**metrics, "train_items": len(items)}
+
+    def train_epochs(self, items: Sequence[TrainItem], loss, epochs: int, iteration: int) -> dict:
+        """`epochs` passes of `loss` over `items`, with the run's batching and shuffling."""
+        return train_epochs(
+            self.accelerator, self.model, self.optimizer, self.scheduler, items, loss,
+            epochs=epochs, batch_size=self.config.batch_size,
             generator=self.generator, max_grad_norm=self.config.max_grad_norm,
             progress=f"iteration {iteration}: training",
             group_of=(lambda item: item.example.id) if self.config.group_by_query else None,
         )  # fmt: skip
-        return {**metrics, "train_items": len(items)}
 
 
 def is_evaluated(iteration: int, iterations: int, eval_every: int) -> bool:

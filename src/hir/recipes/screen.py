@@ -1,0 +1,249 @@
+"""`hir screen`: will relabeling work on this model and task? A check before training.
+
+For each task, on its validation split, with the sampling settings a run would use:
+- greedy accuracy under the correct- and the wrong-answer instruction, and the share of queries
+  answered the same under both (does the model follow the two instructions? HIR's premise);
+- pass@k, the share of correct samples and of well-formed ones, distinct samples per query
+  (are there correct samples to learn from, and wrong ones to contrast them with?);
+- on the model's own samples, the log-probability margin between the instruction a sample
+  satisfies and the other one, the quantity HIR's contrastive term trains
+  (margin > 0: the model already tells the instructions apart on its outputs);
+- the constant-answer baseline: the share of the commonest target (a model that learns one
+  letter scores that much without learning the task).
+Each task gets a one-line reading from these numbers (`reading`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from hir.errors import HIRError
+from hir.losses import sequence_scores
+from hir.models import Policy
+from hir.online.evaluate import evaluate
+from hir.online.sampling import sample_outputs
+from hir.options import flag_help
+from hir.runs.fileio import atomic_write_json, atomic_write_text
+from hir.runs.versions import library_versions
+from hir.tasks import Task
+
+# Reading thresholds (docs/guide.md, "Screening a task"): a run learns from its own samples when
+# some but not all are correct, and most have the answer's shape.
+PASS_AT_K_RANGE = (0.2, 0.9)
+MIN_WELL_FORMED = 0.5
+PREMISE_GAP = 0.15  # greedy accuracy, correct- minus wrong-answer instruction: premise present
+WEAK_PREMISE_GAP = 0.05
+
+
+@dataclass
+class ScreenSettings:
+    split: str = field(default="validation", metadata=flag_help("split screened (tune on validation)"))  # fmt: skip
+    limit: int = field(default=40, metadata=flag_help("queries per task (noise ~0.5/sqrt(N))"))
+    num_samples: int = field(default=4, metadata=flag_help("samples per query (k of pass@k)"))
+    temperature: float = field(default=1.0, metadata=flag_help("sampling temperature"))
+    top_k: int = field(default=0, metadata=flag_help("top-k sampling; 0 = off"))
+    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling; 1.0 = off"))
+    max_new_tokens: int = field(default=32, metadata=flag_help("longest output"))
+    batch_size: int = field(default=32, metadata=flag_help("queries per generate call"))
+    seed: int = field(default=0, metadata=flag_help("seeds the sampling (per task)"))
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "num_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise HIRError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise HIRError("--temperature must be > 0, --top_p in (0, 1] and --top_k >= 0")
+        if self.split not in ("train", "validation", "test"):
+            raise HIRError(f"--split must be train, validation or test, got {self.split!r}")
+
+
+def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
+    """One task's screen row (see the module's docstring)."""
+    began = time.perf_counter()
+    task = task.for_format(policy.chat)
+    examples = task.split(settings.split)[: settings.limit]
+    if not examples:
+        raise HIRError(f"task {task.name} has no {settings.split} examples to screen")
+    greedy = {
+        name: evaluate(
+            policy,
+            task,
+            split=settings.split,
+            instruction=instruction,
+            batch_size=settings.batch_size,
+            max_new_tokens=settings.max_new_tokens,
+            limit=settings.limit,
+        )  # fmt: skip
+        for name, instruction in (
+            ("correct", task.correct_instruction),
+            ("wrong", task.wrong_instruction),
+        )  # fmt: skip
+    }
+    same = [a["answer"] == b["answer"]
+            for a, b in zip(greedy["correct"].records, greedy["wrong"].records)]  # fmt: skip
+    torch.manual_seed(settings.seed)
+    samples = sample_outputs(
+        policy, task, examples, instruction=task.correct_instruction, iteration=0,
+        num_samples=settings.num_samples, temperature=settings.temperature,
+        top_k=settings.top_k, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+    )  # fmt: skip
+    correct = [s.score >= 1.0 for s in samples]
+    solved = {s.query_id for s, ok in zip(samples, correct) if ok}
+    margins = instruction_margins(policy, task, examples, samples, settings.batch_size)
+    # The margin of each sample's own (hindsight) instruction over the other one.
+    separation = [m if ok else -m for m, ok in zip(margins, correct)]
+    constant, constant_share = constant_answer(examples)
+    row = {
+        "task": task.name,
+        "description": task.description,
+        "examples": len(examples),
+        "constant_answer": constant,
+        "constant_answer_share": constant_share,
+        "accuracy_correct_instruction": greedy["correct"].accuracy,
+        "accuracy_wrong_instruction": greedy["wrong"].accuracy,
+        "same_answer_share": _mean(same),
+        "well_formed_greedy": greedy["correct"].well_formed,
+        "pass_at_k": len(solved) / len(examples),
+        "sample_accuracy": _mean(correct),
+        "mean_sample_score": _mean([s.score for s in samples]),
+        "well_formed_samples": _mean([task.is_well_formed(s.answer or "") for s in samples]),
+        "distinct_samples_per_query": len(samples) / len(examples),
+        "margin_correct_samples": _mean([m for m, ok in zip(margins, correct) if ok]),
+        "margin_wrong_samples": _mean([m for m, ok in zip(margins, correct) if not ok]),
+        "separation": _mean(separation),
+        "separated_share": _mean([s > 0 for s in separation]),
+        "top_greedy_answers": dict(
+            Counter(r["answer"] for r in greedy["correct"].records).most_common(3)
+        ),
+        "wall_seconds": round(time.perf_counter() - began, 1),
+    }
+    row["reading"] = reading(row, settings.num_samples)
+    return row
+
+
+@torch.no_grad()
+def instruction_margins(
+    policy: Policy, task: Task, examples: Sequence, samples: Sequence, batch_size: int
+) -> list[float]:
+    """Per sample: mean token log-prob of the output under the correct-answer instruction minus
+    under the wrong-answer one (the pairwise contrastive term's margin, from the correct side)."""
+    queries = {e.id: e.query for e in examples}
+    margins: list[float] = []
+    for begin in range(0, len(samples), batch_size):
+        batch = samples[begin : begin + batch_size]
+        prompts = [task.prompt(queries[s.query_id], task.correct_instruction) for s in batch]
+        prompts += [task.prompt(queries[s.query_id], task.wrong_instruction) for s in batch]
+        outputs = [s.output for s in batch] * 2
+        scores = sequence_scores(policy.statistics_for(prompts, outputs)).float().cpu()
+        margins += (scores[: len(batch)] - scores[len(batch) :]).tolist()
+    return margins
+
+
+def constant_answer(examples: Sequence) -> tuple[str, float]:
+    """The commonest target and its share: what always giving one answer scores."""
+    target, count = Counter(e.target for e in examples).most_common(1)[0]
+    return target, count / len(examples)
+
+
+def reading(row: dict, k: int) -> str:
+    """One line: is HIR's premise there, and can a run learn from the model's own samples?"""
+    gap = row["accuracy_correct_instruction"] - row["accuracy_wrong_instruction"]
+    if gap >= PREMISE_GAP and row["separation"] > 0:
+        premise = "present"
+    elif gap >= WEAK_PREMISE_GAP or row["separated_share"] >= 0.6:
+        premise = "weak"
+    else:
+        premise = "absent"
+    low, high = PASS_AT_K_RANGE
+    if row["well_formed_samples"] < MIN_WELL_FORMED:
+        learnable = (
+            f"not learnable from its own samples: {row['well_formed_samples']:.0%} well-formed"
+        )
+    elif row["pass_at_k"] < low:
+        learnable = (
+            f"not learnable from its own samples: pass@{k} {row['pass_at_k']:.2f}, too few right"
+        )
+    elif row["pass_at_k"] > high:
+        learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
+    else:
+        learnable = f"learnable from its own samples (pass@{k} {row['pass_at_k']:.2f})"
+    line = (f"premise {premise} (gap {gap:+.2f}, same answer {row['same_answer_share']:.2f}, "
+            f"separation {row['separation']:+.3f}); {learnable}")  # fmt: skip
+    if row["constant_answer_share"] >= 0.5:
+        line += (f"; one answer, {row['constant_answer']}, scores {row['constant_answer_share']:.2f}"
+                 ": shuffle the options")  # fmt: skip
+    elif row["accuracy_correct_instruction"] <= row["constant_answer_share"]:
+        line += f"; greedy at or below the constant answer ({row['constant_answer_share']:.2f})"
+    return line
+
+
+def screen(
+    policy: Policy,
+    tasks: Sequence[tuple[str, Task]],
+    settings: ScreenSettings,
+    output_dir: str | Path,
+    record: dict,
+) -> list[dict]:
+    """Screen each (row name, task), writing screen.json and screen.md after each one; rows
+    already in screen.json with the same settings are kept, so a killed screen continues."""
+    output_dir = Path(output_dir)
+    path = output_dir / "screen.json"
+    rows = _previous_rows(path, settings, record)
+    for name, task in tasks:
+        if name in rows:
+            print(f"hir screen: {name}: screened before, kept")
+            continue
+        print(f"hir screen: {name}")
+        rows[name] = {"row": name, **screen_task(policy, task, settings)}
+        print(f"  {rows[name]['reading']}")
+        ordered = [rows[n] for n, _ in tasks if n in rows]
+        atomic_write_json(path, {**record, "settings": asdict(settings), "rows": ordered,
+                                 "versions": library_versions()})  # fmt: skip
+        atomic_write_text(output_dir / "screen.md", screen_table(ordered, settings.num_samples))
+    return [rows[n] for n, _ in tasks]
+
+
+def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[str, dict]:
+    import json
+
+    if not path.is_file():
+        return {}
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if previous.get("settings") != asdict(settings) or previous.get("model") != record["model"]:
+        raise HIRError(
+            f"{path} holds a screen of other settings or another model: give another "
+            "--output_dir, or remove that file to start over"
+        )
+    return {row["row"]: row for row in previous.get("rows", [])}
+
+
+def screen_table(rows: Sequence[dict], k: int) -> str:
+    header = (
+        f"| task | const. | greedy acc. correct / wrong | same | pass@{k} | samples right "
+        "| well-formed | margin right / wrong samples | reading |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r['row']} | {r['constant_answer_share']:.2f} | "
+            f"{r['accuracy_correct_instruction']:.2f} / {r['accuracy_wrong_instruction']:.2f} | "
+            f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} | {r['sample_accuracy']:.2f} | "
+            f"{r['well_formed_samples']:.2f} | {_signed(r['margin_correct_samples'])} / "
+            f"{_signed(r['margin_wrong_samples'])} | {r['reading']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: Sequence) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"

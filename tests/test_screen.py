@@ -1,0 +1,130 @@
+"""`hir screen`: the numbers of a row against their definitions, the reading, resume."""
+
+import json
+
+import pytest
+
+from hir import HIRError
+from hir.cli import main
+from hir.models.loading import load_policy
+from hir.online.sampling import Sample
+from hir.recipes import screen as screen_module
+from hir.recipes.screen import (
+    ScreenSettings,
+    constant_answer,
+    instruction_margins,
+    reading,
+    screen,
+)
+from hir.tasks import load_task
+
+TASK = load_task("synthetic/sort", num_examples=60, validation_fraction=0.2)
+SETTINGS = ScreenSettings(limit=6, num_samples=3, max_new_tokens=6, batch_size=8)
+
+
+def test_a_rows_numbers_follow_their_definitions(tiny_gpt2_dir, tmp_path):
+    policy = load_policy(tiny_gpt2_dir)
+    (row,) = screen(policy, [("sort", TASK)], SETTINGS, tmp_path, {"model": tiny_gpt2_dir})
+    examples = TASK.split("validation")[:6]
+    assert row["examples"] == 6
+    assert row["constant_answer_share"] == constant_answer(examples)[1]
+    assert 1 <= row["distinct_samples_per_query"] <= 3
+    assert 0 <= row["sample_accuracy"] <= row["pass_at_k"] <= 1
+    # separation is the margin seen from each sample's own (hindsight) instruction.
+    saved = json.loads((tmp_path / "screen.json").read_text())
+    assert saved["rows"][0]["reading"] == row["reading"] and "torch" in saved["versions"]
+    assert row["reading"].startswith("premise ")
+    assert (tmp_path / "screen.md").read_text().count("\n") == 3
+
+
+def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):
+    policy = load_policy(tiny_gpt2_dir)
+    task = TASK.for_format(policy.chat)
+    example = task.split("validation")[0]
+    samples = [Sample(0, example.id, "x", output, 0.0) for output in ("apple kiwi", "pear")]
+    margins = instruction_margins(policy, task, [example], samples, batch_size=1)
+    for sample, margin in zip(samples, margins):
+        scores = []
+        for instruction in (task.correct_instruction, task.wrong_instruction):
+            statistics = policy.statistics_for([task.prompt(example.query, instruction)],
+                                               [sample.output])  # fmt: skip
+            scores.append((statistics.logprob.sum() / statistics.mask.sum()).item())
+        assert margin == pytest.approx(scores[0] - scores[1], abs=1e-5)
+
+
+ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
+       "same_answer_share": 0.3, "separation": 0.05, "separated_share": 0.7,
+       "well_formed_samples": 0.9, "pass_at_k": 0.5, "constant_answer": "(A)",
+       "constant_answer_share": 0.3}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({}, "premise present (gap +0.40"),
+        ({"separation": -0.01}, "premise weak"),
+        ({"accuracy_wrong_instruction": 0.58, "separated_share": 0.4}, "premise absent"),
+        ({}, "learnable from its own samples (pass@4 0.50)"),
+        ({"pass_at_k": 0.1}, "pass@4 0.10, too few right"),
+        ({"pass_at_k": 0.95}, "little to learn"),
+        ({"well_formed_samples": 0.3}, "30% well-formed"),
+        ({"constant_answer_share": 0.99}, "one answer, (A), scores 0.99: shuffle the options"),
+        ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
+        (
+            {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},
+            "greedy at or below",
+        ),
+    ],
+)
+def test_the_reading(change, expected):
+    assert expected in reading({**ROW, **change}, k=4)
+
+
+def test_a_killed_screen_keeps_its_finished_rows(tiny_gpt2_dir, tmp_path, monkeypatch):
+    policy = load_policy(tiny_gpt2_dir)
+    record = {"model": tiny_gpt2_dir}
+    screen(policy, [("sort", TASK)], SETTINGS, tmp_path, record)
+    screened = []
+    real = screen_module.screen_task
+    monkeypatch.setattr(screen_module, "screen_task",
+                        lambda p, task, s: screened.append(task.name) or real(p, task, s))  # fmt: skip
+    count = load_task("synthetic/count", num_examples=60, validation_fraction=0.2)
+    rows = screen(policy, [("sort", TASK), ("count", count)], SETTINGS, tmp_path, record)
+    assert screened == ["synthetic/count"] and [r["row"] for r in rows] == ["sort", "count"]
+    other = ScreenSettings(limit=5, num_samples=3, max_new_tokens=6, batch_size=8)
+    with pytest.raises(HIRError, match="another --output_dir"):
+        screen(policy, [("sort", TASK)], other, tmp_path, record)
+
+
+def test_the_command(tiny_gpt2_dir, tmp_path, capsys):
+    out = tmp_path / "screen"
+    code = main(["screen", "--model", tiny_gpt2_dir, "--tasks", "synthetic/sort",
+                 "--limit", "4", "--num_samples", "2", "--max_new_tokens", "4",
+                 "--output_dir", str(out)])  # fmt: skip
+    assert code == 0
+    saved = json.loads((out / "screen.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == ["synthetic/sort"]
+    assert saved["settings"]["num_samples"] == 2 and saved["model"] == tiny_gpt2_dir
+    assert "| synthetic/sort |" in capsys.readouterr().out
+    assert main(["screen", "--model", tiny_gpt2_dir]) == 2
+    assert "needs --model and --tasks" in capsys.readouterr().err
+    assert main(["screen", "--model", tiny_gpt2_dir, "--tasks", "bigbench/nonsense",
+                 "--bigbench_dir", str(tmp_path)]) == 2  # fmt: skip
+    assert "may be wrong" in capsys.readouterr().err
+
+
+def test_shuffled_rows_where_one_answer_dominates(tiny_gpt2_dir, tmp_path, capsys):
+    root = tmp_path / "bigbench"
+    examples = [{"input": f"Question {i}?", "target_scores": {"yes": 1, "no": 0, "maybe": 0}}
+                for i in range(30)]  # fmt: skip
+    (root / "date_understanding").mkdir(parents=True)
+    (root / "date_understanding" / "task.json").write_text(json.dumps({"examples": examples}))
+    out = tmp_path / "screen"
+    code = main(["screen", "--model", tiny_gpt2_dir, "--tasks", "bigbench/date_understanding",
+                 "--bigbench_dir", str(root), "--shuffle_options", "0", "--limit", "4",
+                 "--num_samples", "1", "--max_new_tokens", "3", "--output_dir", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((out / "screen.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == ["bigbench/date_understanding",
+                                        "bigbench/date_understanding (options shuffled, seed 0)"]  # fmt: skip
+    assert rows[0]["constant_answer_share"] == 1.0 > rows[1]["constant_answer_share"]
