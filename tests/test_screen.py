@@ -37,6 +37,33 @@ def test_a_rows_numbers_follow_their_definitions(tiny_gpt2_dir, tmp_path):
     assert (tmp_path / "screen.md").read_text().count("\n") == 3
 
 
+def test_a_sampling_grid_adds_each_settings_numbers(tiny_gpt2_dir, tmp_path):
+    policy = load_policy(tiny_gpt2_dir)
+    settings = ScreenSettings(limit=4, num_samples=2, max_new_tokens=4, batch_size=8,
+                              sampling_grid="1.0/1.0, 0.5/0.9")  # fmt: skip
+    (row,) = screen(policy, [("sort", TASK)], settings, tmp_path, {"model": tiny_gpt2_dir})
+    first, second = row["sampling_grid"]
+    assert (first["temperature"], first["top_p"], second["temperature"], second["top_p"]) == (
+        1.0,
+        1.0,
+        0.5,
+        0.9,
+    )
+    # The grid's 1.0/1.0 is the main setting, seeded alike: the same samples, the same numbers.
+    for key in (
+        "pass_at_k",
+        "sample_accuracy",
+        "well_formed_samples",
+        "distinct_samples_per_query",
+    ):
+        assert first[key] == row[key]
+    assert "T 0.5 top-p 0.9" in (tmp_path / "screen.md").read_text()
+    with pytest.raises(HIRError, match="TEMPERATURE/TOP_P"):
+        ScreenSettings(sampling_grid="hot/0.9")
+    with pytest.raises(HIRError, match="top_p 1.5"):
+        ScreenSettings(sampling_grid="0.7/1.5")
+
+
 def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):
     policy = load_policy(tiny_gpt2_dir)
     task = TASK.for_format(policy.chat)

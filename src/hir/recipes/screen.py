@@ -52,6 +52,24 @@ class ScreenSettings:
     max_new_tokens: int = field(default=32, metadata=flag_help("longest output"))
     batch_size: int = field(default=32, metadata=flag_help("queries per generate call"))
     seed: int = field(default=0, metadata=flag_help("seeds the sampling (per task)"))
+    sampling_grid: str = field(
+        default="",
+        metadata=flag_help("more sampling settings to measure, TEMPERATURE/TOP_P pairs, e.g. "
+                           "'0.5/1.0,0.7/0.9,1.0/0.9': pass@k and well-formed samples at each"),
+    )  # fmt: skip
+
+    def grid(self) -> list[tuple[float, float]]:
+        """The (temperature, top_p) pairs of `sampling_grid`."""
+        pairs = []
+        for item in filter(None, (i.strip() for i in self.sampling_grid.split(","))):
+            temperature, slash, top_p = item.partition("/")
+            try:
+                pairs.append((float(temperature), float(top_p) if slash else 1.0))
+            except ValueError:
+                raise HIRError(
+                    f"--sampling_grid: {item!r} is not TEMPERATURE/TOP_P, e.g. 0.7/0.9"
+                ) from None
+        return pairs
 
     def __post_init__(self) -> None:
         for name in ("limit", "num_samples", "max_new_tokens", "batch_size"):
@@ -61,6 +79,10 @@ class ScreenSettings:
             raise HIRError("--temperature must be > 0, --top_p in (0, 1] and --top_k >= 0")
         if self.split not in ("train", "validation", "test"):
             raise HIRError(f"--split must be train, validation or test, got {self.split!r}")
+        for temperature, top_p in self.grid():
+            if temperature <= 0 or not 0 < top_p <= 1:
+                raise HIRError(f"--sampling_grid: temperature {temperature} must be > 0 and "
+                               f"top_p {top_p} in (0, 1]")  # fmt: skip
 
 
 def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
@@ -87,15 +109,8 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
     }
     same = [a["answer"] == b["answer"]
             for a, b in zip(greedy["correct"].records, greedy["wrong"].records)]  # fmt: skip
-    torch.manual_seed(settings.seed)
-    samples = sample_outputs(
-        policy, task, examples, instruction=task.correct_instruction, iteration=0,
-        num_samples=settings.num_samples, temperature=settings.temperature,
-        top_k=settings.top_k, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
-    )  # fmt: skip
+    samples = _samples(policy, task, examples, settings, settings.temperature, settings.top_p)
     correct = [s.score >= 1.0 for s in samples]
-    solved = {s.query_id for s, ok in zip(samples, correct) if ok}
     margins = instruction_margins(policy, task, examples, samples, settings.batch_size)
     # The margin of each sample's own (hindsight) instruction over the other one.
     separation = [m if ok else -m for m, ok in zip(margins, correct)]
@@ -110,11 +125,8 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
         "accuracy_wrong_instruction": greedy["wrong"].accuracy,
         "same_answer_share": _mean(same),
         "well_formed_greedy": greedy["correct"].well_formed,
-        "pass_at_k": len(solved) / len(examples),
-        "sample_accuracy": _mean(correct),
+        **sampling_summary(task, examples, samples),
         "mean_sample_score": _mean([s.score for s in samples]),
-        "well_formed_samples": _mean([task.is_well_formed(s.answer or "") for s in samples]),
-        "distinct_samples_per_query": len(samples) / len(examples),
         "margin_correct_samples": _mean([m for m, ok in zip(margins, correct) if ok]),
         "margin_wrong_samples": _mean([m for m, ok in zip(margins, correct) if not ok]),
         "separation": _mean(separation),
@@ -122,10 +134,35 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
         "top_greedy_answers": dict(
             Counter(r["answer"] for r in greedy["correct"].records).most_common(3)
         ),
-        "wall_seconds": round(time.perf_counter() - began, 1),
     }
+    row["sampling_grid"] = [
+        {"temperature": temperature, "top_p": top_p,
+         **sampling_summary(task, examples, _samples(policy, task, examples, settings, temperature, top_p))}
+        for temperature, top_p in settings.grid()
+    ]  # fmt: skip
+    row["wall_seconds"] = round(time.perf_counter() - began, 1)
     row["reading"] = reading(row, settings.num_samples)
     return row
+
+
+def _samples(policy, task, examples, settings: ScreenSettings, temperature: float, top_p: float):
+    torch.manual_seed(settings.seed)  # each setting's samples alike, whatever ran before
+    return sample_outputs(
+        policy, task, examples, instruction=task.correct_instruction, iteration=0,
+        num_samples=settings.num_samples, temperature=temperature, top_k=settings.top_k,
+        top_p=top_p, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+    )  # fmt: skip
+
+
+def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
+    """pass@k, the share of correct and of well-formed samples, distinct samples per query."""
+    correct = [s.score >= 1.0 for s in samples]
+    return {
+        "pass_at_k": len({s.query_id for s, ok in zip(samples, correct) if ok}) / len(examples),
+        "sample_accuracy": _mean(correct),
+        "well_formed_samples": _mean([task.is_well_formed(s.answer or "") for s in samples]),
+        "distinct_samples_per_query": len(samples) / len(examples),
+    }
 
 
 @torch.no_grad()
@@ -238,6 +275,23 @@ def screen_table(rows: Sequence[dict], k: int) -> str:
             f"{r['well_formed_samples']:.2f} | {_signed(r['margin_correct_samples'])} / "
             f"{_signed(r['margin_wrong_samples'])} | {r['reading']} |"
         )
+    return "\n".join(lines) + "\n" + grid_table(rows, k)
+
+
+def grid_table(rows: Sequence[dict], k: int) -> str:
+    """pass@k / samples right / well-formed at each setting of the sampling grid, if any."""
+    settings = (
+        [(g["temperature"], g["top_p"]) for g in rows[0].get("sampling_grid", [])] if rows else []
+    )
+    if not settings:
+        return ""
+    header = "| task | " + " | ".join(f"T {t} top-p {p}" for t, p in settings) + " |"
+    lines = ["", f"pass@{k} / samples right / well-formed, per sampling setting:", "", header,
+             "|" + "---|" * (len(settings) + 1)]  # fmt: skip
+    for r in rows:
+        cells = [f"{g['pass_at_k']:.2f} / {g['sample_accuracy']:.2f} / {g['well_formed_samples']:.2f}"
+                 for g in r["sampling_grid"]]  # fmt: skip
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
