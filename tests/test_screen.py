@@ -1,6 +1,7 @@
 """`hir screen`: the numbers of a row against their definitions, the reading, resume."""
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -155,3 +156,34 @@ def test_shuffled_rows_where_one_answer_dominates(tiny_gpt2_dir, tmp_path, capsy
     assert [r["row"] for r in rows] == ["bigbench/date_understanding",
                                         "bigbench/date_understanding (options shuffled, seed 0)"]  # fmt: skip
     assert rows[0]["constant_answer_share"] == 1.0 > rows[1]["constant_answer_share"]
+
+
+def test_a_trained_run_is_screened_with_its_weights(tiny_gpt2_dir, tmp_path, capsys):
+    from hir.online.evaluate import evaluate
+    from hir.recipes.export import checkpoint_of
+    from hir.trainers.sft import SFTConfig, SFTTrainer
+
+    run = tmp_path / "run"
+    config = SFTConfig(output_dir=str(run), iterations=1, epochs_per_iteration=2, batch_size=16,
+                        max_new_tokens=6, report_to="none", learning_rate=5e-3)  # fmt: skip
+    SFTTrainer(tiny_gpt2_dir, TASK, config).train()
+    out = tmp_path / "screen"
+    code = main(["screen", "--model", tiny_gpt2_dir, "--run", str(run), "--tasks", "synthetic/sort",
+                 "--limit", "8", "--num_samples", "1", "--max_new_tokens", "6",
+                 "--output_dir", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((out / "screen.json").read_text())
+    assert saved["run"] == str(checkpoint_of(run))
+    trained = load_policy(tiny_gpt2_dir)
+    trained.load_weights(checkpoint_of(run))
+    task = load_task("synthetic/sort", validation_fraction=0.2)
+    expected = evaluate(trained, task, split="validation", max_new_tokens=6, limit=8)
+    untrained = evaluate(
+        load_policy(tiny_gpt2_dir), task, split="validation", max_new_tokens=6, limit=8
+    )
+    # The training moved the answers, so the screen can only match them with the run's weights.
+    assert [r["answer"] for r in untrained.records] != [r["answer"] for r in expected.records]
+    assert saved["rows"][0]["accuracy_correct_instruction"] == expected.accuracy
+    assert saved["rows"][0]["top_greedy_answers"] == dict(
+        Counter(r["answer"] for r in expected.records).most_common(3)
+    )

@@ -399,6 +399,11 @@ class ScreenArguments:
         default=None, metadata={"help": "where screen.json and screen.md go (default: results/screen-<model>)"}
     )  # fmt: skip
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:1, ... (default: cuda if present)"})  # fmt: skip
+    run: str | None = field(
+        default=None,
+        metadata={"help": "screen a trained run: its newest checkpoint (or the checkpoint named) "
+                          "loaded into --model, built with the run's --lora_r / --train_last_layers"},
+    )  # fmt: skip
 
 
 def run_screen(args: list[str]) -> None:
@@ -434,10 +439,18 @@ def run_screen(args: list[str]) -> None:
         if shuffle_seed is not None and examples and constant_answer(examples)[1] >= 0.5:
             shuffled = dataclasses.replace(task_args, task=name, shuffle_options=shuffle_seed)
             tasks.append((f"{name} (options shuffled, seed {shuffle_seed})", shuffled.load()))
+    checkpoint = None
+    if screen_args.run:  # found (or refused) before the slow model load
+        from hir.recipes.export import checkpoint_of
+
+        checkpoint = checkpoint_of(screen_args.run)
     model_name = Path(model_args.model.rstrip("/")).name.removesuffix(".gguf")
     output_dir = screen_args.output_dir or f"results/screen-{model_name.lower()}"
     policy = model_args.load_policy(device=screen_args.device)
-    record = {"model": model_args.model, "tasks": names, "shuffle_options": shuffle_seed,
+    if checkpoint is not None:
+        policy.load_weights(checkpoint)
+    record = {"model": model_args.model, "run": str(checkpoint) if checkpoint else None,
+              "tasks": names, "shuffle_options": shuffle_seed,
               "model_arguments": dataclasses.asdict(model_args),
               "task_arguments": dataclasses.asdict(task_args)}  # fmt: skip
     rows = screen(policy, tasks, settings, output_dir, record)

@@ -253,7 +253,8 @@ def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[s
     if not path.is_file():
         return {}
     previous = json.loads(path.read_text(encoding="utf-8"))
-    if previous.get("settings") != asdict(settings) or previous.get("model") != record["model"]:
+    same_model = all(previous.get(key) == record.get(key) for key in ("model", "run"))
+    if previous.get("settings") != asdict(settings) or not same_model:
         raise HIRError(
             f"{path} holds a screen of other settings or another model: give another "
             "--output_dir, or remove that file to start over"
