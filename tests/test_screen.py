@@ -29,6 +29,7 @@ def test_a_rows_numbers_follow_their_definitions(tiny_gpt2_dir, tmp_path):
     examples = TASK.split("validation")[:6]
     assert row["examples"] == 6
     assert row["constant_answer_share"] == constant_answer(examples)[1]
+    assert row["chance"] is None  # not multiple choice
     assert 1 <= row["distinct_samples_per_query"] <= 3
     assert 0 <= row["sample_accuracy"] <= row["pass_at_k"] <= 1
     # separation is the margin seen from each sample's own (hindsight) instruction.
@@ -83,7 +84,7 @@ def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):
 ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
        "same_answer_share": 0.3, "separation": 0.05, "separated_share": 0.7,
        "well_formed_samples": 0.9, "pass_at_k": 0.5, "constant_answer": "(A)",
-       "constant_answer_share": 0.3}  # fmt: skip
+       "constant_answer_share": 0.3, "chance": None, "sample_accuracy": 0.3}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,8 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
         ({"pass_at_k": 0.95}, "little to learn"),
         ({"well_formed_samples": 0.3}, "30% well-formed"),
         ({"constant_answer_share": 0.99}, "one answer, (A), scores 0.99: shuffle the options"),
+        ({"chance": 1 / 3, "sample_accuracy": 0.35}, "samples at chance (0.35 right, chance 0.33)"),
+        ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
         (
             {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},
@@ -111,7 +114,12 @@ def test_the_reading(change, expected):
 def test_a_killed_screen_keeps_its_finished_rows(tiny_gpt2_dir, tmp_path, monkeypatch):
     policy = load_policy(tiny_gpt2_dir)
     record = {"model": tiny_gpt2_dir}
-    screen(policy, [("sort", TASK)], SETTINGS, tmp_path, record)
+    (first,) = screen(policy, [("sort", TASK)], SETTINGS, tmp_path, record)
+    # A row kept from an older screen gets today's chance level and reading.
+    saved = json.loads((tmp_path / "screen.json").read_text())
+    del saved["rows"][0]["chance"]
+    saved["rows"][0]["reading"] = "an older rule's reading"
+    (tmp_path / "screen.json").write_text(json.dumps(saved))
     screened = []
     real = screen_module.screen_task
     monkeypatch.setattr(screen_module, "screen_task",
@@ -119,6 +127,7 @@ def test_a_killed_screen_keeps_its_finished_rows(tiny_gpt2_dir, tmp_path, monkey
     count = load_task("synthetic/count", num_examples=60, validation_fraction=0.2)
     rows = screen(policy, [("sort", TASK), ("count", count)], SETTINGS, tmp_path, record)
     assert screened == ["synthetic/count"] and [r["row"] for r in rows] == ["sort", "count"]
+    assert rows[0]["reading"] == first["reading"] and "chance" in rows[0]
     other = ScreenSettings(limit=5, num_samples=3, max_new_tokens=6, batch_size=8)
     with pytest.raises(HIRError, match="another --output_dir"):
         screen(policy, [("sort", TASK)], other, tmp_path, record)
@@ -156,6 +165,7 @@ def test_shuffled_rows_where_one_answer_dominates(tiny_gpt2_dir, tmp_path, capsy
     assert [r["row"] for r in rows] == ["bigbench/date_understanding",
                                         "bigbench/date_understanding (options shuffled, seed 0)"]  # fmt: skip
     assert rows[0]["constant_answer_share"] == 1.0 > rows[1]["constant_answer_share"]
+    assert rows[0]["chance"] == pytest.approx(1 / 3)
 
 
 def test_a_trained_run_is_screened_with_its_weights(tiny_gpt2_dir, tmp_path, capsys):

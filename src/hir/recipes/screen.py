@@ -9,7 +9,9 @@ For each task, on its validation split, with the sampling settings a run would u
   satisfies and the other one, the quantity HIR's contrastive term trains
   (margin > 0: the model already tells the instructions apart on its outputs);
 - the constant-answer baseline: the share of the commonest target (a model that learns one
-  letter scores that much without learning the task).
+  letter scores that much without learning the task), and for multiple-choice tasks chance,
+  the mean of 1 / options (pass@k of a model that guesses is 1 - (1 - chance)^k: its right
+  samples are guesses, and learning from them teaches the letters, not the task).
 Each task gets a one-line reading from these numbers (`reading`).
 """
 
@@ -39,6 +41,7 @@ PASS_AT_K_RANGE = (0.2, 0.9)
 MIN_WELL_FORMED = 0.5
 PREMISE_GAP = 0.15  # greedy accuracy, correct- minus wrong-answer instruction: premise present
 WEAK_PREMISE_GAP = 0.05
+AT_CHANCE_MARGIN = 0.05  # sample accuracy within this of chance: the model guesses
 
 
 @dataclass
@@ -121,6 +124,7 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
         "examples": len(examples),
         "constant_answer": constant,
         "constant_answer_share": constant_share,
+        "chance": chance_level(examples),
         "accuracy_correct_instruction": greedy["correct"].accuracy,
         "accuracy_wrong_instruction": greedy["wrong"].accuracy,
         "same_answer_share": _mean(same),
@@ -189,6 +193,14 @@ def constant_answer(examples: Sequence) -> tuple[str, float]:
     return target, count / len(examples)
 
 
+def chance_level(examples: Sequence) -> float | None:
+    """Mean of 1 / number of options over multiple-choice examples; None for other tasks."""
+    counts = [len(e.meta.get("options", ())) for e in examples]
+    if not all(counts):
+        return None
+    return sum(1 / c for c in counts) / len(counts)
+
+
 def reading(row: dict, k: int) -> str:
     """One line: is HIR's premise there, and can a run learn from the model's own samples?"""
     gap = row["accuracy_correct_instruction"] - row["accuracy_wrong_instruction"]
@@ -209,6 +221,9 @@ def reading(row: dict, k: int) -> str:
         )
     elif row["pass_at_k"] > high:
         learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
+    elif _at_chance(row):
+        learnable = (f"samples at chance ({row['sample_accuracy']:.2f} right, chance "
+                     f"{row['chance']:.2f}): its right samples are guesses")  # fmt: skip
     else:
         learnable = f"learnable from its own samples (pass@{k} {row['pass_at_k']:.2f})"
     line = (f"premise {premise} (gap {gap:+.2f}, same answer {row['same_answer_share']:.2f}, "
@@ -221,6 +236,11 @@ def reading(row: dict, k: int) -> str:
     return line
 
 
+def _at_chance(row: dict) -> bool:
+    chance = row.get("chance")
+    return chance is not None and row["sample_accuracy"] <= chance + AT_CHANCE_MARGIN
+
+
 def screen(
     policy: Policy,
     tasks: Sequence[tuple[str, Task]],
@@ -229,7 +249,8 @@ def screen(
     record: dict,
 ) -> list[dict]:
     """Screen each (row name, task), writing screen.json and screen.md after each one; rows
-    already in screen.json with the same settings are kept, so a killed screen continues."""
+    already in screen.json with the same settings are kept, so a killed screen continues.
+    Every row's chance level and reading are derived again with today's rule."""
     output_dir = Path(output_dir)
     path = output_dir / "screen.json"
     rows = _previous_rows(path, settings, record)
@@ -240,11 +261,20 @@ def screen(
         print(f"hir screen: {name}")
         rows[name] = {"row": name, **screen_task(policy, task, settings)}
         print(f"  {rows[name]['reading']}")
-        ordered = [rows[n] for n, _ in tasks if n in rows]
-        atomic_write_json(path, {**record, "settings": asdict(settings), "rows": ordered,
-                                 "versions": library_versions()})  # fmt: skip
-        atomic_write_text(output_dir / "screen.md", screen_table(ordered, settings.num_samples))
-    return [rows[n] for n, _ in tasks]
+        _write(path, [rows[n] for n, _ in tasks if n in rows], settings, record)
+    ordered = []
+    for name, task in tasks:
+        examples = task.split(settings.split)[: settings.limit]
+        row = {**rows[name], "chance": chance_level(examples)}
+        ordered.append({**row, "reading": reading(row, settings.num_samples)})
+    _write(path, ordered, settings, record)
+    return ordered
+
+
+def _write(path: Path, rows: list[dict], settings: ScreenSettings, record: dict) -> None:
+    atomic_write_json(path, {**record, "settings": asdict(settings), "rows": rows,
+                             "versions": library_versions()})  # fmt: skip
+    atomic_write_text(path.parent / "screen.md", screen_table(rows, settings.num_samples))
 
 
 def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[str, dict]:
@@ -264,13 +294,14 @@ def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[s
 
 def screen_table(rows: Sequence[dict], k: int) -> str:
     header = (
-        f"| task | const. | greedy acc. correct / wrong | same | pass@{k} | samples right "
+        f"| task | const. | chance | greedy acc. correct / wrong | same | pass@{k} | samples right "
         "| well-formed | margin right / wrong samples | reading |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for r in rows:
+        chance = "-" if r.get("chance") is None else f"{r['chance']:.2f}"
         lines.append(
-            f"| {r['row']} | {r['constant_answer_share']:.2f} | "
+            f"| {r['row']} | {r['constant_answer_share']:.2f} | {chance} | "
             f"{r['accuracy_correct_instruction']:.2f} / {r['accuracy_wrong_instruction']:.2f} | "
             f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} | {r['sample_accuracy']:.2f} | "
             f"{r['well_formed_samples']:.2f} | {_signed(r['margin_correct_samples'])} / "
