@@ -38,7 +38,10 @@ def test_the_prompt_is_the_user_turn_and_the_assistant_turn_is_opened(tiny_llama
     # The task's own prompt goes in the user turn with the chat layout (question first).
     chat_task = TASK.for_format(chat=True)
     example = chat_task.split("train")[0]
-    assert chat_task.prompt(example.query) == f"{example.query}\n\n{TASK.correct_instruction}"
+    hint = "Answer with a number only."  # synthetic/count's hint for chat models
+    assert (
+        chat_task.prompt(example.query) == f"{example.query}\n\n{TASK.correct_instruction} {hint}"
+    )
     assert TASK.for_format(chat=False).prompt(example.query).endswith("\nA:")
     assert chat_task.for_format(chat=True) is chat_task
 

@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from hir.errors import HIRError
 from hir.tasks.base import Example, Task, exact_match
+from hir.tasks.extraction import ANSWER_HINTS
 
 # Short name -> folder under bigbench/benchmark_tasks/, in the paper's order.
 PAPER_TASKS: dict[str, str] = {
@@ -105,17 +106,13 @@ def load_bigbench_task(
         + ("" if shuffle_options is None else f", options shuffled with seed {shuffle_options}"),
         answer_format=_ANSWER_FORMATS.get(kind),
         chat_extraction=kind,
-        chat_answer_hint=_ANSWER_HINTS[kind],
+        chat_answer_hint=ANSWER_HINTS[kind],
     )
 
 
-# What a chat model is told and what its answer is taken as, per kind of BIG-bench task.
+# What a well-formed answer looks like, per kind of BIG-bench task (the hint a chat model is
+# told is `ANSWER_HINTS`).
 _ANSWER_FORMATS = {"option": r"\([A-Z]\)", "number": r"\d+"}
-_ANSWER_HINTS = {
-    "option": "Answer with the option letter only.",
-    "number": "Answer with a number only.",
-    "first_line": "Answer on one line.",
-}
 
 
 def parse_bigbench_file(

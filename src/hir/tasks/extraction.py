@@ -62,6 +62,14 @@ _LETTER_FIRST = re.compile(r"^([A-Z])(?:[).:]|$)")  # "B) red", "B.", "B"
 _LETTER_NAMED = re.compile(r"(?i:answer\s*(?:is|:)|option)\s*([A-Z])\b")  # "Answer: B"
 
 
+# The sentence a chat model is told after the instruction, per kind of answer extracted.
+ANSWER_HINTS = {
+    "option": "Answer with the option letter only.",
+    "number": "Answer with a number only.",
+    "first_line": "Answer on one line.",
+}
+
+
 def no_extraction(output: str, example: Example) -> str:
     return output
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hir.tasks.base import Example, Task, normalize_answer
+from hir.tasks.extraction import ANSWER_HINTS
 
 WORDS = (
     "apple", "pear", "kiwi", "plum", "lime", "fig", "grape", "peach",
@@ -77,7 +78,9 @@ def generate_swap(
     options = "\n".join(f"({chr(65 + i)}) {b} ball" for i, b in enumerate(balls))
     query = f"{start}. {moves} At the end, {asked} has the\nOptions:\n{options}"
     answer = f"({chr(65 + balls.index(holding[asked]))})"
-    return query, answer, {"players": players, "balls": balls, "swaps": swaps, "asked": asked}
+    meta = {"players": players, "balls": balls, "swaps": swaps, "asked": asked,
+            "options": tuple(f"{b} ball" for b in balls)}  # fmt: skip
+    return query, answer, meta
 
 
 def verify_swap(output: str, example: Example) -> float:
@@ -95,20 +98,30 @@ class SyntheticSpec:
     verify: Callable[[str, Example], float]
     description: str
     answer_format: str  # regex of a well-formed answer
+    # For chat models (`Task.for_format`): how the answer is taken from a sentence, and the
+    # hint after the instruction, as for the BIG-bench tasks of the same kind.
+    chat_extraction: str = "none"
+    chat_answer_hint: str = ""
 
 
 SYNTHETIC_TASKS: dict[str, SyntheticSpec] = {
     "count": SyntheticSpec(
-        generate_count, verify_count, "count a word's occurrences in a list", r"\d+"
+        generate_count, verify_count, "count a word's occurrences in a list", r"\d+",
+        "number", ANSWER_HINTS["number"],
     ),
-    "arithmetic": SyntheticSpec(generate_arithmetic, verify_arithmetic, "add two numbers", r"\d+"),
+    "arithmetic": SyntheticSpec(
+        generate_arithmetic, verify_arithmetic, "add two numbers", r"\d+",
+        "number", ANSWER_HINTS["number"],
+    ),
     "sort": SyntheticSpec(
-        generate_sort, verify_sort, "sort 3-4 words alphabetically", r"[a-z]+( [a-z]+)*"
+        generate_sort, verify_sort, "sort 3-4 words alphabetically", r"[a-z]+( [a-z]+)*",
+        "first_line", "Answer with the sorted words only, separated by spaces.",
     ),
     "swap": SyntheticSpec(
-        generate_swap, verify_swap, "track a ball through swaps (multiple choice)", r"\([A-Z]\)"
+        generate_swap, verify_swap, "track a ball through swaps (multiple choice)", r"\([A-Z]\)",
+        "option", ANSWER_HINTS["option"],
     ),
-}
+}  # fmt: skip
 
 
 def load_synthetic_task(kind: str, num_examples: int = 1000, data_seed: int = 0, **params) -> Task:
@@ -129,4 +142,6 @@ def load_synthetic_task(kind: str, num_examples: int = 1000, data_seed: int = 0,
         feedback=spec.verify,
         description=f"synthetic: {spec.description} ({len(examples)} examples, data seed {data_seed})",
         answer_format=spec.answer_format,
+        chat_extraction=spec.chat_extraction,
+        chat_answer_hint=spec.chat_answer_hint,
     )
