@@ -284,7 +284,9 @@ def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[s
         return {}
     previous = json.loads(path.read_text(encoding="utf-8"))
     same_model = all(previous.get(key) == record.get(key) for key in ("model", "run"))
-    if previous.get("settings") != asdict(settings) or not same_model:
+    # A setting added since that screen ran had its default then.
+    earlier = {**asdict(ScreenSettings()), **previous.get("settings", {})}
+    if earlier != asdict(settings) or not same_model:
         raise HIRError(
             f"{path} holds a screen of other settings or another model: give another "
             "--output_dir, or remove that file to start over"
