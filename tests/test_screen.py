@@ -98,7 +98,11 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
         ({"pass_at_k": 0.95}, "little to learn"),
         ({"well_formed_samples": 0.3}, "30% well-formed"),
         ({"constant_answer_share": 0.99}, "one answer, (A), scores 0.99: shuffle the options"),
-        ({"chance": 1 / 3, "sample_accuracy": 0.35}, "samples at chance (0.35 right, chance 0.33)"),
+        # 0.3 right of 0.8 well-formed: 0.375 (0.37 in float) of the letters given are right.
+        (
+            {"chance": 1 / 3, "well_formed_samples": 0.8},
+            "samples at chance (0.38 of the well-formed right, chance 0.33)",
+        ),
         ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
         (

@@ -41,7 +41,7 @@ PASS_AT_K_RANGE = (0.2, 0.9)
 MIN_WELL_FORMED = 0.5
 PREMISE_GAP = 0.15  # greedy accuracy, correct- minus wrong-answer instruction: premise present
 WEAK_PREMISE_GAP = 0.05
-AT_CHANCE_MARGIN = 0.05  # sample accuracy within this of chance: the model guesses
+AT_CHANCE_MARGIN = 0.05  # well-formed samples' accuracy within this of chance: it guesses
 
 
 @dataclass
@@ -222,8 +222,8 @@ def reading(row: dict, k: int) -> str:
     elif row["pass_at_k"] > high:
         learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
     elif _at_chance(row):
-        learnable = (f"samples at chance ({row['sample_accuracy']:.2f} right, chance "
-                     f"{row['chance']:.2f}): its right samples are guesses")  # fmt: skip
+        learnable = (f"samples at chance ({_well_formed_accuracy(row):.2f} of the well-formed "
+                     f"right, chance {row['chance']:.2f}): its right samples are guesses")  # fmt: skip
     else:
         learnable = f"learnable from its own samples (pass@{k} {row['pass_at_k']:.2f})"
     line = (f"premise {premise} (gap {gap:+.2f}, same answer {row['same_answer_share']:.2f}, "
@@ -236,9 +236,14 @@ def reading(row: dict, k: int) -> str:
     return line
 
 
+def _well_formed_accuracy(row: dict) -> float:
+    """The share of well-formed samples that are right (a right answer is well-formed)."""
+    return row["sample_accuracy"] / max(row["well_formed_samples"], 1e-9)
+
+
 def _at_chance(row: dict) -> bool:
     chance = row.get("chance")
-    return chance is not None and row["sample_accuracy"] <= chance + AT_CHANCE_MARGIN
+    return chance is not None and _well_formed_accuracy(row) <= chance + AT_CHANCE_MARGIN
 
 
 def screen(
