@@ -101,7 +101,7 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
         # 0.3 right of 0.8 well-formed: 0.375 (0.37 in float) of the letters given are right.
         (
             {"chance": 1 / 3, "well_formed_samples": 0.8},
-            "samples at chance (0.38 of the well-formed right, chance 0.33)",
+            "samples at chance (0.37 of the well-formed right, chance 0.33)",
         ),
         ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
