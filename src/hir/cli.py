@@ -408,9 +408,8 @@ class ScreenArguments:
 
 def run_screen(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.recipes.screen import ScreenSettings, constant_answer, screen
-    from hir.tasks.bigbench import PAPER_TASKS
-    from hir.tasks.synthetic import SYNTHETIC_TASKS
+    from hir.recipes.screen import ScreenSettings, screen, screen_table, tasks_to_screen
+    from hir.tasks import Task
 
     screen_args, settings, model_args, task_args = _parser(
         "hir screen", ScreenArguments, ScreenSettings, ModelArguments, TaskArguments,
@@ -421,24 +420,16 @@ def run_screen(args: list[str]) -> None:
     ).parse(args)  # fmt: skip
     if not screen_args.tasks or not model_args.model:
         raise HIRError("hir screen needs --model and --tasks (e.g. --tasks paper,synthetic)")
-    groups = {"paper": [f"bigbench/{n}" for n in PAPER_TASKS],
-              "synthetic": [f"synthetic/{n}" for n in SYNTHETIC_TASKS]}  # fmt: skip
-    names = [t for n in screen_args.tasks.split(",") if n.strip()
-             for t in groups.get(n.strip(), [n.strip()])]  # fmt: skip
     if task_args.validation_fraction is None:
         task_args = dataclasses.replace(task_args, validation_fraction=0.2)
-    shuffle_seed, task_args = (
-        task_args.shuffle_options,
-        dataclasses.replace(task_args, shuffle_options=None),
-    )
-    tasks = []  # loaded before the (slow) model, so that a wrong name fails at once
-    for name in dict.fromkeys(names):
-        task = dataclasses.replace(task_args, task=name).load()
-        tasks.append((name, task))
-        examples = task.split(settings.split)[: settings.limit]
-        if shuffle_seed is not None and examples and constant_answer(examples)[1] >= 0.5:
-            shuffled = dataclasses.replace(task_args, task=name, shuffle_options=shuffle_seed)
-            tasks.append((f"{name} (options shuffled, seed {shuffle_seed})", shuffled.load()))
+    shuffle_seed = task_args.shuffle_options
+    task_args = dataclasses.replace(task_args, shuffle_options=None)
+
+    def load(name: str, shuffle: int | None) -> Task:
+        return dataclasses.replace(task_args, task=name, shuffle_options=shuffle).load()
+
+    # Loaded before the (slow) model, so that a wrong name fails at once.
+    names, tasks = tasks_to_screen(screen_args.tasks, load, settings, shuffle_seed)
     checkpoint = None
     if screen_args.run:  # found (or refused) before the slow model load
         from hir.recipes.export import checkpoint_of
@@ -454,8 +445,6 @@ def run_screen(args: list[str]) -> None:
               "model_arguments": dataclasses.asdict(model_args),
               "task_arguments": dataclasses.asdict(task_args)}  # fmt: skip
     rows = screen(policy, tasks, settings, output_dir, record)
-    from hir.recipes.screen import screen_table
-
     print(screen_table(rows, settings.num_samples))
     print(f"wrote {Path(output_dir) / 'screen.json'} and screen.md")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -244,6 +244,35 @@ def _well_formed_accuracy(row: dict) -> float:
 def _at_chance(row: dict) -> bool:
     chance = row.get("chance")
     return chance is not None and _well_formed_accuracy(row) <= chance + AT_CHANCE_MARGIN
+
+
+def tasks_to_screen(
+    spec: str,
+    load: Callable[[str, int | None], Task],
+    settings: ScreenSettings,
+    shuffle_options: int | None = None,
+) -> tuple[list[str], list[tuple[str, Task]]]:
+    """The task names of a comma-separated `spec` ("paper": the twelve BIG-bench tasks,
+    "synthetic": the synthetic ones), and the (row name, task) pairs to screen, loaded with
+    `load(name, shuffle seed)`. With `shuffle_options`, a task where one answer holds half the
+    screened split gets a second row with its options shuffled."""
+    from hir.tasks.bigbench import PAPER_TASKS
+    from hir.tasks.synthetic import SYNTHETIC_TASKS
+
+    groups = {"paper": [f"bigbench/{n}" for n in PAPER_TASKS],
+              "synthetic": [f"synthetic/{n}" for n in SYNTHETIC_TASKS]}  # fmt: skip
+    names = list(dict.fromkeys(
+        t for n in spec.split(",") if n.strip() for t in groups.get(n.strip(), [n.strip()])
+    ))  # fmt: skip
+    tasks = []
+    for name in names:
+        task = load(name, None)
+        tasks.append((name, task))
+        examples = task.split(settings.split)[: settings.limit]
+        if shuffle_options is not None and examples and constant_answer(examples)[1] >= 0.5:
+            row = f"{name} (options shuffled, seed {shuffle_options})"
+            tasks.append((row, load(name, shuffle_options)))
+    return names, tasks
 
 
 def screen(
