@@ -104,6 +104,8 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
             "samples at chance (0.37 of the well-formed right, chance 0.33)",
         ),
         ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
+        # Guessing among three letters gives pass@4 near 0.8-0.95: still guesses.
+        ({"chance": 1 / 3, "pass_at_k": 0.95, "well_formed_samples": 0.9}, "samples at chance"),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
         (
             {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},

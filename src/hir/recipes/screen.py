@@ -219,11 +219,11 @@ def reading(row: dict, k: int) -> str:
         learnable = (
             f"not learnable from its own samples: pass@{k} {row['pass_at_k']:.2f}, too few right"
         )
-    elif row["pass_at_k"] > high:
-        learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
     elif _at_chance(row):
         learnable = (f"samples at chance ({_well_formed_accuracy(row):.2f} of the well-formed "
                      f"right, chance {row['chance']:.2f}): its right samples are guesses")  # fmt: skip
+    elif row["pass_at_k"] > high:
+        learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
     else:
         learnable = f"learnable from its own samples (pass@{k} {row['pass_at_k']:.2f})"
     line = (f"premise {premise} (gap {gap:+.2f}, same answer {row['same_answer_share']:.2f}, "
