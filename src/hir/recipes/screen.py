@@ -17,6 +17,7 @@ Each task gets a one-line reading from these numbers (`reading`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,9 +29,9 @@ import torch
 from hir.errors import HIRError
 from hir.losses import sequence_scores
 from hir.models import Policy
-from hir.online.evaluate import evaluate
 from hir.online.sampling import sample_outputs
 from hir.options import flag_help
+from hir.recipes.premise import greedy_under_both, same_answer_share, top_answers
 from hir.runs.fileio import atomic_write_json, atomic_write_text
 from hir.runs.versions import library_versions
 from hir.tasks import Task
@@ -60,6 +61,10 @@ class ScreenSettings:
         metadata=flag_help("more sampling settings to measure, TEMPERATURE/TOP_P pairs, e.g. "
                            "'0.5/1.0,0.7/0.9,1.0/0.9': pass@k and well-formed samples at each"),
     )  # fmt: skip
+
+    def examples(self, task: Task) -> list:
+        """The screened examples of `task`: the first `limit` of `split`."""
+        return task.split(self.split)[: self.limit]
 
     def grid(self) -> list[tuple[float, float]]:
         """The (temperature, top_p) pairs of `sampling_grid`."""
@@ -92,26 +97,11 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
     """One task's screen row (see the module's docstring)."""
     began = time.perf_counter()
     task = task.for_format(policy.chat)
-    examples = task.split(settings.split)[: settings.limit]
+    examples = settings.examples(task)
     if not examples:
         raise HIRError(f"task {task.name} has no {settings.split} examples to screen")
-    greedy = {
-        name: evaluate(
-            policy,
-            task,
-            split=settings.split,
-            instruction=instruction,
-            batch_size=settings.batch_size,
-            max_new_tokens=settings.max_new_tokens,
-            limit=settings.limit,
-        )  # fmt: skip
-        for name, instruction in (
-            ("correct", task.correct_instruction),
-            ("wrong", task.wrong_instruction),
-        )  # fmt: skip
-    }
-    same = [a["answer"] == b["answer"]
-            for a, b in zip(greedy["correct"].records, greedy["wrong"].records)]  # fmt: skip
+    greedy = greedy_under_both(policy, task, settings.split, settings.max_new_tokens,
+                               settings.limit, settings.batch_size)  # fmt: skip
     samples = _samples(policy, task, examples, settings, settings.temperature, settings.top_p)
     correct = [s.score >= 1.0 for s in samples]
     margins = instruction_margins(policy, task, examples, samples, settings.batch_size)
@@ -127,7 +117,7 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
         "chance": chance_level(examples),
         "accuracy_correct_instruction": greedy["correct"].accuracy,
         "accuracy_wrong_instruction": greedy["wrong"].accuracy,
-        "same_answer_share": _mean(same),
+        "same_answer_share": same_answer_share(greedy),
         "well_formed_greedy": greedy["correct"].well_formed,
         **sampling_summary(task, examples, samples),
         "mean_sample_score": _mean([s.score for s in samples]),
@@ -135,9 +125,7 @@ def screen_task(policy: Policy, task: Task, settings: ScreenSettings) -> dict:
         "margin_wrong_samples": _mean([m for m, ok in zip(margins, correct) if not ok]),
         "separation": _mean(separation),
         "separated_share": _mean([s > 0 for s in separation]),
-        "top_greedy_answers": dict(
-            Counter(r["answer"] for r in greedy["correct"].records).most_common(3)
-        ),
+        "top_greedy_answers": top_answers(greedy["correct"].records, most=3),
     }
     row["sampling_grid"] = [
         {"temperature": temperature, "top_p": top_p,
@@ -268,7 +256,7 @@ def tasks_to_screen(
     for name in names:
         task = load(name, None)
         tasks.append((name, task))
-        examples = task.split(settings.split)[: settings.limit]
+        examples = settings.examples(task)
         if shuffle_options is not None and examples and constant_answer(examples)[1] >= 0.5:
             row = f"{name} (options shuffled, seed {shuffle_options})"
             tasks.append((row, load(name, shuffle_options)))
@@ -298,7 +286,7 @@ def screen(
         _write(path, [rows[n] for n, _ in tasks if n in rows], settings, record)
     ordered = []
     for name, task in tasks:
-        examples = task.split(settings.split)[: settings.limit]
+        examples = settings.examples(task)
         row = {**rows[name], "chance": chance_level(examples)}
         ordered.append({**row, "reading": reading(row, settings.num_samples)})
     _write(path, ordered, settings, record)
@@ -312,8 +300,6 @@ def _write(path: Path, rows: list[dict], settings: ScreenSettings, record: dict)
 
 
 def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[str, dict]:
-    import json
-
     if not path.is_file():
         return {}
     previous = json.loads(path.read_text(encoding="utf-8"))

@@ -153,19 +153,20 @@ class HIRTrainer(SupervisedTrainer):
             items = [dataclasses.replace(i, weight=w) for i, w in zip(items, weights)]
         return items
 
-    def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
+    def run_epochs(self, items: Sequence[TrainItem], iteration: int) -> dict:
         first = self.config.contrast_first_epochs
-        if not items or not first:
-            metrics = super().update(items, iteration)
-        else:
-            # The contrast-first schedule: the contrastive term alone, then the whole loss.
-            self.policy.precompute_frozen_layers(*self.training_pairs(items))
-            contrastive = self.train_epochs(items, self.contrastive_loss, first, iteration)
-            rest = self.config.epochs_per_iteration - first
-            metrics = self.train_epochs(items, self.loss, rest, iteration) if rest else {}
-            metrics.update({f"contrast_first/{k}": v for k, v in contrastive.items()})
-            metrics["train_steps"] = contrastive["train_steps"] + metrics.get("train_steps", 0)
-            metrics["train_items"] = len(items)
+        if not first:
+            return super().run_epochs(items, iteration)
+        # The contrast-first schedule: the contrastive term alone, then the whole loss.
+        contrastive = self.train_epochs(items, self.contrastive_loss, first, iteration)
+        rest = self.config.epochs_per_iteration - first
+        metrics = self.train_epochs(items, self.loss, rest, iteration) if rest else {}
+        metrics.update({f"contrast_first/{k}": v for k, v in contrastive.items()})
+        metrics["train_steps"] = contrastive["train_steps"] + metrics.get("train_steps", 0)
+        return metrics
+
+    def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
+        metrics = super().update(items, iteration)
         if items:
             target = self.target_instruction
             metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(

@@ -411,8 +411,11 @@ class SupervisedTrainer(OnlineTrainer):
         if not items:
             return {"train_steps": 0, "train_items": 0}
         self.policy.precompute_frozen_layers(*self.training_pairs(items))
-        metrics = self.train_epochs(items, self.loss, self.config.epochs_per_iteration, iteration)
-        return {**metrics, "train_items": len(items)}
+        return {**self.run_epochs(items, iteration), "train_items": len(items)}
+
+    def run_epochs(self, items: Sequence[TrainItem], iteration: int) -> dict:
+        """One iteration's epochs of `loss` over `items` (HIR's schedule overrides this)."""
+        return self.train_epochs(items, self.loss, self.config.epochs_per_iteration, iteration)
 
     def train_epochs(self, items: Sequence[TrainItem], loss, epochs: int, iteration: int) -> dict:
         """`epochs` passes of `loss` over `items`, with the run's batching and shuffling."""
