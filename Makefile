@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # torch first and pinned: an unpinned torch can pull several GB of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench-tasks
+.PHONY: setup demo test lint bench-tasks gpu-bundle
 
 setup: $(VENV)/.installed
 
@@ -22,3 +22,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks && $(VENV)/bin/ruff format --check src tests benchmarks
+
+# What the GPU check (benchmarks/gpu_check.sh) needs on a GPU machine without network.
+gpu-bundle: setup
+	$(PYTHON) benchmarks/gpu_bundle.py --output .gpu-bundle

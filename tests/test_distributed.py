@@ -1,56 +1,216 @@
-"""Several processes (accelerate, data parallel): each samples and evaluates a share of the
-queries, all train on every sample, one writes the files. Two CPU processes (gloo), started by
-torchrun as fresh interpreters (forking a process whose thread pools already ran can hang)."""
+"""Several processes through accelerate, two CPU processes (gloo) started by torchrun as fresh
+interpreters (forking a process whose thread pools already ran can hang); each runs
+`tests/distributed_run.py`.
+
+- Data parallel (accelerate's default): each process samples and evaluates a share of the
+  queries, all train on every sample, one writes the files.
+- FSDP2: each process holds half of every weight, gathers the whole weights to generate, and
+  computes what data parallel computes: the same buffer, losses and accuracies, the same
+  checkpoint (written whole), and a killed run resumes to the same end.
+"""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
 
 from hir.models import load_policy
 from hir.online.evaluate import evaluate
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
-SETTINGS = dict(iterations=1, epochs_per_iteration=1, batch_size=8, max_new_tokens=4, num_samples=3,
-                report_to="none", seed=0, device="cpu")  # fmt: skip
+RUNNER = Path(__file__).with_name("distributed_run.py")
 
 
-def _train(model_dir: str, output_dir: str) -> None:
-    task = load_task("synthetic/sort", num_examples=40)
-    trainer = HIRTrainer(model_dir, task, HIRConfig(output_dir=output_dir, **SETTINGS))
-    rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
-    (Path(output_dir) / f"process-{rank}-of-{world}").touch()
-    trainer.train()
+def launch(mode, method, model_dir, output_dir, iterations=2, lora_r=0, env=None):
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", str(RUNNER), mode, method, str(model_dir), str(output_dir), str(iterations),
+               str(lora_r)]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_two_processes_share_out_sampling_and_evaluation(tiny_gpt2_dir, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               __file__, tiny_gpt2_dir, str(tmp_path)]  # fmt: skip
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+def launched(*args, **kwargs) -> Path:
+    run = launch(*args, **kwargs)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.glob("process-*")) == [
-        "process-0-of-2",
-        "process-1-of-2",
-    ]
+    return Path(args[3])
 
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def processes(folder: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("process-*.json"))}
+
+
+def training_metrics(folder: Path) -> list[tuple]:
+    """Per iteration: what was sampled, how training went, how the policy scored (0 where a
+    method does not log it)."""
+    keys = ("iteration", "loss", "accuracy", "mean_score", "sample_mean_score", "kl", "reward")
+    return [tuple(m.get(k, 0.0) or 0.0 for k in keys) for m in records(folder / "metrics.jsonl")]
+
+
+def assert_same_run(sharded: Path, data_parallel: Path) -> None:
+    assert (sharded / "buffer.jsonl").read_text() == (data_parallel / "buffer.jsonl").read_text()
+    for a, b in zip(training_metrics(sharded), training_metrics(data_parallel), strict=True):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    # The checkpoints hold the same whole weights, under the same names.
+    last = sorted((sharded / "checkpoints").iterdir())[-1].name
+    for name in ("model.safetensors", "adapter_model.safetensors"):
+        if (data_parallel / "checkpoints" / last / name).is_file():
+            a = load_file(sharded / "checkpoints" / last / name)
+            b = load_file(data_parallel / "checkpoints" / last / name)
+            assert a.keys() == b.keys()
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4)
+
+
+def assert_sharded(folder: Path) -> None:
+    """Each of the two processes holds about half of the weights' elements."""
+    held = processes(folder)
+    assert list(held) == ["process-0-of-2", "process-1-of-2"]
+    for record in held.values():
+        assert record["sharded"]
+        assert 0.45 * record["total"] <= record["held"] <= 0.55 * record["total"]
+
+
+@pytest.fixture(scope="module")
+def data_parallel_gpt2(tiny_gpt2_dir, tmp_path_factory) -> Path:
+    return launched("ddp", "hir", tiny_gpt2_dir, tmp_path_factory.mktemp("ddp"))
+
+
+@pytest.fixture(scope="module")
+def sharded_gpt2(tiny_gpt2_dir, tmp_path_factory) -> Path:
+    return launched("fsdp2", "hir", tiny_gpt2_dir, tmp_path_factory.mktemp("fsdp2"))
+
+
+def test_two_processes_share_out_sampling_and_evaluation(data_parallel_gpt2, tiny_gpt2_dir):
+    folder = data_parallel_gpt2
+    assert {name: p["sharded"] for name, p in processes(folder).items()} == {
+        "process-0-of-2": False,
+        "process-1-of-2": False,
+    }
     task = load_task("synthetic/sort", num_examples=40)
     train_ids = [e.id for e in task.split("train")]
-    samples = [json.loads(line) for line in (tmp_path / "buffer.jsonl").read_text().splitlines()]
+    samples = [s for s in records(folder / "buffer.jsonl") if s["iteration"] == 2]
     # Every training query was sampled, by one process only: at most 3 distinct outputs each.
     assert {s["query_id"] for s in samples} == set(train_ids)
     for query_id in train_ids:
         outputs = [s["output"] for s in samples if s["query_id"] == query_id]
         assert 1 <= len(outputs) <= 3 and len(set(outputs)) == len(outputs)
     # One writer: the metrics file holds each iteration once.
-    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [m["iteration"] for m in metrics] == [0, 1]
+    metrics = records(folder / "metrics.jsonl")
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]
     # Evaluation, shared out and gathered, scores the start policy as one process does.
     alone = evaluate(load_policy(tiny_gpt2_dir), task, max_new_tokens=4, batch_size=64)
     assert metrics[0]["accuracy"] == alone.accuracy
-    assert (tmp_path / "summary.json").is_file()
-    assert (tmp_path / "checkpoints").is_dir()
+    assert (folder / "summary.json").is_file()
 
 
-if __name__ == "__main__":  # one of torchrun's processes
-    _train(sys.argv[1], sys.argv[2])
+def test_fsdp2_shards_the_weights_and_trains_as_data_parallel(sharded_gpt2, data_parallel_gpt2):
+    assert_sharded(sharded_gpt2)
+    assert_same_run(sharded_gpt2, data_parallel_gpt2)
+
+
+def test_fsdp2_t5_with_lora(tiny_t5_dir, tmp_path):
+    """An encoder-decoder model (its shared embedding tied across encoder and decoder) with a
+    LoRA adapter: sharded, and the same run as data parallel."""
+    sharded = launched("fsdp2", "hir", tiny_t5_dir, tmp_path / "fsdp2", lora_r=4)
+    assert_sharded(sharded)
+    assert_same_run(sharded, launched("ddp", "hir", tiny_t5_dir, tmp_path / "ddp", lora_r=4))
+
+
+def test_fsdp2_ppo(tiny_gpt2_dir, tmp_path):
+    """PPO's policy and value model sharded, its rollout scored with whole weights."""
+    sharded = launched("fsdp2", "ppo", tiny_gpt2_dir, tmp_path / "fsdp2")
+    assert_sharded(sharded)
+    assert (sharded / "checkpoints" / "iteration-0002" / "value_state.pt").is_file()
+    assert_same_run(sharded, launched("ddp", "ppo", tiny_gpt2_dir, tmp_path / "ddp"))
+
+
+def test_fsdp2_killed_and_resumed_equals_unbroken(sharded_gpt2, tiny_gpt2_dir, tmp_path):
+    # Both processes die after iteration 1's metrics are written, before its checkpoint.
+    env = {**__import__("os").environ, "HIR_CRASH_AT": "logging:2"}
+    killed = launch("fsdp2", "hir", tiny_gpt2_dir, tmp_path, env=env)
+    assert killed.returncode != 0
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["iteration-0000"]
+    launched("fsdp2", "hir", tiny_gpt2_dir, tmp_path)
+    assert_same_run(tmp_path, sharded_gpt2)
+
+
+def test_fsdp2_checkpoint_resumes_on_one_process(sharded_gpt2, tiny_gpt2_dir, tmp_path):
+    """A sharded run's checkpoint (whole weights, optimizer state by position) continues in one
+    process: the weights and the optimizer state it restores are the ones written."""
+    shutil.copytree(sharded_gpt2, tmp_path, dirs_exist_ok=True)
+    for name in ("process-0-of-2.json", "process-1-of-2.json"):
+        (tmp_path / name).unlink()
+    shutil.rmtree(tmp_path / "checkpoints" / "iteration-0002")
+    config = HIRConfig(output_dir=str(tmp_path), iterations=2, epochs_per_iteration=1,
+                       batch_size=8, max_new_tokens=4, num_samples=3, report_to="none",
+                       device="cpu", resume=True)  # fmt: skip
+    trainer = HIRTrainer(tiny_gpt2_dir, load_task("synthetic/sort", num_examples=40), config)
+    checkpoint = tmp_path / "checkpoints" / "iteration-0001"
+    trainer.restore(checkpoint)
+    written = load_file(checkpoint / "model.safetensors")
+    for name, tensor in trainer.policy.model.state_dict().items():
+        torch.testing.assert_close(tensor, written.get(name, written.get("transformer.wte.weight")))
+    saved = torch.load(checkpoint / "training_state.pt", weights_only=True)["optimizer"]
+    restored = trainer.optimizer.state_dict()
+    assert restored["state"].keys() == saved["state"].keys()
+    for index, state in saved["state"].items():
+        torch.testing.assert_close(restored["state"][index]["exp_avg"], state["exp_avg"])
+    summary = trainer.train()
+    assert summary["iterations"] == 2
+
+
+@pytest.mark.parametrize(
+    ("engine", "scope", "message"),
+    [
+        ("fsdp2", {"train_last_layers": 1}, "add --activation_cache_mb 0"),
+        ("fsdp1", {}, "set fsdp_version: 2"),
+        ("deepspeed", {}, "DeepSpeed is not supported yet"),
+    ],
+)
+def test_sharding_refuses_what_it_cannot_run(engine, scope, message, tiny_gpt2_dir, tmp_path, monkeypatch):  # fmt: skip
+    """Refused in one line, before the model is sharded. (The accelerator only claims to shard:
+    the refusal comes before any process group is needed.)"""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    from hir.errors import HIRError
+    from hir.models.adapters import TrainingScope
+
+    kind = DistributedType.DEEPSPEED if engine == "deepspeed" else DistributedType.FSDP
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: kind))
+    monkeypatch.setattr(Accelerator, "is_fsdp2", property(lambda self: engine == "fsdp2"))
+    policy = load_policy(tiny_gpt2_dir, device="cpu").set_training_scope(TrainingScope(**scope))
+    config = HIRConfig(output_dir=str(tmp_path), report_to="none", device="cpu")
+    with pytest.raises(HIRError, match=message) as refused:
+        HIRTrainer(policy, load_task("synthetic/sort", num_examples=40), config)
+    assert "\n" not in str(refused.value)
+
+
+def test_steps_not_yet_sharded_are_refused_under_fsdp(tiny_gpt2_dir, monkeypatch):
+    """Warm-ups and InstructGPT's SFT and reward-model stages train outside the online loop;
+    they do not gather sharded weights yet, so they refuse to run sharded, in one line."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    from hir.errors import HIRError
+    from hir.trainers.finetune import supervised_finetune
+    from hir.trainers.reward_model import train_reward_model
+
+    monkeypatch.setattr(
+        Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP)
+    )
+    policy = load_policy(tiny_gpt2_dir, device="cpu")
+    with pytest.raises(HIRError, match="supervised fine-tuning .* does not run sharded yet"):
+        supervised_finetune(policy, [("Sort: b a", "a b")], epochs=1, learning_rate=1e-4)
+    with pytest.raises(HIRError, match="reward-model training .* does not run sharded yet"):
+        train_reward_model(policy, [object()], epochs=1, learning_rate=1e-4)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from hir.errors import HIRError
+from hir.models.sharding import is_sharded, loads_into_shards
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -151,8 +152,11 @@ def load_adapter_weights(model, folder: Path) -> None:
     path = folder / ADAPTER_WEIGHTS
     if not path.is_file():
         raise HIRError(f"{folder} holds no {ADAPTER_WEIGHTS}: it was not written by a LoRA run")
-    state = load_file(path, device=str(next(model.parameters()).device))
-    result = set_peft_model_state_dict(model, state)
+    state = load_file(
+        path, device="cpu" if is_sharded(model) else str(next(model.parameters()).device)
+    )
+    with loads_into_shards(model):
+        result = set_peft_model_state_dict(model, state)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise HIRError(

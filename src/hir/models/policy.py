@@ -36,6 +36,7 @@ from hir.models.output_layer import (
     plain_output_layer,
 )
 from hir.models.prompts import PromptFormat
+from hir.models.sharding import is_sharded, load_state
 
 
 @dataclass
@@ -356,7 +357,10 @@ class Policy:
 
 def runs_unwrapped(model) -> bool:
     """A model called directly (a transformers model, or one with a peft adapter), rather than
-    through a DDP/DeepSpeed wrapper that expects one forward per step."""
+    through a DDP/DeepSpeed wrapper that expects one forward per step, and not sharded (FSDP2
+    gathers a block's weights in its forward: hir must not read them around it)."""
+    if is_sharded(model):
+        return False
     if isinstance(model, PreTrainedModel):
         return True
     return isinstance(getattr(getattr(model, "base_model", None), "model", None), PreTrainedModel)
@@ -403,15 +407,14 @@ def load_weights_into(model: PreTrainedModel, folder: Path) -> None:
             raise HIRError(f"{folder} holds a LoRA adapter, not whole weights: load it into a model "
                            "built with the run's --lora_r (and --train_last_layers, --lora_target_modules)")  # fmt: skip
         raise HIRError(f"{folder} holds no model*.safetensors weights")
+    # A sharded model's parameters are DTensors: read the whole weights onto the CPU.
+    device = "cpu" if is_sharded(model) else str(next(model.parameters()).device)
     state = {}
     for file in files:
-        state.update(load_file(file, device=str(next(model.parameters()).device)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    current = model.state_dict()
-    loaded = {t.data_ptr() for name, t in current.items() if name in state}
-    untied = [n for n in missing if current[n].data_ptr() not in loaded]
-    if untied or unexpected:
+        state.update(load_file(file, device=device))
+    missing, unexpected = load_state(model, state)
+    if missing or unexpected:
         raise HIRError(
-            f"the weights in {folder} do not fit this model (missing {untied[:3]}, unexpected "
+            f"the weights in {folder} do not fit this model (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}): resume with the model the run started from"
         )

@@ -129,9 +129,11 @@ def latest_checkpoint(root: Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def save_training_state(folder: Path, optimizer, scheduler, rng: dict) -> None:
+def save_training_state(folder: Path, optimizer_state: dict, scheduler, rng: dict) -> None:
+    """`optimizer_state`: the optimizer's `state_dict()` (a sharded model's gathered whole,
+    `hir.models.sharding.full_optimizer_state`)."""
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+        {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng},
         folder / "training_state.pt",
     )
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+def pyplot():
+    """matplotlib's pyplot for files (no display), imported at the first plot; None, with a
+    note, where matplotlib is not installed (a bare GPU image): runs go on without plots."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("hir: matplotlib is not installed: no plots", file=sys.stderr)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def evaluated_records(history: list[dict]) -> list[dict]:
@@ -15,8 +25,11 @@ def evaluated_records(history: list[dict]) -> list[dict]:
     return [record for record in history if "accuracy" in record]
 
 
-def plot_accuracy(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Accuracy after each iteration (0 = the starting policy) as a PNG."""
+def plot_accuracy(history: list[dict], path: str | Path, title: str = "") -> Path | None:
+    """Accuracy after each iteration (0 = the starting policy) as a PNG (None: no matplotlib)."""
+    plt = pyplot()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     evaluated = evaluated_records(history)
     iterations = [r["iteration"] for r in evaluated]
@@ -47,6 +60,9 @@ def before_after_table(rows: list[tuple[str, float, float]]) -> str:
 
 
 def plot_comparison(runs: list[dict], output_dir: str | Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
     """Mean accuracy over seeds per method, against iteration and against wall time."""
     methods = list(dict.fromkeys(r["method"] for r in runs))
     for x_key, name, label in [("iteration", "accuracy_vs_iteration.png", "iteration"),

@@ -13,7 +13,7 @@ from hir.losses import label_smoothed_nll
 from hir.models.policy import Policy
 from hir.tasks.base import Example, Task
 from hir.trainers.epochs import train_epochs
-from hir.trainers.optimization import build_accelerator
+from hir.trainers.optimization import build_accelerator, require_unsharded
 
 
 def instruction_pairs(
@@ -47,6 +47,7 @@ def supervised_finetune(
 ) -> dict[str, float]:
     """Train `policy` in place on (prompt, output) pairs with token cross-entropy."""
     accelerator = build_accelerator("cpu" if policy.device.type == "cpu" else "auto", "no")
+    require_unsharded(accelerator, "supervised fine-tuning (warm-up, InstructGPT's SFT stage)")
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer, scheduler = accelerator.prepare(policy.model, optimizer, scheduler)

@@ -11,9 +11,10 @@ that sets `method` and `config_class` and fills in two hooks:
   relabeled; FARL: the correct ones; SFT: the labeled queries; PPO: this iteration's rollout);
 - `update(items, iteration)`: one iteration's training on them; returns its metrics.
 
-Methods that keep more state than the policy and its optimizer (PPO's value model) extend
-`save_extra_state` / `load_extra_state`. `SupervisedTrainer` is the `update` of the methods that
-train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces its CE `loss(batch)`.
+Methods that keep more state than the policy and its optimizer (PPO's value model) build it in
+`before_prepare` and extend `extra_state` / `load_extra_state`. `SupervisedTrainer` is the
+`update` of the methods that train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces
+its CE `loss(batch)`.
 
     trainer = HIRTrainer("path/or/hub-id", "synthetic/count", HIRConfig(iterations=5))
     summary = trainer.train()          # resumes first when config.resume is set
@@ -33,13 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from transformers import PreTrainedModel, get_scheduler
 
 from hir.errors import HIRError
 from hir.losses import label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
 from hir.models.adapters import initialize_adapter
+from hir.models.sharding import (
+    full_optimizer_state,
+    full_state_dict,
+    full_weights,
+    is_sharded,
+    load_optimizer_state,
+    share_tied_embeddings,
+)
 from hir.online.buffer import ReplayBuffer
 from hir.online.evaluate import evaluate
 from hir.online.parallel import on_shares
@@ -145,6 +154,11 @@ class OnlineTrainer:
         retention = getattr(config, "buffer_retention", "all")
         self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
                                    len(self.train_examples), persist=self.accelerator.is_main_process)  # fmt: skip
+        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            self._refuse_sharding_problems()
+        if self.accelerator.is_fsdp2:
+            share_tied_embeddings(self.policy.model)
+        self.before_prepare()
         optimizer = torch.optim.AdamW(
             # Only what is trained: an adapter's weights, or the unfrozen layers.
             [p for p in self.policy.model.parameters() if p.requires_grad],
@@ -184,11 +198,18 @@ class OnlineTrainer:
     def update(self, items: Sequence[Any], iteration: int) -> dict:
         raise NotImplementedError
 
-    def save_extra_state(self, folder: Path) -> None:
-        """Write method-specific state into a checkpoint folder (default: none)."""
+    def before_prepare(self) -> None:
+        """Build what the method needs from the starting policy before accelerate wraps or
+        shards it (PPO: its reference and value model; default: nothing)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state for a checkpoint, as {file name: what to `torch.save` there}
+        (default: none). Called on every process of a sharded run (gathering is collective),
+        on the main process only otherwise."""
+        return {}
 
     def load_extra_state(self, folder: Path) -> None:
-        """Read what `save_extra_state` wrote."""
+        """Read what `extra_state` gave into a checkpoint folder."""
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -226,17 +247,18 @@ class OnlineTrainer:
             queries = self.rng.sample(queries, config.max_queries_per_iteration)
         started = time.perf_counter()
         # With several processes each samples a share of the queries; all get every sample.
-        samples = on_shares(
-            self.accelerator,
-            queries,
-            lambda mine: sample_outputs(
-                self.policy, self.task, mine, instruction=self.target_instruction,
-                iteration=iteration, num_samples=config.num_samples,
-                temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
-                progress=f"iteration {iteration}: sampling",
-            ),
-        )  # fmt: skip
+        with full_weights(self.policy.model):
+            samples = on_shares(
+                self.accelerator,
+                queries,
+                lambda mine: sample_outputs(
+                    self.policy, self.task, mine, instruction=self.target_instruction,
+                    iteration=iteration, num_samples=config.num_samples,
+                    temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                    max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
+                    progress=f"iteration {iteration}: sampling",
+                ),
+            )  # fmt: skip
         seconds = time.perf_counter() - started
         crash_point("sampling")
         self.buffer.add(samples)
@@ -261,29 +283,64 @@ class OnlineTrainer:
     def _finish_iteration(self, iteration: int, metrics: dict, start: float) -> None:
         record = {"iteration": iteration}
         if is_evaluated(iteration, self.config.iterations, self.config.eval_every):
-            result = evaluate_with_config(
-                self.policy, self.task, self.config, self.target_instruction, self.accelerator
-            )
+            with full_weights(self.policy.model):
+                result = evaluate_with_config(
+                    self.policy, self.task, self.config, self.target_instruction, self.accelerator
+                )
             record.update(accuracy=result.accuracy, mean_score=result.mean_score,
                           well_formed=result.well_formed)  # fmt: skip
         record.update(**metrics, wall_seconds=time.perf_counter() - start)
         self.history.append(record)
         self.logger.log(record)
         crash_point("logging")
+        # A sharded model's weights and optimizer state are gathered whole (every process takes
+        # part) and written by the main process, like every other file.
+        sharded = is_sharded(self.policy.model)
+        if sharded or self.accelerator.is_main_process:
+            weights = full_state_dict(self.policy.model) if sharded else None
+            optimizer_state = full_optimizer_state(self.policy.model, self.optimizer.optimizer)
+            extra = self.extra_state()
         if self.accelerator.is_main_process:
-            save_checkpoint(self.output_dir / "checkpoints", iteration, self._write_checkpoint,
+            save_checkpoint(self.output_dir / "checkpoints", iteration,
+                            lambda folder: self._write_checkpoint(folder, weights, optimizer_state, extra),
                             self.config.keep_checkpoints)  # fmt: skip
         self.accelerator.wait_for_everyone()
 
-    def _write_checkpoint(self, folder: Path) -> None:
-        self.accelerator.unwrap_model(self.model).save_pretrained(folder)
+    def _write_checkpoint(
+        self, folder: Path, weights: dict | None, optimizer_state: dict, extra: dict[str, Any]
+    ) -> None:
+        """`weights`: the model's whole state dict where it is sharded (None: its own)."""
+        self.accelerator.unwrap_model(self.model).save_pretrained(folder, state_dict=weights)
         self.policy.tokenizer.save_pretrained(folder)
         save_training_state(
-            folder, self.optimizer, self.scheduler, capture_rng(self.generator, self.rng)
+            folder, optimizer_state, self.scheduler, capture_rng(self.generator, self.rng)
         )
         self.buffer.save(folder / "buffer.jsonl")
         atomic_write_jsonl(folder / "history.jsonl", self.history)
-        self.save_extra_state(folder)
+        for name, state in extra.items():
+            torch.save(state, folder / name)
+
+    def _refuse_sharding_problems(self) -> None:
+        """What hir cannot run sharded, refused in one line before anything is built on it."""
+        accelerator = self.accelerator
+        if accelerator.distributed_type == DistributedType.DEEPSPEED:
+            raise HIRError(
+                "DeepSpeed is not supported yet: hir does not gather ZeRO-3 weights for "
+                "generation; launch with configs/accelerate/fsdp2.yaml (sharded) or without a "
+                "config (data parallel)"
+            )
+        if not accelerator.is_fsdp2:
+            raise HIRError(
+                "FSDP version 1 is not supported: set fsdp_version: 2 in the accelerate config "
+                "(configs/accelerate/fsdp2.yaml)"
+            )
+        cache = self.policy.frozen_cache
+        if cache is not None and cache.enabled:
+            raise HIRError(
+                "--train_last_layers with the frozen-layer activation cache cannot run under "
+                "FSDP2: the cache runs the frozen layers outside the sharded forward pass; add "
+                "--activation_cache_mb 0 (the lower layers stay frozen, without the cache)"
+            )
 
     def _refuse_mixing_runs(self) -> None:
         config = self.config
@@ -341,7 +398,7 @@ class OnlineTrainer:
         folder = Path(folder)
         self.policy.load_weights(folder)
         state = load_training_state(folder)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.policy.model, self.optimizer.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(folder)
         restore_rng(state["rng"], self.generator, self.rng)

@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
+
+from hir.errors import HIRError
 
 LossAndTerms = tuple[torch.Tensor, dict[str, float]]
 
@@ -35,6 +38,16 @@ def build_accelerator(
         log_with=log_with or None,
         project_dir=project_dir,
     )
+
+
+def require_unsharded(accelerator: Accelerator, what: str) -> None:
+    """Refuse, in one line, to run `what` (a step not yet made to gather sharded weights) under
+    FSDP or DeepSpeed."""
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise HIRError(
+            f"{what} does not run sharded yet ({accelerator.distributed_type.value}): launch it "
+            "data parallel (accelerate launch without a config file) and train sharded after"
+        )
 
 
 def resolve_mixed_precision(setting: str) -> str:

@@ -18,6 +18,7 @@ first step, or `clip_fraction` measures dropout noise.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,13 @@ from hir.losses import (
 from hir.models import EncodedBatch, Policy, wrap_policy
 from hir.models.adapters import is_adapted, reference_context
 from hir.models.scalar_head import ScalarHeadModel
+from hir.models.sharding import (
+    full_optimizer_state,
+    full_state_dict,
+    full_weights,
+    load_optimizer_state,
+    load_state,
+)
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
@@ -48,6 +56,8 @@ from hir.tasks.feedback import BatchReward, Feedback
 from hir.trainers.online import OnlineTrainer
 from hir.trainers.online_config import SamplingConfig
 from hir.trainers.optimization import optimizer_step
+
+VALUE_STATE = "value_state.pt"  # in a checkpoint folder: the value model and its optimizer
 
 
 @dataclass
@@ -121,31 +131,40 @@ class PPOTrainer(OnlineTrainer):
         self.reward = (
             None if reward is None else Feedback(reward, bounded=False, what="reward function")
         )
+        value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=config.learning_rate)
+        self.value_model, self.value_optimizer = self.accelerator.prepare(
+            self.value_model, value_optimizer
+        )
+
+    def before_prepare(self) -> None:
         disable_dropout(self.policy.model)
         # The reference and the value model start as copies of the starting policy (a resume
-        # restores the policy's and the value model's weights after this, in `restore`). With a
-        # LoRA adapter the reference is the same network with the adapter off: no second copy.
+        # restores the policy's and the value model's weights after this, in `restore`), made
+        # before accelerate shards it. With a LoRA adapter the reference is the same network
+        # with the adapter off: no second copy.
         self.reference = None
         if not is_adapted(self.policy.model):
             self.reference = wrap_policy(
                 copy.deepcopy(self.policy.model).eval().requires_grad_(False),
                 self.policy.tokenizer,
             )
-        value_model = ScalarHeadModel(self.policy, zero_init=True).to(self.accelerator.device)
-        value_optimizer = torch.optim.AdamW(value_model.parameters(), lr=config.learning_rate)
-        self.value_model, self.value_optimizer = self.accelerator.prepare(
-            value_model, value_optimizer
-        )
+        self.value_model = ScalarHeadModel(self.policy, zero_init=True).to(self.accelerator.device)
 
-    def save_extra_state(self, folder: Path) -> None:
-        state = {"value_model": self.accelerator.unwrap_model(self.value_model).state_dict(),
-                 "value_optimizer": self.value_optimizer.state_dict()}  # fmt: skip
-        torch.save(state, folder / "value_state.pt")
+    def extra_state(self) -> dict[str, dict]:
+        value_model = self.accelerator.unwrap_model(self.value_model)
+        return {VALUE_STATE: {
+            "value_model": full_state_dict(value_model),
+            "value_optimizer": full_optimizer_state(value_model, self.value_optimizer.optimizer),
+        }}  # fmt: skip
 
     def load_extra_state(self, folder: Path) -> None:
-        state = torch.load(folder / "value_state.pt", weights_only=True)
-        self.accelerator.unwrap_model(self.value_model).load_state_dict(state["value_model"])
-        self.value_optimizer.load_state_dict(state["value_optimizer"])
+        state = torch.load(folder / VALUE_STATE, weights_only=True)
+        value_model = self.accelerator.unwrap_model(self.value_model)
+        missing, unexpected = load_state(value_model, state["value_model"])
+        if missing or unexpected:
+            raise HIRError(f"{folder / VALUE_STATE} does not fit this run's value model "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")  # fmt: skip
+        load_optimizer_state(value_model, self.value_optimizer.optimizer, state["value_optimizer"])
 
     # -- the hooks -----------------------------------------------------------------------------
 
@@ -160,8 +179,11 @@ class PPOTrainer(OnlineTrainer):
 
     def update(self, items: Sequence[Sample], iteration: int) -> dict:
         config = self.config
-        rollout = [self._score_rollout(items[b : b + config.batch_size])
-                   for b in range(0, len(items), config.batch_size)]  # fmt: skip
+        started = time.perf_counter()
+        # Each process scores its share of the rollout: with whole weights where sharded.
+        with full_weights(self.policy.model), full_weights(self.value_model):
+            rollout = [self._score_rollout(items[b : b + config.batch_size])
+                       for b in range(0, len(items), config.batch_size)]  # fmt: skip
         totals: dict[str, float] = {}
         steps = 0
         self.model.train()
@@ -177,6 +199,9 @@ class PPOTrainer(OnlineTrainer):
         )
         metrics["kl"] = sum(r["kl"] for r in rollout) / max(len(rollout), 1)
         metrics["train_steps"] = steps
+        # Rollout scoring included: it is PPO's share of the training work.
+        seconds = time.perf_counter() - started
+        metrics["train_examples_per_second"] = len(items) * config.ppo_epochs / max(seconds, 1e-9)
         return metrics
 
     # -- PPO -----------------------------------------------------------------------------------

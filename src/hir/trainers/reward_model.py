@@ -25,7 +25,7 @@ from hir.models.scalar_head import ScalarHeadModel, last_output_scalars
 from hir.online.sampling import Sample
 from hir.runs.fileio import read_jsonl_objects
 from hir.tasks.base import Task
-from hir.trainers.optimization import build_accelerator, optimizer_step
+from hir.trainers.optimization import build_accelerator, optimizer_step, require_unsharded
 
 # (prompt, outputs ranked best first)
 RankedGroup = tuple[str, list[str]]
@@ -118,6 +118,7 @@ def train_reward_model(
     accelerator = accelerator or build_accelerator(
         "cpu" if policy.device.type == "cpu" else "auto", "no"
     )
+    require_unsharded(accelerator, "reward-model training (InstructGPT's stage 2)")
     model = RewardModel(policy).to(policy.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     prepared, optimizer = accelerator.prepare(model, optimizer)

@@ -1,0 +1,183 @@
+"""Sharded models (FSDP2, set up by accelerate: `accelerate launch --config_file
+configs/accelerate/fsdp2.yaml`) and the few things hir needs around them. Each process holds a
+shard of every weight; a forward pass gathers the weights it needs from all processes, one
+collective per sharded block. That suits training (every process runs the same steps) and
+nothing else:
+
+- `full_weights(model)`: a context in which the model holds its whole weights, so that each
+  process can generate on its own share of the queries. Without it generation would hang: the
+  processes generate different numbers of tokens, so they would make different numbers of
+  collective calls. Sampling, evaluation and PPO's rollout scoring run inside it.
+- `full_state_dict` / `load_state`: consolidated weights (the main process writes them), so a
+  checkpoint written by a sharded run loads into one process and the other way round.
+- `full_optimizer_state` / `load_optimizer_state`: the optimizer's state keyed by parameter
+  name, in the same format with or without sharding.
+
+A model that is not sharded (one process, DDP) passes through every function unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule
+
+
+def sharded_blocks(model: nn.Module) -> list[FSDPModule]:
+    """The FSDP2 units of `model` (empty when it is not sharded)."""
+    return [module for module in model.modules() if isinstance(module, FSDPModule)]
+
+
+def is_sharded(model: nn.Module) -> bool:
+    return isinstance(model, FSDPModule) or bool(sharded_blocks(model))
+
+
+@contextlib.contextmanager
+def full_weights(model: nn.Module) -> Iterator[None]:
+    """Within: every FSDP2 unit of `model` holds its whole weights (gathered once on entry, one
+    collective call per unit on every process), and forward passes gather nothing. On exit the
+    shards are back and training goes on as before. The gathered weights cost one full copy
+    of the model per process, as DDP holds all along."""
+    blocks = sharded_blocks(model)
+    if not blocks:
+        yield
+        return
+    root = blocks[0] if isinstance(model, FSDPModule) else None
+    if root is not None:
+        # The root's forward initialises FSDP's state; do it before gathering by hand.
+        root._get_fsdp_state()._lazy_init()
+    # Remember each unit's setting: the root keeps its weights after forward, the others not.
+    settings = [all(group.post_forward_mesh_info is not None
+                    for group in block._get_fsdp_state()._fsdp_param_groups)
+                for block in blocks]  # fmt: skip
+    for block in blocks:
+        block.set_reshard_after_forward(False, recurse=False)
+        block.unshard()
+    try:
+        yield
+    finally:
+        for block, reshard_after_forward in zip(blocks, settings):
+            block.reshard()
+            block.set_reshard_after_forward(reshard_after_forward, recurse=False)
+
+
+def share_tied_embeddings(model: nn.Module) -> None:
+    """Where embedding modules hold one tied weight (T5's shared embedding, read by its encoder
+    and decoder through modules of their own), make them one module. FSDP2 needs each weight
+    in one shard group; accelerate (1.15) gives the input embedding a group of its own, and the
+    other modules' copy of the weight would be left to the root's group. Before sharding."""
+    first: dict[int, nn.Embedding] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if not isinstance(module, nn.Embedding):
+            continue
+        owner = first.setdefault(id(module.weight), module)
+        if owner is not module:
+            parent, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(parent), attribute, owner)
+
+
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's whole weights by name, on the CPU, without the second name of a tied weight
+    (GPT-2's output embedding), as `save_pretrained` writes them. Sharded: a collective call
+    (every process must make it) whose result only the main process gets ({} on the others)."""
+    if not is_sharded(model):
+        return model.state_dict()
+    state = get_model_state_dict(model, options=_FULL)
+    aliases = tied_aliases(model)
+    return {name: tensor for name, tensor in state.items() if name not in aliases}
+
+
+def tied_aliases(model: nn.Module) -> dict[str, str]:
+    """{second name of a tied weight: its first name}."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        aliases.update({name: first[id(parameter)]} if id(parameter) in first else {})
+        first.setdefault(id(parameter), name)
+    return aliases
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Load whole weights (some or all of the model's) into `model`, sharded or not, on every
+    process. Returns the names it did not fill (a tied weight counts as filled when its other
+    name was) and the names it does not have, as `load_state_dict(strict=False)` does."""
+    names = list(model.state_dict())
+    unexpected = [name for name in state if name not in names]
+    if is_sharded(model):
+        known = {name: tensor for name, tensor in state.items() if name in names}
+        set_model_state_dict(model, known, options=StateDictOptions(full_state_dict=True, strict=False))  # fmt: skip
+    else:
+        model.load_state_dict(state, strict=False)
+    aliases = tied_aliases(model)
+    return [
+        name for name in names if name not in state and aliases.get(name) not in state
+    ], unexpected
+
+
+@contextlib.contextmanager
+def loads_into_shards(model: nn.Module) -> Iterator[None]:
+    """Within: `model.load_state_dict(state, strict=False)` with whole tensors loads them into a
+    sharded model too (through `load_state`), for a library that loads that way (peft's adapter
+    loading)."""
+    if not is_sharded(model):
+        yield
+        return
+
+    def load_state_dict(state, strict=True, assign=False):
+        missing, unexpected = load_state(model, state)
+        return nn.modules.module._IncompatibleKeys(missing, unexpected)
+
+    model.load_state_dict = load_state_dict
+    try:
+        yield
+    finally:
+        del model.load_state_dict
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The whole model's `optimizer.state_dict()`, in the format one process writes (keyed by
+    position in the optimizer's parameter list; a sharded model's parameters keep their order).
+    Sharded: a collective call, the result on the main process only ({} on the others)."""
+    if not is_sharded(model) or not optimizer.state:
+        # (No state yet: torch's gathering would first take an optimizer step to make one.)
+        return optimizer.state_dict()
+    by_name = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    if not by_name.get("param_groups"):
+        return {}
+    order = [name for group in by_name["param_groups"] for name in group["params"]]
+    position = {name: index for index, name in enumerate(order)}
+    return {
+        "state": {position[name]: state for name, state in by_name["state"].items()},
+        "param_groups": [{**group, "params": [position[name] for name in group["params"]]}
+                         for group in by_name["param_groups"]],
+    }  # fmt: skip
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load what `full_optimizer_state` returned into `optimizer`, on every process."""
+    if not is_sharded(model) or not state["state"]:
+        optimizer.load_state_dict(state)
+        return
+    name_of = {id(parameter): name for name, parameter in model.named_parameters()}
+    order = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    by_name = {
+        "state": {order[index]: value for index, value in state["state"].items()},
+        "param_groups": [{**group, "params": [order[index] for index in group["params"]]}
+                         for group in state["param_groups"]],
+    }  # fmt: skip
+    set_optimizer_state_dict(
+        model, optimizer, by_name, options=StateDictOptions(full_state_dict=True)
+    )

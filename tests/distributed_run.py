@@ -1,0 +1,78 @@
+"""One process of the distributed tests (`tests/test_distributed.py`), started by torchrun:
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_run.py \\
+        MODE METHOD MODEL_DIR OUTPUT_DIR ITERATIONS LORA_R
+
+MODE `ddp` (accelerate's default) or `fsdp2`; METHOD `hir` or `ppo`; LORA_R 0 trains the weights
+themselves. A run resumes from the newest checkpoint in OUTPUT_DIR. Each process writes
+`process-RANK-of-WORLD.json`: whether its model is sharded, and how many weight elements it holds
+of how many."""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from hir.models import load_policy
+from hir.models.adapters import TrainingScope
+from hir.models.sharding import is_sharded
+from hir.tasks import load_task
+from hir.trainers.hir import HIRConfig, HIRTrainer
+from hir.trainers.ppo import PPOConfig, PPOTrainer
+
+SETTINGS = dict(batch_size=8, max_new_tokens=4, num_samples=3,
+                report_to="none", seed=0, device="cpu", resume=True)  # fmt: skip
+FSDP2_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp2.yaml"
+
+
+def fsdp2_on_cpu() -> None:
+    """accelerate (1.15) turns FSDP on for accelerator devices only: on CPU its launcher quietly
+    runs DDP. So these CPU processes make hir's accelerator an FSDP2 one by hand, with the plugin
+    that configs/accelerate/fsdp2.yaml describes; from there on, accelerate's FSDP2 preparation
+    and hir's code run as they do on GPUs."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    import hir.trainers.online as online
+
+    settings = yaml.safe_load(FSDP2_CONFIG.read_text())["fsdp_config"]
+    renamed = {"fsdp_version": "fsdp_version", "fsdp_offload_params": "cpu_offload"}
+    plugin_args = {renamed.get(k, k.removeprefix("fsdp_")): v for k, v in settings.items()}
+    build_accelerator = online.build_accelerator
+
+    def build_fsdp2_accelerator(*args, **kwargs):
+        accelerator = build_accelerator(*args, **kwargs)
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(**plugin_args)
+        return accelerator
+
+    online.build_accelerator = build_fsdp2_accelerator
+
+
+def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:
+    task = load_task("synthetic/sort", num_examples=40)
+    trainer_class, config_class = {"hir": (HIRTrainer, HIRConfig), "ppo": (PPOTrainer, PPOConfig)}[
+        method
+    ]
+    config = config_class(output_dir=output_dir, iterations=iterations, **SETTINGS,
+                          **({"epochs_per_iteration": 1} if method == "hir" else {}))  # fmt: skip
+    # PPO's reward: the output's length, so that its losses are not all zero on a tiny model.
+    reward = {"reward": lambda answer, example: len(answer) / 10}
+    policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(lora_r=lora_r))
+    trainer = trainer_class(policy, task, config, **(reward if method == "ppo" else {}))
+    rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
+    parameters = list(trainer.policy.model.parameters())
+    record = {
+        "sharded": is_sharded(trainer.policy.model),
+        "held": sum(getattr(p, "_local_tensor", p).numel() for p in parameters),
+        "total": sum(p.numel() for p in parameters),
+    }
+    (Path(output_dir) / f"process-{rank}-of-{world}.json").write_text(json.dumps(record))
+    trainer.train()
+
+
+if __name__ == "__main__":
+    mode, method, model_dir, output_dir, iterations, lora_r = sys.argv[1:7]
+    if mode == "fsdp2":
+        fsdp2_on_cpu()
+    run(method, model_dir, output_dir, int(iterations), int(lora_r))
