@@ -3,12 +3,13 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_run.py \\
         MODE METHOD MODEL_DIR OUTPUT_DIR ITERATIONS LORA_R
 
-MODE `ddp` (accelerate's default) or `fsdp2`; METHOD `hir` or `ppo`; LORA_R 0 trains the weights
+MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir` or `ppo`; LORA_R 0 trains the weights
 themselves. A run resumes from the newest checkpoint in OUTPUT_DIR. Each process writes
 `process-RANK-of-WORLD.json`: whether its model is sharded, and how many weight elements it holds
 of how many."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,15 @@ from hir.trainers.ppo import PPOConfig, PPOTrainer
 
 SETTINGS = dict(batch_size=8, max_new_tokens=4, num_samples=3,
                 report_to="none", seed=0, device="cpu", resume=True)  # fmt: skip
-FSDP2_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "fsdp2.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+
+
+def set_distributed_type(accelerator, kind) -> None:
+    """In accelerate's state that every Accelerator shares (its partial state included)."""
+    from accelerate.state import PartialState
+
+    accelerator.state.distributed_type = kind
+    PartialState._shared_state["distributed_type"] = kind
 
 
 def fsdp2_on_cpu() -> None:
@@ -35,18 +44,40 @@ def fsdp2_on_cpu() -> None:
 
     import hir.trainers.online as online
 
-    settings = yaml.safe_load(FSDP2_CONFIG.read_text())["fsdp_config"]
+    settings = yaml.safe_load((CONFIGS / "fsdp2.yaml").read_text())["fsdp_config"]
     renamed = {"fsdp_version": "fsdp_version", "fsdp_offload_params": "cpu_offload"}
     plugin_args = {renamed.get(k, k.removeprefix("fsdp_")): v for k, v in settings.items()}
     build_accelerator = online.build_accelerator
 
     def build_fsdp2_accelerator(*args, **kwargs):
         accelerator = build_accelerator(*args, **kwargs)
-        accelerator.state.distributed_type = DistributedType.FSDP
+        set_distributed_type(accelerator, DistributedType.FSDP)
         accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(**plugin_args)
         return accelerator
 
     online.build_accelerator = build_fsdp2_accelerator
+
+
+def zero3_on_cpu() -> None:
+    """The same for DeepSpeed ZeRO-3 (accelerate runs it on CPU only when told by hand), with
+    the plugin that configs/accelerate/zero3.yaml describes."""
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+    import hir.trainers.online as online
+
+    settings = yaml.safe_load((CONFIGS / "zero3.yaml").read_text())["deepspeed_config"]
+    build_accelerator = online.build_accelerator
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # as the launcher sets it
+
+    def build_zero3_accelerator(*args, **kwargs):
+        accelerator = build_accelerator(*args, **kwargs)
+        plugin = DeepSpeedPlugin(**settings)
+        set_distributed_type(accelerator, DistributedType.DEEPSPEED)
+        accelerator.state.deepspeed_plugins = {"default": plugin}
+        plugin.select(_from_accelerator_state=True)
+        return accelerator
+
+    online.build_accelerator = build_zero3_accelerator
 
 
 def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:
@@ -62,10 +93,13 @@ def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: i
     trainer = trainer_class(policy, task, config, **(reward if method == "ppo" else {}))
     rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
     parameters = list(trainer.policy.model.parameters())
+    # ZeRO-3 keeps a parameter's shard in `ds_tensor` and its full size in `ds_numel`.
     record = {
         "sharded": is_sharded(trainer.policy.model),
-        "held": sum(getattr(p, "_local_tensor", p).numel() for p in parameters),
-        "total": sum(p.numel() for p in parameters),
+        "held": sum(
+            getattr(p, "ds_tensor", getattr(p, "_local_tensor", p)).numel() for p in parameters
+        ),
+        "total": sum(getattr(p, "ds_numel", p.numel()) for p in parameters),
     }
     (Path(output_dir) / f"process-{rank}-of-{world}.json").write_text(json.dumps(record))
     trainer.train()
@@ -75,4 +109,6 @@ if __name__ == "__main__":
     mode, method, model_dir, output_dir, iterations, lora_r = sys.argv[1:7]
     if mode == "fsdp2":
         fsdp2_on_cpu()
+    elif mode == "zero3":
+        zero3_on_cpu()
     run(method, model_dir, output_dir, int(iterations), int(lora_r))

@@ -144,6 +144,20 @@ def test_fsdp2_killed_and_resumed_equals_unbroken(sharded_gpt2, tiny_gpt2_dir, t
     assert_same_run(tmp_path, sharded_gpt2)
 
 
+def test_zero3_shards_the_weights_and_a_killed_run_ends_as_data_parallel(data_parallel_gpt2, tiny_gpt2_dir, tmp_path):  # fmt: skip
+    """DeepSpeed ZeRO-3 (on CPU: accelerate enables it there only by hand, as for FSDP2): each
+    process holds half of the weights; a run killed after iteration 1's metrics and resumed
+    computes what data parallel computes (the fp32 master weights and the optimizer state
+    written whole, and read back into the partitions)."""
+    pytest.importorskip("deepspeed")
+    env = {**__import__("os").environ, "HIR_CRASH_AT": "logging:2"}
+    assert launch("zero3", "hir", tiny_gpt2_dir, tmp_path, env=env).returncode != 0
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["iteration-0000"]
+    launched("zero3", "hir", tiny_gpt2_dir, tmp_path)
+    assert_sharded(tmp_path)
+    assert_same_run(tmp_path, data_parallel_gpt2)
+
+
 def test_fsdp2_checkpoint_resumes_on_one_process(sharded_gpt2, tiny_gpt2_dir, tmp_path):
     """A sharded run's checkpoint (whole weights, optimizer state by position) continues in one
     process: the weights and the optimizer state it restores are the ones written."""
@@ -170,29 +184,46 @@ def test_fsdp2_checkpoint_resumes_on_one_process(sharded_gpt2, tiny_gpt2_dir, tm
 
 
 @pytest.mark.parametrize(
-    ("engine", "scope", "message"),
+    ("engine", "method", "scope", "message"),
     [
-        ("fsdp2", {"train_last_layers": 1}, "add --activation_cache_mb 0"),
-        ("fsdp1", {}, "set fsdp_version: 2"),
-        ("deepspeed", {}, "DeepSpeed is not supported yet"),
+        ("fsdp2", "hir", {"train_last_layers": 1}, "under FSDP2: .* add --activation_cache_mb 0"),
+        ("zero3", "hir", {"train_last_layers": 1}, "under ZeRO-3: .* add --activation_cache_mb 0"),
+        ("fsdp1", "hir", {}, "set fsdp_version: 2"),
+        ("zero2", "hir", {}, "ZeRO stage 2 is not supported"),
+        ("zero3", "ppo", {}, "PPO does not run under DeepSpeed"),
     ],
 )
-def test_sharding_refuses_what_it_cannot_run(engine, scope, message, tiny_gpt2_dir, tmp_path, monkeypatch):  # fmt: skip
+def test_sharding_refuses_what_it_cannot_run(engine, method, scope, message, tiny_gpt2_dir, tmp_path, monkeypatch):  # fmt: skip
     """Refused in one line, before the model is sharded. (The accelerator only claims to shard:
     the refusal comes before any process group is needed.)"""
+    from types import SimpleNamespace
+
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
 
+    import hir.trainers.online as online
     from hir.errors import HIRError
     from hir.models.adapters import TrainingScope
+    from hir.trainers.ppo import PPOConfig, PPOTrainer
 
-    kind = DistributedType.DEEPSPEED if engine == "deepspeed" else DistributedType.FSDP
-    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: kind))
-    monkeypatch.setattr(Accelerator, "is_fsdp2", property(lambda self: engine == "fsdp2"))
+    kind = DistributedType.FSDP if engine.startswith("fsdp") else DistributedType.DEEPSPEED
+    plugin = SimpleNamespace(deepspeed_config={"zero_optimization": {"stage": int(engine[-1])}})
+    build_accelerator = online.build_accelerator
+
+    def build_claiming_to_shard(*args, **kwargs):
+        accelerator = build_accelerator(*args, **kwargs)
+        monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: kind))
+        monkeypatch.setattr(Accelerator, "is_fsdp2", property(lambda self: engine == "fsdp2"))
+        monkeypatch.setattr(AcceleratorState, "deepspeed_plugin", property(lambda self: plugin))
+        return accelerator
+
+    monkeypatch.setattr(online, "build_accelerator", build_claiming_to_shard)
     policy = load_policy(tiny_gpt2_dir, device="cpu").set_training_scope(TrainingScope(**scope))
-    config = HIRConfig(output_dir=str(tmp_path), report_to="none", device="cpu")
+    trainer, config = (HIRTrainer, HIRConfig) if method == "hir" else (PPOTrainer, PPOConfig)
     with pytest.raises(HIRError, match=message) as refused:
-        HIRTrainer(policy, load_task("synthetic/sort", num_examples=40), config)
+        trainer(policy, load_task("synthetic/sort", num_examples=40),
+                config(output_dir=str(tmp_path), report_to="none", device="cpu"))  # fmt: skip
     assert "\n" not in str(refused.value)
 
 

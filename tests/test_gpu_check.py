@@ -10,9 +10,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 
 
 def test_gpu_check_script_runs_every_method_in_cpu_mode(tmp_path):
-    """As on the GPU image, which lacks datasets, gguf, matplotlib and psutil."""
+    """As on the GPU image, which lacks datasets, gguf, matplotlib, psutil and deepspeed."""
+    missing = ["datasets", "gguf", "matplotlib", "psutil", "deepspeed"]
     (tmp_path / "sitecustomize.py").write_text(
-        "import sys\nsys.modules.update(dict.fromkeys(['datasets', 'gguf', 'matplotlib', 'psutil']))\n"
+        f"import sys\nsys.modules.update(dict.fromkeys({missing!r}))\n"
     )
     output = tmp_path / "check.json"
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path)}

@@ -155,7 +155,7 @@ class OnlineTrainer:
         self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
                                    len(self.train_examples), persist=self.accelerator.is_main_process)  # fmt: skip
         if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            self._refuse_sharding_problems()
+            self._prepare_for_sharding()
         if self.accelerator.is_fsdp2:
             share_tied_embeddings(self.policy.model)
         self.before_prepare()
@@ -247,7 +247,7 @@ class OnlineTrainer:
             queries = self.rng.sample(queries, config.max_queries_per_iteration)
         started = time.perf_counter()
         # With several processes each samples a share of the queries; all get every sample.
-        with full_weights(self.policy.model):
+        with full_weights(self.model):
             samples = on_shares(
                 self.accelerator,
                 queries,
@@ -283,7 +283,7 @@ class OnlineTrainer:
     def _finish_iteration(self, iteration: int, metrics: dict, start: float) -> None:
         record = {"iteration": iteration}
         if is_evaluated(iteration, self.config.iterations, self.config.eval_every):
-            with full_weights(self.policy.model):
+            with full_weights(self.model):
                 result = evaluate_with_config(
                     self.policy, self.task, self.config, self.target_instruction, self.accelerator
                 )
@@ -297,8 +297,11 @@ class OnlineTrainer:
         # part) and written by the main process, like every other file.
         sharded = is_sharded(self.policy.model)
         if sharded or self.accelerator.is_main_process:
-            weights = full_state_dict(self.policy.model) if sharded else None
-            optimizer_state = full_optimizer_state(self.policy.model, self.optimizer.optimizer)
+            # (The prepared model: ZeRO-3's engine holds the weights' master copy.)
+            weights = full_state_dict(self.model) if sharded else None
+            optimizer_state = full_optimizer_state(
+                self.model if sharded else self.policy.model, self.optimizer.optimizer
+            )
             extra = self.extra_state()
         if self.accelerator.is_main_process:
             save_checkpoint(self.output_dir / "checkpoints", iteration,
@@ -320,16 +323,26 @@ class OnlineTrainer:
         for name, state in extra.items():
             torch.save(state, folder / name)
 
-    def _refuse_sharding_problems(self) -> None:
-        """What hir cannot run sharded, refused in one line before anything is built on it."""
+    def _prepare_for_sharding(self) -> None:
+        """Before the model is sharded (FSDP2, DeepSpeed ZeRO-3): what hir cannot run sharded,
+        refused in one line, and the settings accelerate needs from hir."""
         accelerator = self.accelerator
+        engine = "FSDP2" if accelerator.is_fsdp2 else "ZeRO-3"
         if accelerator.distributed_type == DistributedType.DEEPSPEED:
-            raise HIRError(
-                "DeepSpeed is not supported yet: hir does not gather ZeRO-3 weights for "
-                "generation; launch with configs/accelerate/fsdp2.yaml (sharded) or without a "
-                "config (data parallel)"
-            )
-        if not accelerator.is_fsdp2:
+            ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+            stage = ds_config.get("zero_optimization", {}).get("stage")
+            if stage != 3:
+                raise HIRError(
+                    f"DeepSpeed ZeRO stage {stage} is not supported (its optimizer state is "
+                    "partitioned but its weights are not): set zero_stage: 3 "
+                    "(configs/accelerate/zero3.yaml), or launch data parallel"
+                )
+            # accelerate needs a micro-batch size from a dataloader or the config; hir has no
+            # dataloader: each process takes its share of a batch.
+            if ds_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
+                share = max(1, self.config.batch_size // accelerator.num_processes)
+                ds_config["train_micro_batch_size_per_gpu"] = share
+        elif not accelerator.is_fsdp2:
             raise HIRError(
                 "FSDP version 1 is not supported: set fsdp_version: 2 in the accelerate config "
                 "(configs/accelerate/fsdp2.yaml)"
@@ -337,9 +350,9 @@ class OnlineTrainer:
         cache = self.policy.frozen_cache
         if cache is not None and cache.enabled:
             raise HIRError(
-                "--train_last_layers with the frozen-layer activation cache cannot run under "
-                "FSDP2: the cache runs the frozen layers outside the sharded forward pass; add "
-                "--activation_cache_mb 0 (the lower layers stay frozen, without the cache)"
+                f"--train_last_layers with the frozen-layer activation cache cannot run under "
+                f"{engine}: the cache runs the frozen layers outside the sharded forward pass; "
+                "add --activation_cache_mb 0 (the lower layers stay frozen, without the cache)"
             )
 
     def _refuse_mixing_runs(self) -> None:
@@ -398,7 +411,8 @@ class OnlineTrainer:
         folder = Path(folder)
         self.policy.load_weights(folder)
         state = load_training_state(folder)
-        load_optimizer_state(self.policy.model, self.optimizer.optimizer, state["optimizer"])
+        model = self.model if is_sharded(self.policy.model) else self.policy.model
+        load_optimizer_state(model, self.optimizer.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(folder)
         restore_rng(state["rng"], self.generator, self.rng)

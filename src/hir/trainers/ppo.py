@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 from torch import nn
 
 from hir.errors import HIRError
@@ -137,6 +138,12 @@ class PPOTrainer(OnlineTrainer):
         )
 
     def before_prepare(self) -> None:
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            raise HIRError(
+                "PPO does not run under DeepSpeed: its policy and value model train on one loss, "
+                "and accelerate steps one DeepSpeed engine per backward pass; shard PPO with "
+                "FSDP2 (configs/accelerate/fsdp2.yaml)"
+            )
         disable_dropout(self.policy.model)
         # The reference and the value model start as copies of the starting policy (a resume
         # restores the policy's and the value model's weights after this, in `restore`), made
@@ -181,7 +188,7 @@ class PPOTrainer(OnlineTrainer):
         config = self.config
         started = time.perf_counter()
         # Each process scores its share of the rollout: with whole weights where sharded.
-        with full_weights(self.policy.model), full_weights(self.value_model):
+        with full_weights(self.model), full_weights(self.value_model):
             rollout = [self._score_rollout(items[b : b + config.batch_size])
                        for b in range(0, len(items), config.batch_size)]  # fmt: skip
         totals: dict[str, float] = {}
