@@ -3,11 +3,12 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_run.py \\
         MODE METHOD MODEL_DIR OUTPUT_DIR ITERATIONS LORA_R
 
-MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir` or `ppo`; LORA_R 0 trains the weights
+MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir`, `farl`, `sft` or `ppo`; LORA_R 0 trains the weights
 themselves. A run resumes from the newest checkpoint in OUTPUT_DIR. Each process writes
 `process-RANK-of-WORLD.json`: whether its model is sharded, and how many weight elements it holds
 of how many."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,11 +20,15 @@ from hir.models import load_policy
 from hir.models.adapters import TrainingScope
 from hir.models.sharding import is_sharded
 from hir.tasks import load_task
+from hir.trainers.farl import FARLConfig, FARLTrainer
 from hir.trainers.hir import HIRConfig, HIRTrainer
 from hir.trainers.ppo import PPOConfig, PPOTrainer
+from hir.trainers.sft import SFTConfig, SFTTrainer
 
 SETTINGS = dict(batch_size=8, max_new_tokens=4, num_samples=3,
                 report_to="none", seed=0, device="cpu", resume=True)  # fmt: skip
+METHODS = {"hir": (HIRTrainer, HIRConfig), "farl": (FARLTrainer, FARLConfig),
+           "sft": (SFTTrainer, SFTConfig), "ppo": (PPOTrainer, PPOConfig)}  # fmt: skip
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 
 
@@ -82,11 +87,13 @@ def zero3_on_cpu() -> None:
 
 def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:
     task = load_task("synthetic/sort", num_examples=40)
-    trainer_class, config_class = {"hir": (HIRTrainer, HIRConfig), "ppo": (PPOTrainer, PPOConfig)}[
-        method
-    ]
-    config = config_class(output_dir=output_dir, iterations=iterations, **SETTINGS,
-                          **({"epochs_per_iteration": 1} if method == "hir" else {}))  # fmt: skip
+    trainer_class, config_class = METHODS[method]
+    settings = {**SETTINGS, "epochs_per_iteration": 1}
+    if method == "farl":  # a tiny model is never right: FARL keeps every sample, so that it trains
+        settings["success_threshold"] = 0.0
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    config = config_class(output_dir=output_dir, iterations=iterations,
+                          **{k: v for k, v in settings.items() if k in fields})  # fmt: skip
     # PPO's reward: the output's length, so that its losses are not all zero on a tiny model.
     reward = {"reward": lambda answer, example: len(answer) / 10}
     policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(lora_r=lora_r))
