@@ -40,7 +40,8 @@ def sharded_blocks(model: nn.Module) -> list[FSDPModule]:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    return isinstance(model, FSDPModule) or bool(sharded_blocks(model)) or is_zero3(model)
+    """Whether `model` (or a module inside it) is sharded by FSDP2 or partitioned by ZeRO-3."""
+    return any(isinstance(module, FSDPModule) for module in model.modules()) or is_zero3(model)
 
 
 def is_zero3(model: nn.Module) -> bool:
@@ -50,10 +51,10 @@ def is_zero3(model: nn.Module) -> bool:
 
 @contextlib.contextmanager
 def full_weights(model: nn.Module) -> Iterator[None]:
-    """Within: every FSDP2 unit of `model` holds its whole weights (gathered once on entry, one
-    collective call per unit on every process), and forward passes gather nothing. On exit the
-    shards are back and training goes on as before. The gathered weights cost one full copy
-    of the model per process, as DDP holds all along."""
+    """Within: every FSDP2 unit of `model` (or every ZeRO-3 partition) holds its whole weights,
+    gathered once on entry (collective calls on every process), and forward passes gather
+    nothing. On exit the shards are back and training goes on as before. The gathered weights
+    cost one full copy of the model per process, as DDP holds all along."""
     if is_zero3(model):
         # DeepSpeed's own: gather every weight once, and take ZeRO-3's hooks off meanwhile.
         from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
@@ -120,8 +121,10 @@ def tied_aliases(model: nn.Module) -> dict[str, str]:
     first: dict[int, str] = {}
     aliases = {}
     for name, parameter in model.named_parameters(remove_duplicate=False):
-        aliases.update({name: first[id(parameter)]} if id(parameter) in first else {})
-        first.setdefault(id(parameter), name)
+        if id(parameter) in first:
+            aliases[name] = first[id(parameter)]
+        else:
+            first[id(parameter)] = name
     return aliases
 
 
