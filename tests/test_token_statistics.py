@@ -56,6 +56,28 @@ def test_fused_statistics_and_gradients_equal_autograd_through_the_logits(bias, 
     assert torch.all(got[0][labels == IGNORE_INDEX] == 0)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_statistics_under_bf16_autocast_train_as_the_logits_path(bias):
+    """Under mixed precision (bf16 autocast, as accelerate runs it on a GPU) the fused layer's
+    backward computes in bf16, as autograd does through the logits, and returns each gradient
+    in its input's dtype (float32 weights), close to the ordinary path's."""
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 9, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    bias_ = torch.randn(50, requires_grad=True) if bias else None
+    labels = torch.randint(0, 50, (3, 9))
+    labels[0, :4] = IGNORE_INDEX
+    inputs = [hidden, weight] + ([bias_] if bias else [])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = token_statistics(torch.nn.functional.linear(hidden, weight, bias_), labels)
+        fused = output_layer_statistics(hidden, weight, bias_, labels)
+    expected = torch.autograd.grad(_loss(reference), inputs)
+    got = torch.autograd.grad(_loss(fused), inputs)
+    for a, b, tensor in zip(got, expected, inputs):
+        assert a.dtype == tensor.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * b.abs().max().item())
+
+
 SCOPES = {"all weights": {}, "LoRA": {"lora_r": 4}, "last layer": {"train_last_layers": 1}}
 
 

@@ -140,12 +140,17 @@ class _OutputLayerStatistics(torch.autograd.Function):
                     entropy[first:last], g_picked[first:last], g_entropy[first:last],
                     g_mean[first:last],
                 )  # fmt: skip
+            # Under autocast the forward ran the layer in a lower precision (the logits' dtype):
+            # so does the backward, as autograd would, each gradient then in its input's dtype.
+            low = logits.dtype
             if grad_hidden is not None:
-                grad_hidden[begin:end] = grad_logits @ weight
-            if grad_weight is not None:
-                grad_weight.addmm_(grad_logits.T, hidden[begin:end])
+                grad_hidden[begin:end] = grad_logits @ weight.to(low)
+            if grad_weight is not None and low == weight.dtype == hidden.dtype:
+                grad_weight.addmm_(grad_logits.T, hidden[begin:end])  # in place: no [V, H] copy
+            elif grad_weight is not None:
+                grad_weight += (grad_logits.T @ hidden[begin:end].to(low)).to(weight.dtype)
             if grad_bias is not None:
-                grad_bias += grad_logits.sum(0)
+                grad_bias += grad_logits.sum(0).to(bias.dtype)
         return grad_hidden, grad_weight, grad_bias, None
 
 
