@@ -69,7 +69,10 @@ def optimizer_step(
     clipping), every optimizer and scheduler stepped and the gradients zeroed (accelerate
     makes the steps in between no-ops). Returns what `compute_loss` returned."""
     with accelerator.accumulate(*models):
-        loss, terms = compute_loss()
+        # The whole loss under mixed precision, not only the models' forward passes (accelerate
+        # wraps those): hir runs the output layer itself, fused with the loss's statistics.
+        with accelerator.autocast():
+            loss, terms = compute_loss()
         accelerator.backward(loss)
         if max_grad_norm and accelerator.sync_gradients:
             for model in models:
