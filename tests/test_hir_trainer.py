@@ -59,25 +59,6 @@ def test_the_loop_runs_for_both_model_kinds(tiny_model_dir, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("scope", [{}, {"train_last_layers": 1}])
-def test_bf16_mixed_precision_trains_through_the_fast_paths(scope, tiny_gpt2_dir, tmp_path):
-    """bf16 autocast, as accelerate runs a GPU, here on the CPU: the fused output layer and the
-    frozen-layer cache train under it, and the weights stay float32."""
-    from hir.models import load_policy
-    from hir.models.adapters import TrainingScope
-
-    policy = load_policy(tiny_gpt2_dir, device="cpu").set_training_scope(TrainingScope(**scope))
-    config = _config(tiny_gpt2_dir, tmp_path, iterations=1, mixed_precision="bf16", device="cpu")
-    trainer = HIRTrainer(policy, TASK, config)
-    before = [p.detach().clone() for p in trainer.policy.model.parameters()]
-    trainer.train()
-    assert trainer.accelerator.mixed_precision == "bf16"
-    assert torch.isfinite(torch.tensor(trainer.history[-1]["loss"]))
-    after = list(trainer.policy.model.parameters())
-    assert all(p.dtype == torch.float32 for p in after)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))
-
-
 def test_in_batch_form_and_quantile_relabel_run(tiny_gpt2_dir, tmp_path):
     config = _config(
         tiny_gpt2_dir,
