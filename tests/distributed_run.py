@@ -40,49 +40,51 @@ def set_distributed_type(accelerator, kind) -> None:
     PartialState._shared_state["distributed_type"] = kind
 
 
-def fsdp2_on_cpu() -> None:
-    """accelerate (1.15) turns FSDP on for accelerator devices only: on CPU its launcher quietly
-    runs DDP. So these CPU processes make hir's accelerator an FSDP2 one by hand, with the plugin
-    that configs/accelerate/fsdp2.yaml describes; from there on, accelerate's FSDP2 preparation
-    and hir's code run as they do on GPUs."""
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
+def shard_by_hand(kind, attach_plugin) -> None:
+    """accelerate (1.15) turns FSDP and DeepSpeed on for accelerator devices only: on CPU its
+    launcher quietly runs DDP. So these CPU processes make hir's accelerator a `kind` one by hand,
+    `attach_plugin(accelerator)` giving it the plugin a shipped config describes; from there on,
+    accelerate's preparation and hir's code run as they do on GPUs."""
     import hir.trainers.online as online
+
+    build_accelerator = online.build_accelerator
+
+    def build_sharded_accelerator(*args, **kwargs):
+        accelerator = build_accelerator(*args, **kwargs)
+        set_distributed_type(accelerator, kind)
+        attach_plugin(accelerator)
+        return accelerator
+
+    online.build_accelerator = build_sharded_accelerator
+
+
+def fsdp2_on_cpu() -> None:
+    """FSDP2, with the plugin configs/accelerate/fsdp2.yaml describes."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     settings = yaml.safe_load((CONFIGS / "fsdp2.yaml").read_text())["fsdp_config"]
     renamed = {"fsdp_version": "fsdp_version", "fsdp_offload_params": "cpu_offload"}
     plugin_args = {renamed.get(k, k.removeprefix("fsdp_")): v for k, v in settings.items()}
-    build_accelerator = online.build_accelerator
 
-    def build_fsdp2_accelerator(*args, **kwargs):
-        accelerator = build_accelerator(*args, **kwargs)
-        set_distributed_type(accelerator, DistributedType.FSDP)
+    def attach(accelerator):
         accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(**plugin_args)
-        return accelerator
 
-    online.build_accelerator = build_fsdp2_accelerator
+    shard_by_hand(DistributedType.FSDP, attach)
 
 
 def zero3_on_cpu() -> None:
-    """The same for DeepSpeed ZeRO-3 (accelerate runs it on CPU only when told by hand), with
-    the plugin that configs/accelerate/zero3.yaml describes."""
+    """DeepSpeed ZeRO-3, with the plugin configs/accelerate/zero3.yaml describes."""
     from accelerate.utils import DeepSpeedPlugin, DistributedType
 
-    import hir.trainers.online as online
-
     settings = yaml.safe_load((CONFIGS / "zero3.yaml").read_text())["deepspeed_config"]
-    build_accelerator = online.build_accelerator
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"  # as the launcher sets it
 
-    def build_zero3_accelerator(*args, **kwargs):
-        accelerator = build_accelerator(*args, **kwargs)
+    def attach(accelerator):
         plugin = DeepSpeedPlugin(**settings)
-        set_distributed_type(accelerator, DistributedType.DEEPSPEED)
         accelerator.state.deepspeed_plugins = {"default": plugin}
         plugin.select(_from_accelerator_state=True)
-        return accelerator
 
-    online.build_accelerator = build_zero3_accelerator
+    shard_by_hand(DistributedType.DEEPSPEED, attach)
 
 
 def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:

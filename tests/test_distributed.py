@@ -10,6 +10,7 @@ interpreters (forking a process whose thread pools already ran can hang); each r
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
 RUNNER = Path(__file__).with_name("distributed_run.py")
+# Every process dies after iteration 1's metrics are written, before its checkpoint.
+KILLED_AFTER_ITERATION_1 = {"HIR_CRASH_AT": "logging:2"}
 
 
 def launch(mode, method, model_dir, output_dir, iterations=2, lora_r=0, env=None):
@@ -144,8 +147,7 @@ def test_fsdp2_every_method_trains_as_data_parallel(method, model, request, tmp_
 
 
 def test_fsdp2_killed_and_resumed_equals_unbroken(sharded_gpt2, tiny_gpt2_dir, tmp_path):
-    # Both processes die after iteration 1's metrics are written, before its checkpoint.
-    env = {**__import__("os").environ, "HIR_CRASH_AT": "logging:2"}
+    env = {**os.environ, **KILLED_AFTER_ITERATION_1}
     killed = launch("fsdp2", "hir", tiny_gpt2_dir, tmp_path, env=env)
     assert killed.returncode != 0
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["iteration-0000"]
@@ -159,7 +161,7 @@ def test_zero3_shards_the_weights_and_a_killed_run_ends_as_data_parallel(data_pa
     computes what data parallel computes (the fp32 master weights and the optimizer state
     written whole, and read back into the partitions)."""
     pytest.importorskip("deepspeed")
-    env = {**__import__("os").environ, "HIR_CRASH_AT": "logging:2"}
+    env = {**os.environ, **KILLED_AFTER_ITERATION_1}
     assert launch("zero3", "hir", tiny_gpt2_dir, tmp_path, env=env).returncode != 0
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["iteration-0000"]
     launched("zero3", "hir", tiny_gpt2_dir, tmp_path)

@@ -60,10 +60,10 @@ def before_after_table(rows: list[tuple[str, float, float]]) -> str:
 
 
 def plot_comparison(runs: list[dict], output_dir: str | Path) -> None:
+    """Mean accuracy over seeds per method, against iteration and against wall time."""
     plt = pyplot()
     if plt is None:
         return
-    """Mean accuracy over seeds per method, against iteration and against wall time."""
     methods = list(dict.fromkeys(r["method"] for r in runs))
     for x_key, name, label in [("iteration", "accuracy_vs_iteration.png", "iteration"),
                                ("wall_seconds", "accuracy_vs_wall_time.png", "wall time (s)")]:  # fmt: skip

@@ -295,13 +295,11 @@ class OnlineTrainer:
         crash_point("logging")
         # A sharded model's weights and optimizer state are gathered whole (every process takes
         # part) and written by the main process, like every other file.
-        sharded = is_sharded(self.policy.model)
+        # (The prepared model: ZeRO-3's engine holds the weights' master copy.)
+        sharded = is_sharded(self.model)
         if sharded or self.accelerator.is_main_process:
-            # (The prepared model: ZeRO-3's engine holds the weights' master copy.)
             weights = full_state_dict(self.model) if sharded else None
-            optimizer_state = full_optimizer_state(
-                self.model if sharded else self.policy.model, self.optimizer.optimizer
-            )
+            optimizer_state = full_optimizer_state(self.model, self.optimizer.optimizer)
             extra = self.extra_state()
         if self.accelerator.is_main_process:
             save_checkpoint(self.output_dir / "checkpoints", iteration,
@@ -411,8 +409,7 @@ class OnlineTrainer:
         folder = Path(folder)
         self.policy.load_weights(folder)
         state = load_training_state(folder)
-        model = self.model if is_sharded(self.policy.model) else self.policy.model
-        load_optimizer_state(model, self.optimizer.optimizer, state["optimizer"])
+        load_optimizer_state(self.model, self.optimizer.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(folder)
         restore_rng(state["rng"], self.generator, self.rng)
