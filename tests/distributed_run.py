@@ -3,10 +3,11 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_run.py \\
         MODE METHOD MODEL_DIR OUTPUT_DIR ITERATIONS LORA_R
 
-MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir`, `farl`, `sft` or `ppo`; LORA_R 0 trains the weights
-themselves. A run resumes from the newest checkpoint in OUTPUT_DIR. Each process writes
-`process-RANK-of-WORLD.json`: whether its model is sharded, and how many weight elements it holds
-of how many."""
+MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir`, `farl`, `sft`, `ppo` or
+`instructgpt` (the pipeline, ending in PPO-ptx); LORA_R 0 trains the weights themselves. A run
+resumes from the newest checkpoint in OUTPUT_DIR. Each process writes `process-RANK-of-WORLD.json`
+in the folder of each model it trains: whether the model is sharded, and how many weight
+elements it holds of how many."""
 
 import dataclasses
 import json
@@ -45,6 +46,7 @@ def shard_by_hand(kind, attach_plugin) -> None:
     launcher quietly runs DDP. So these CPU processes make hir's accelerator a `kind` one by hand,
     `attach_plugin(accelerator)` giving it the plugin a shipped config describes; from there on,
     accelerate's preparation and hir's code run as they do on GPUs."""
+    import hir.recipes.instructgpt as instructgpt
     import hir.trainers.online as online
 
     build_accelerator = online.build_accelerator
@@ -56,6 +58,7 @@ def shard_by_hand(kind, attach_plugin) -> None:
         return accelerator
 
     online.build_accelerator = build_sharded_accelerator
+    instructgpt.build_accelerator = build_sharded_accelerator
 
 
 def fsdp2_on_cpu() -> None:
@@ -87,6 +90,57 @@ def zero3_on_cpu() -> None:
     shard_by_hand(DistributedType.DEEPSPEED, attach)
 
 
+def record_sharding(model, folder) -> None:
+    """`process-RANK-of-WORLD.json` in `folder`: whether `model` is sharded, and how many
+    weight elements this process holds of how many."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    parameters = list(model.parameters())
+    # ZeRO-3 keeps a parameter's shard in `ds_tensor` and its full size in `ds_numel`.
+    record = {
+        "sharded": is_sharded(model),
+        "held": sum(
+            getattr(p, "ds_tensor", getattr(p, "_local_tensor", p)).numel() for p in parameters
+        ),
+        "total": sum(getattr(p, "ds_numel", p.numel()) for p in parameters),
+    }
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / f"process-{rank}-of-{world}.json").write_text(json.dumps(record))
+
+
+def share_of_a(output, example):
+    """A graded feedback, so that a tiny model's samples can be ranked."""
+    return output.count("a") / max(len(output), 1)
+
+
+def run_instructgpt(model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:
+    """The pipeline ending in PPO-ptx; each stage's model records its sharding (the SFT and
+    PPO runs in their folders, the reward model in OUTPUT_DIR)."""
+    import hir.recipes.instructgpt as instructgpt
+    from hir.trainers.online import OnlineTrainer
+
+    train, save_reward_model = OnlineTrainer.train, instructgpt.save_reward_model
+
+    def recorded_train(trainer):
+        record_sharding(trainer.policy.model, trainer.output_dir)
+        return train(trainer)
+
+    def recorded_save(model, folder, *args, **kwargs):
+        record_sharding(model, output_dir)
+        return save_reward_model(model, folder, *args, **kwargs)
+
+    OnlineTrainer.train, instructgpt.save_reward_model = recorded_train, recorded_save
+    task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
+    config = PPOConfig(output_dir=output_dir, iterations=iterations, ptx_coef=1.0,
+                       temperature=2.0, **SETTINGS)  # fmt: skip
+    policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(lora_r=lora_r))
+    stages = instructgpt.InstructGPTStages(
+        sft_epochs=1, reward_model_epochs=1, reward_model_queries=16
+    )
+    instructgpt.run_instructgpt(policy, task, config, stages)
+
+
 def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: int) -> None:
     task = load_task("synthetic/sort", num_examples=40)
     trainer_class, config_class = METHODS[method]
@@ -100,17 +154,7 @@ def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: i
     reward = {"reward": lambda answer, example: len(answer) / 10}
     policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(lora_r=lora_r))
     trainer = trainer_class(policy, task, config, **(reward if method == "ppo" else {}))
-    rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
-    parameters = list(trainer.policy.model.parameters())
-    # ZeRO-3 keeps a parameter's shard in `ds_tensor` and its full size in `ds_numel`.
-    record = {
-        "sharded": is_sharded(trainer.policy.model),
-        "held": sum(
-            getattr(p, "ds_tensor", getattr(p, "_local_tensor", p)).numel() for p in parameters
-        ),
-        "total": sum(getattr(p, "ds_numel", p.numel()) for p in parameters),
-    }
-    (Path(output_dir) / f"process-{rank}-of-{world}.json").write_text(json.dumps(record))
+    record_sharding(trainer.policy.model, output_dir)
     trainer.train()
 
 
@@ -120,4 +164,7 @@ if __name__ == "__main__":
         fsdp2_on_cpu()
     elif mode == "zero3":
         zero3_on_cpu()
-    run(method, model_dir, output_dir, int(iterations), int(lora_r))
+    if method == "instructgpt":
+        run_instructgpt(model_dir, output_dir, int(iterations), int(lora_r))
+    else:
+        run(method, model_dir, output_dir, int(iterations), int(lora_r))

@@ -146,6 +146,39 @@ def test_fsdp2_every_method_trains_as_data_parallel(method, model, request, tmp_
     assert_same_run(sharded, launched("ddp", method, model_dir, tmp_path / "ddp"))
 
 
+def test_fsdp2_instructgpt_pipeline_trains_as_data_parallel(tiny_gpt2_dir, tmp_path):
+    """SFT, the reward model and PPO-ptx, each sharded; the samples ranked for the reward model
+    and the reward model's scores come from whole models. Each stage computes what data
+    parallel computes (the buffer's rewards to float precision: the reward model trained
+    sharded)."""
+    # One PPO iteration: its samples come from the SFT model; after an update whose rewards
+    # differ in the last digits, a sampled token may differ at the tiny model's temperature 2.
+    sharded = launched("fsdp2", "instructgpt", tiny_gpt2_dir, tmp_path / "fsdp2", iterations=1)
+    for folder in (sharded / "sft", sharded, sharded / "ppo-ptx"):  # (the reward model's: root)
+        assert_sharded(folder)
+    data_parallel = launched("ddp", "instructgpt", tiny_gpt2_dir, tmp_path / "ddp", iterations=1)
+    assert_same_run(sharded / "sft", data_parallel / "sft")
+    heads = [load_file(root / "reward_model" / "reward_head.safetensors") for root in (sharded, data_parallel)]  # fmt: skip
+    # (Not the bias: the ranking loss does not depend on it, so its gradient is rounding noise,
+    # which Adam scales up to steps of the learning rate's size.)
+    torch.testing.assert_close(heads[0]["weight"], heads[1]["weight"], rtol=1e-3, atol=1e-4)
+    # The reward model's body trains the same weights (its tied embedding, once not).
+    sft = load_file(sharded / "sft" / "model" / "model.safetensors")
+    trained = [{name for name, weight in load_file(root / "reward_model" / "model.safetensors").items()
+                if (weight - sft[name]).abs().max() > 1e-6} for root in (sharded, data_parallel)]  # fmt: skip
+    assert "transformer.wte.weight" in trained[1] and trained[0] == trained[1]
+    buffers = [records(root / "ppo-ptx" / "buffer.jsonl") for root in (sharded, data_parallel)]
+    assert [(s["query_id"], s["output"]) for s in buffers[0]] == [(s["query_id"], s["output"]) for s in buffers[1]]  # fmt: skip
+    # The rewards up to a constant (the head's bias and the final norm's shift, which the
+    # ranking loss cannot see, move by rounding noise alone).
+    scores = [torch.tensor([s["score"] for s in buffer]) for buffer in buffers]
+    centered = [score - score.mean() for score in scores]
+    torch.testing.assert_close(centered[0], centered[1], rtol=0, atol=2e-5)
+    assert "loss_ptx" in records(sharded / "ppo-ptx" / "metrics.jsonl")[1]
+    for a, b in zip(*(training_metrics(root / "ppo-ptx") for root in (sharded, data_parallel)), strict=True):  # fmt: skip
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
+
+
 def test_fsdp2_killed_and_resumed_equals_unbroken(sharded_gpt2, tiny_gpt2_dir, tmp_path):
     env = {**os.environ, **KILLED_AFTER_ITERATION_1}
     killed = launch("fsdp2", "hir", tiny_gpt2_dir, tmp_path, env=env)

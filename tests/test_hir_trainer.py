@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,6 +58,31 @@ def test_the_loop_runs_for_both_model_kinds(tiny_model_dir, tmp_path):
         "iteration-0001",
         "iteration-0002",
     ]
+
+
+@pytest.mark.parametrize("scope", [[], ["--train_last_layers", "1"]])
+def test_bf16_mixed_precision_trains_through_the_fast_paths(scope, tiny_gpt2_dir, tmp_path):
+    """bf16 autocast, as accelerate runs a GPU, here on the CPU: the fused output layer (and, with
+    the last layer trained, the frozen-layer cache) trains under it, and the weights stay
+    float32. In a process of its own: accelerate keeps one mixed-precision state per process."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    command = [sys.executable, "-m", "hir", "train", "--model", tiny_gpt2_dir,
+               "--task", "synthetic/sort", "--num_examples", "24", "--iterations", "1",
+               "--epochs_per_iteration", "1", "--max_new_tokens", "4", "--batch_size", "8",
+               "--report_to", "none", "--device", "cpu", "--mixed_precision", "bf16",
+               "--output_dir", str(tmp_path), *scope]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert torch.isfinite(torch.tensor(metrics[1]["loss"]))
+    start = load_file(Path(tiny_gpt2_dir) / "model.safetensors")
+    trained = load_file(tmp_path / "checkpoints" / "iteration-0001" / "model.safetensors")
+    assert all(weight.dtype == torch.float32 for weight in trained.values())
+    assert any(not torch.equal(trained[name], start[name]) for name in trained)
 
 
 def test_in_batch_form_and_quantile_relabel_run(tiny_gpt2_dir, tmp_path):

@@ -127,6 +127,47 @@ def test_a_killed_compare_resumes_without_redoing_finished_runs(tiny_gpt2_dir, t
     assert tables[0] == tables[1]
 
 
+def instructgpt(model: str, output_dir: Path, *extra: str, crash_at: str | None = None):
+    feedback = output_dir.parent / "even_length.py"
+    feedback.write_text(FEEDBACK)
+    command = ["instructgpt", "--final_method", "hir", "--model", model,
+               "--task", "synthetic/count", "--num_examples", "24", "--iterations", "2",
+               "--max_new_tokens", "3", "--num_samples", "2", "--batch_size", "4",
+               "--eval_limit", "6", "--keep_checkpoints", "1", "--report_to", "none",
+               "--epochs_per_iteration", "2", "--sft_epochs", "1", "--reward_model_epochs", "1",
+               "--feedback", f"{feedback}:feedback", "--output_dir", str(output_dir), *extra]  # fmt: skip
+    return hir(command, crash_at)
+
+
+def test_an_instructgpt_pipeline_killed_in_any_stage_resumes_to_the_unbroken_run(
+    tiny_gpt2_dir, tmp_path
+):
+    """Killed as the reward model's folder is written (the second staged folder, after the SFT
+    model's), then, resumed, killed again in the final HIR run (its third optimizer step)."""
+    run = tmp_path / "killed"
+
+    def killed_twice_and_resumed() -> None:
+        for crash_at in ("staged:2", "training:3"):
+            killed = instructgpt(tiny_gpt2_dir, run, "--resume", "true", crash_at=crash_at)
+            assert killed.returncode == -signal.SIGKILL, f"{crash_at} was never reached"
+        resumed = instructgpt(tiny_gpt2_dir, run, "--resume", "true")
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        unbroken = pool.submit(instructgpt, tiny_gpt2_dir, tmp_path / "unbroken")
+        chain = pool.submit(killed_twice_and_resumed)
+        assert unbroken.result().returncode == 0, unbroken.result().stderr[-2000:]
+        chain.result()
+    expected = tmp_path / "unbroken"
+    assert outcome(run / "hir") == outcome(expected / "hir")
+    head = "reward_model/reward_head.safetensors"
+    assert (run / head).read_bytes() == (expected / head).read_bytes()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_accuracy"] == json.loads((expected / "summary.json").read_text())["final_accuracy"]  # fmt: skip
+    assert summary["method"] == "instructgpt (sft -> reward model -> hir)"
+    assert not list(run.glob(".*")), "staging folders left behind"
+
+
 def test_tensorboard_shows_each_iteration_once_after_a_resume(tiny_gpt2_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

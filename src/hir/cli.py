@@ -19,7 +19,7 @@ from hir.errors import HIRError, Terminated
 COMMANDS = {
     "train": "run a method: HIR (default), FARL, SFT or PPO (--method; -h lists its options)",
     "compare": "several methods on the same task, starting policy, budget and seeds",
-    "instructgpt": "the InstructGPT baseline: SFT -> reward model -> PPO-ptx",
+    "instructgpt": "the InstructGPT pipeline: SFT -> reward model -> PPO-ptx (or --final_method hir|farl)",
     "eval": "greedy accuracy of a model on a task's split",
     "screen": "before training: does a model follow both instructions, and can it learn a task from its own samples?",
     "demo": "the built-in default: a complete HIR run on CPU in about 5 minutes",
@@ -146,17 +146,26 @@ def run_train(args: list[str]) -> None:
 
 def run_instructgpt(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
+    from hir.options import pop_option
+    from hir.recipes.instructgpt import FINAL_METHODS, InstructGPTStages
     from hir.recipes.instructgpt import run_instructgpt as pipeline
-    from hir.trainers.ppo import PPOConfig
+    from hir.trainers import get_method
 
-    parser = _parser("hir instructgpt", ModelArguments, TaskArguments, PPOConfig,
-                     description="SFT on the labels -> reward model -> PPO-ptx (PPOConfig fields)")  # fmt: skip
-    model_args, task_args, config = parser.parse(
-        args, {"ptx_coef": 27.8, "output_dir": "runs/instructgpt"}
+    final = pop_option(args, "final_method") or "ppo-ptx"
+    if final not in FINAL_METHODS:
+        raise HIRError(f"unknown --final_method {final!r}: choose from {', '.join(FINAL_METHODS)}")
+    registered, settings = FINAL_METHODS[final]
+    config_class = get_method(registered)[1]
+    parser = _parser(f"hir instructgpt --final_method {final}", ModelArguments, TaskArguments,
+                     InstructGPTStages, config_class,
+                     description=f"SFT on the labels -> reward model -> {final} against it "
+                                 f"(--final_method: one of {', '.join(FINAL_METHODS)})")  # fmt: skip
+    model_args, task_args, stages, config = parser.parse(
+        args, {**settings, "output_dir": "runs/instructgpt"}
     )
-    summary = pipeline(model_args.load_policy(), task_args.load(), config)
+    summary = pipeline(model_args.load_policy(), task_args.load(), config, stages)
     print(f"{summary['task']}: start {summary['initial_accuracy']:.3f}, SFT {summary['sft_accuracy']:.3f}, "
-          f"PPO-ptx {summary['final_accuracy']:.3f}; results in {config.output_dir}")  # fmt: skip
+          f"{final} {summary['final_accuracy']:.3f}; results in {config.output_dir}")  # fmt: skip
 
 
 # -- hir compare -----------------------------------------------------------------------------------
@@ -197,8 +206,9 @@ class CompareArguments:
 def run_compare(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
     from hir.recipes.compare import Start, parse_methods, parse_seeds, run_comparison
+    from hir.recipes.instructgpt import InstructGPTStages
 
-    parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments,
+    parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments, InstructGPTStages,
                      description="Several methods on the same task, starting policy, sampling "
                                  "budget and seeds; every method's config field is a flag.")  # fmt: skip
     if any(a in ("-h", "--help") for a in args):
@@ -217,7 +227,7 @@ def run_compare(args: list[str]) -> None:
 
         given.update(DEMO_HIR, task=DEMO_TASK, output_dir="runs/compare-demo")
     given.update(yaml_values)
-    (compare_args, model_args, task_args), rest = parser.parse_known(args, given)
+    (compare_args, model_args, task_args, stages), rest = parser.parse_known(args, given)
     methods = parse_methods(compare_args.methods)
     seeds = parse_seeds(compare_args.seeds)
     configs = _method_configs(methods, rest, given, compare_args)
@@ -249,7 +259,7 @@ def run_compare(args: list[str]) -> None:
         def start(seed: int) -> Start:
             return Start(task, model_args.model)
 
-    run_comparison(configs, seeds, start, output_dir, model_args)
+    run_comparison(configs, seeds, start, output_dir, model_args, stages)
 
 
 def _yaml_of(args: list[str]) -> dict:
@@ -259,11 +269,12 @@ def _yaml_of(args: list[str]) -> dict:
     from hir.arguments import ModelArguments, TaskArguments
     from hir.options import config_option, read_yaml_fields
     from hir.recipes.compare import METHODS, config_class_of
+    from hir.recipes.instructgpt import InstructGPTStages
 
     path = config_option(list(args))
     if not path:
         return {}
-    classes = [CompareArguments, ModelArguments, TaskArguments]
+    classes = [CompareArguments, ModelArguments, TaskArguments, InstructGPTStages]
     classes += [config_class_of(m) for m in ("start", *METHODS)]
     return read_yaml_fields(path, {f.name for c in classes for f in fields(c)})
 

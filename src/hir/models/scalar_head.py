@@ -14,19 +14,34 @@ from hir.models import EncodedBatch, Policy
 
 
 class ScalarHeadModel(nn.Module):
-    def __init__(self, policy: Policy, zero_init: bool = False) -> None:
+    def __init__(self, policy: Policy, zero_init: bool = False, copy_body: bool = True) -> None:
+        """`copy_body=False` takes the policy's network itself (a loaded reward model's)."""
         super().__init__()
         self.policy = policy  # for encoding and the model kind; its weights are not ours
-        self.body = copy.deepcopy(policy.model)
+        self.body = copy.deepcopy(policy.model) if copy_body else policy.model
         self.head = nn.Linear(policy.hidden_size, 1)
         if zero_init:  # a value model that starts at V = 0 does not bias the first advantages
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
+    # What accelerate's FSDP2 preparation asks a transformers model for: it moves the model to
+    # the meta device and back, which unties tied weights (GPT-2's embedding and output layer)
+    # unless the model re-ties them, and it puts the tied pair in one shard unit. Without
+    # these, the body's embedding was left out of the optimizer under FSDP2 and never trained.
+    def tie_weights(self) -> None:
+        self.body.tie_weights()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.body.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.body.get_output_embeddings()
+
     def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Scalars [B, T] and labels [B, T] in the layout of `Policy.output_logits`."""
         hidden, labels = self.policy.output_hidden_states(batch, self.body)
-        return self.head(hidden).squeeze(-1), labels
+        # A copy, not a view: FSDP2 warns of views among a sharded module's outputs.
+        return self.head(hidden).squeeze(-1).clone(), labels
 
 
 def last_output_scalars(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -45,18 +45,28 @@ class BinaryRelabel:
         )
 
 
+WORDINGS = ("top", "percentile")
+
+
 @dataclass
 class QuantileRelabel:
     """Graded feedback: an output's rank among the buffer's scores picks one of `num_buckets`
-    instructions ("Give an answer that scores in the top 25%."). Evaluation asks for the top
-    bucket. Call `fit(scores)` on the buffer before relabeling it."""
+    instructions. Evaluation asks for the top bucket. Call `fit(scores)` on the buffer before
+    relabeling it. Two wordings of a bucket (4 buckets, the best one):
+
+    - "top": "Give an answer that scores in the top 25%.";
+    - "percentile", the method's RLHF example: "Give an answer that ranks about 88% in the
+      training data." (the bucket's middle percentile)."""
 
     num_buckets: int = 4
+    wording: str = "top"
     _sorted_scores: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_buckets < 2:
             raise HIRError(f"num_buckets must be at least 2, got {self.num_buckets}")
+        if self.wording not in WORDINGS:
+            raise HIRError(f"wording must be one of {', '.join(WORDINGS)}, got {self.wording!r}")
 
     @property
     def instructions(self) -> list[str]:
@@ -67,6 +77,9 @@ class QuantileRelabel:
         return self._instruction(0)
 
     def _instruction(self, bucket: int) -> str:
+        if self.wording == "percentile":
+            percentile = round(100 * (1 - (bucket + 0.5) / self.num_buckets))
+            return f"Give an answer that ranks about {percentile}% in the training data."
         upper = round(100 * (bucket + 1) / self.num_buckets)
         if bucket == 0:
             return f"Give an answer that scores in the top {upper}%."
@@ -77,7 +90,12 @@ class QuantileRelabel:
         self._sorted_scores = sorted(scores)
 
     def bucket(self, score: float) -> int:
-        """The bucket of `score`'s mid-rank from the top: (scores above + half the ties) / n.
+        """The bucket of `score` (0: the best), by its rank (`rank_share`)."""
+        return min(int(self.rank_share(score) * self.num_buckets), self.num_buckets - 1)
+
+    def rank_share(self, score: float) -> float:
+        """`score`'s mid-rank from the top as a share of the buffer, in [0, 1): (scores above
+        + half the ties) / n; its bucket is the share times the number of buckets.
 
         Ties take their mid-rank, not their best rank. Early graded buffers are mostly 0s: at
         their best rank every 0 would be "in the top 25%", the target instruction, and the
@@ -91,7 +109,7 @@ class QuantileRelabel:
         at_or_below = bisect.bisect_right(self._sorted_scores, score)
         ties = at_or_below - bisect.bisect_left(self._sorted_scores, score)
         mid_rank = (count - at_or_below) + ties / 2
-        return min(int(mid_rank / count * self.num_buckets), self.num_buckets - 1)
+        return mid_rank / count
 
     def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
         return self._instruction(self.bucket(score))
@@ -100,6 +118,15 @@ class QuantileRelabel:
         # The bucket at the other end of the ranking.
         index = self.instructions.index(instruction)
         return self._instruction(0 if index >= self.num_buckets / 2 else self.num_buckets - 1)
+
+
+def in_top_share(scores: Sequence[float], share: float) -> list[bool]:
+    """Which of `scores` rank in the top `share` of them (by mid-rank, as the quantile buckets:
+    a block of ties straddling the boundary falls on the side of its middle): FARL's filter on
+    a reward's unbounded scores."""
+    ranking = QuantileRelabel()
+    ranking.fit(scores)
+    return [ranking.rank_share(score) < share for score in scores]
 
 
 @dataclass

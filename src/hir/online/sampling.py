@@ -1,12 +1,15 @@
 """The online phase: sample outputs for training queries under the target instruction, drop
-duplicates of the same query, and score each with the task's feedback function."""
+duplicates of the same query, and score each with the task's feedback function (or, where a
+reward model drives training, with the reward, keeping the task's score beside it)."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 
 from hir.models import Policy
 from hir.tasks.base import Example, Task
+from hir.tasks.feedback import Feedback
 
 
 @dataclass(frozen=True)
@@ -15,17 +18,27 @@ class Sample:
     query_id: str
     instruction: str
     output: str
-    score: float
+    # The feedback's (or the reward's) score; None for a sample left unscored by a feedback
+    # budget (HIR's learned relabeler relabels it).
+    score: float | None
     # The output's token ids as sampled, up to and including EOS (PPO scores these); None for
     # outputs that were not sampled by the policy, or buffers written before they were kept.
     token_ids: tuple[int, ...] | None = None
     # The answer the task's extractor took from `output` (what the feedback scored); the model
     # trains on `output`, the raw text it sampled.
     answer: str | None = None
+    # Where a reward (model) scored `score`: the task's feedback on the same output, for the
+    # accuracy of the samples; None where the task's feedback is `score` itself.
+    task_score: float | None = None
+
+    @property
+    def feedback_score(self) -> float | None:
+        """The task's feedback on this output (None: not scored)."""
+        return self.score if self.task_score is None else self.task_score
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        for optional in ("token_ids", "answer"):
+        for optional in ("token_ids", "answer", "task_score"):
             if record[optional] is None:
                 del record[optional]
         return record
@@ -50,10 +63,16 @@ def sample_outputs(
     max_new_tokens: int = 32,
     batch_size: int = 64,
     progress: str | None = None,
+    reward: Feedback | None = None,
+    feedback_share: float = 1.0,
+    seed: int = 0,
 ) -> list[Sample]:
     """`num_samples` outputs per example at `temperature`, many queries per generate call.
     Duplicates of the same query are dropped, keeping first-seen order (the public code uses a
-    set, whose order varies between runs)."""
+    set, whose order varies between runs). `reward`: scores the samples instead of the task's
+    feedback (which fills `task_score`). `feedback_share` < 1 scores only that share of the
+    samples, drawn by `is_scored` (the same whatever process samples a query); the others keep
+    their extracted answer and score None."""
     task = task.for_format(policy.chat)
     prompts = [task.prompt(example.query, instruction) for example in examples]
     outputs = policy.generate(
@@ -75,6 +94,27 @@ def sample_outputs(
         for output, token_ids in candidates:
             first_seen.setdefault(output, token_ids)
         kept += [(prompt, example, output, ids) for output, ids in first_seen.items()]
-    scored = task.score_outputs([k[0] for k in kept], [k[2] for k in kept], [k[1] for k in kept])
-    return [Sample(iteration, example.id, instruction, output, score, token_ids, answer)
-            for (_, example, output, token_ids), (answer, score) in zip(kept, scored)]  # fmt: skip
+    chosen = [i for i, (_, example, output, _) in enumerate(kept)
+              if is_scored(feedback_share, seed, iteration, example.id, output)]  # fmt: skip
+    scores: list[float | None] = [None] * len(kept)
+    task_scores: list[float | None] = [None] * len(kept)
+    answers = [task.extract(output, example) for _, example, output, _ in kept]
+    if chosen:
+        prompts, outputs, examples = ([kept[i][k] for i in chosen] for k in (0, 2, 1))
+        judged = task.score_outputs(prompts, outputs, examples)
+        feedback = [score for _, score in judged]
+        rewards = feedback if reward is None else reward(prompts, outputs, [a for a, _ in judged], examples)  # fmt: skip
+        for i, score, task_score in zip(chosen, rewards, feedback):
+            scores[i] = score
+            task_scores[i] = None if reward is None else task_score
+    return [Sample(iteration, example.id, instruction, output, score, token_ids, answer, task_score)
+            for (_, example, output, token_ids), answer, score, task_score
+            in zip(kept, answers, scores, task_scores)]  # fmt: skip
+
+
+def is_scored(share: float, seed: int, iteration: int, query_id: str, output: str) -> bool:
+    """Whether a sample falls in the scored `share`: a draw seeded by the run's seed and the
+    sample itself, so that it is the same on any process and after a resume."""
+    if share >= 1.0:
+        return True
+    return random.Random(f"{seed}:{iteration}:{query_id}:{output}").random() < share

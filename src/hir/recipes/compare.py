@@ -3,10 +3,12 @@ in one table (Markdown and CSV: final accuracy and mean score, mean ± std over 
 peak memory) and two plots (accuracy against iteration and against wall time).
 
 Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
-plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), and HIR
-ablations "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing",
-and variants "hir-sum-scores", "hir-balanced", "hir-contrast-first". Any of them takes settings of
-its own after "+": "hir+contrastive_weight=10+balance_instructions=true".
+plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), HIR ablations
+"hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing", variants
+"hir-sum-scores", "hir-balanced", "hir-contrast-first", and the InstructGPT pipeline ending in
+each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
+"instructgpt-hir", "instructgpt-farl". Any of them takes settings of its own after "+":
+"hir+contrastive_weight=10+balance_instructions=true".
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ import psutil
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
+from hir.recipes.instructgpt import (
+    FINAL_METHODS,
+    InstructGPTStages,
+    instructgpt_start,
+    run_final_method,
+)
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.lock import folder_lock
@@ -55,6 +63,9 @@ METHODS: dict[str, tuple[str, dict]] = {
     "hir-sum-scores": ("hir", {"contrastive_score": "sum"}),
     "hir-balanced": ("hir", {"balance_instructions": True}),
     "hir-contrast-first": ("hir", {"contrast_first_epochs": 1}),
+    # The InstructGPT pipeline (SFT -> reward model -> the method against the reward model),
+    # one SFT model and reward model per seed for all three (hir.recipes.instructgpt).
+    **{f"instructgpt-{name}": method for name, method in FINAL_METHODS.items() if name != "ppo"},
 }
 # Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
 VARIANT_SEPARATOR = "+"
@@ -186,21 +197,29 @@ def run_comparison(
     start: StartFn,
     output_dir: str | Path,
     model_options: ModelArguments | None = None,
+    instructgpt_stages: InstructGPTStages | None = None,
 ) -> dict:
     """`configs`: each compared method's config, in table order ("start": the untouched
     starting policy, evaluated with its config's settings); `compare_configs` makes them from
     one mapping of settings. Each run gets its own seed and folder `output_dir/METHOD/seed-N`.
     `model_options`: how each run loads its start (prompt format, LoRA, trained layers).
+    `instructgpt_stages`: the SFT and reward-model stages of the instructgpt-* methods, made once
+    per seed in `output_dir/instructgpt-start/seed-N`.
 
     When the configs say `resume`, runs that finished are read back, not run again, and an
     interrupted run continues from its last checkpoint. The table is rewritten after every
     run, so a long comparison shows its results as they come."""
     output_dir = Path(output_dir)
     with folder_lock(output_dir):
-        return _run_comparison(configs, seeds, start, output_dir, model_options or ModelArguments())
+        return _run_comparison(configs, seeds, start, output_dir,
+                               model_options or ModelArguments(),
+                               instructgpt_stages or InstructGPTStages())  # fmt: skip
 
 
-def _run_comparison(configs, seeds, start, output_dir: Path, model_options: ModelArguments) -> dict:
+def _run_comparison(
+    configs, seeds, start, output_dir: Path, model_options: ModelArguments,
+    instructgpt_stages: InstructGPTStages,
+) -> dict:  # fmt: skip
     methods = list(configs)
     resume = any(config.resume for config in configs.values())
 
@@ -253,6 +272,20 @@ def _run_comparison(configs, seeds, start, output_dir: Path, model_options: Mode
                     )
                     history = [{"iteration": 0, "accuracy": result.accuracy,
                                 "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
+                elif name.startswith("instructgpt-"):
+                    config = run_config(name, seed)
+                    shared = output_dir / "instructgpt-start" / f"seed-{seed}"
+                    # The first instructgpt-* method of a seed makes the start, the others reuse it.
+                    reuse = resume or any(
+                        m.startswith("instructgpt-") for m in row_names[: row_names.index(name)]
+                    )
+                    pipeline = instructgpt_start(load_start(start_model), task, config, shared,
+                                                 instructgpt_stages, reuse=reuse)  # fmt: skip
+                    instruction = get_method(method_variant(name)[0])[0].evaluation_instruction(
+                        config, task
+                    )
+                    run_final_method(pipeline, task, config)
+                    history = _evaluated_history(config)
                 else:
                     trainer_class = get_method(method_variant(name)[0])[0]
                     config = run_config(name, seed)
@@ -261,11 +294,7 @@ def _run_comparison(configs, seeds, start, output_dir: Path, model_options: Mode
                     trainer = trainer_class(load_start(start_model), task, config, **extra)
                     instruction = trainer.target_instruction
                     trainer.train()
-                    records = evaluated_records(
-                        read_jsonl(Path(config.output_dir) / "metrics.jsonl")
-                    )
-                    history = [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
-                               for record in records]  # fmt: skip
+                    history = _evaluated_history(config)
                 seconds = time.perf_counter() - began
             run = {"method": name, "seed": seed, "instruction": instruction,
                    "final_accuracy": history[-1]["accuracy"],
@@ -279,6 +308,13 @@ def _run_comparison(configs, seeds, start, output_dir: Path, model_options: Mode
     if not table_is_current:
         write_comparison(output_dir, table, runs, record)
     return {"table": table, "runs": runs}
+
+
+def _evaluated_history(config: RunConfig) -> list[dict]:
+    """A finished run's evaluated iterations, as the comparison keeps them."""
+    records = evaluated_records(read_jsonl(Path(config.output_dir) / "metrics.jsonl"))
+    return [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
+            for record in records]  # fmt: skip
 
 
 def summarize(runs: list[dict], methods: list[str]) -> list[dict]:

@@ -55,6 +55,15 @@ def staged_folder(
         raise
 
 
+def remove_stale_staging(target: str | os.PathLike) -> None:
+    """Remove what a write of `target` killed mid-way left beside it (its staging folder, or
+    the old folder moved aside): for a command that resumes, before it writes `target` again."""
+    target = Path(target)
+    for pattern in (f".{target.name}.staging-*", f".{target.name}.replaced-*"):
+        for path in target.parent.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_folder(source: Path, target: Path) -> None:
     """Move `source` to `target` in one rename; an existing `target` is first moved aside under
     a fresh name (so a crash leaves the old or the new folder, whole) and then removed."""

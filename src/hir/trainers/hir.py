@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hir.callables import load_callable
+from hir.errors import HIRError
 from hir.losses import (
     TokenStatistics,
     balanced_weights,
@@ -30,6 +31,7 @@ from hir.losses import (
     pairwise_contrastive_loss,
     sequence_scores,
 )
+from hir.online.learned_relabel import LearnedRelabel
 from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.online.sampling import Sample
 from hir.options import flag_help
@@ -37,6 +39,7 @@ from hir.tasks import Task
 from hir.trainers.online import SupervisedTrainer, TrainItem
 from hir.trainers.online_config import SamplingConfig, SupervisedFields
 
+SCRIPTED = ("binary", "quantile", "percentile")
 IN_BATCH_GROUP = 8  # the in-batch form scores every output under every context: group^2 sequences
 
 
@@ -52,8 +55,10 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     """
 
     relabel: str = field(
-        default="binary", metadata=flag_help("binary | quantile | module:function")
-    )
+        default="binary",
+        metadata=flag_help("binary | quantile | percentile (quantile buckets in the wording of "
+                           "the method's RLHF example; for a reward model) | module:function"),
+    )  # fmt: skip
     wrong_instruction: str | None = field(
         default=None, metadata=flag_help("default: the task's wrong-answer instruction")
     )
@@ -88,6 +93,12 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     entropy_weight: float = field(
         default=0.001, metadata=flag_help("beta (paper: 0.001); 0 = no entropy term")
     )
+    feedback_budget: float = field(
+        default=1.0,
+        metadata=flag_help("share of the samples the feedback scores; a classifier learned from "
+                           "them relabels the rest (the learned relabeler; it reads the output "
+                           "alone). 1 = every sample scored"),
+    )  # fmt: skip
     sub_output_prob: float = field(
         default=0.5,
         metadata=flag_help(
@@ -102,6 +113,11 @@ class HIRConfig(SupervisedFields, SamplingConfig):
             (0 <= self.contrastive_smoothing < 1, "contrastive_smoothing must be in [0, 1)"),
             (0 <= self.sub_output_prob <= 1, "sub_output_prob must be in [0, 1]"),
             (self.num_buckets >= 2, "num_buckets must be >= 2"),
+            (0 < self.feedback_budget <= 1, "feedback_budget must be in (0, 1]"),
+            (
+                self.feedback_budget == 1 or self.relabel in SCRIPTED,
+                f"feedback_budget < 1 learns a scripted relabeler: set --relabel to one of {', '.join(SCRIPTED)}",
+            ),
             (self.contrastive_score in ("mean", "sum"), "contrastive_score must be mean or sum"),
             (
                 0 <= self.contrast_first_epochs <= self.epochs_per_iteration,
@@ -123,8 +139,13 @@ class HIRTrainer(SupervisedTrainer):
     config_class = HIRConfig
 
     def __init__(self, model, task, config: HIRConfig | None = None, *, tokenizer=None,
-                 relabeler=None) -> None:  # fmt: skip
-        super().__init__(model, task, config, tokenizer=tokenizer)
+                 reward=None, relabeler=None) -> None:  # fmt: skip
+        super().__init__(model, task, config, tokenizer=tokenizer, reward=reward)
+        if self.reward is not None and self.config.relabel == "binary" and relabeler is None:
+            raise HIRError(
+                "HIR with a reward (model) needs graded relabeling: its scores have no "
+                "correct/wrong threshold; pass --relabel percentile (or quantile)"
+            )
         self.relabeler = relabeler or make_relabeler(self.config, self.task)
 
     @property
@@ -142,7 +163,10 @@ class HIRTrainer(SupervisedTrainer):
 
     def relabel(self, samples: Sequence[Sample]) -> list[TrainItem]:
         """Every buffered sample, with the instruction it satisfies in hindsight."""
-        self.relabeler.fit([s.score for s in samples])
+        if isinstance(self.relabeler, LearnedRelabel):
+            self.relabeler.fit([s.output for s in samples], [s.score for s in samples])
+        else:
+            self.relabeler.fit([s.score for s in samples])
         items = []
         for s in samples:
             example = self.examples_by_id[s.query_id]
@@ -172,6 +196,9 @@ class HIRTrainer(SupervisedTrainer):
             metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(
                 items
             )
+        agreement = getattr(self.relabeler, "agreement", None)
+        if agreement is not None:  # the learned relabeler's, on held-out scored samples
+            metrics["relabel_agreement"] = agreement
         return metrics
 
     # -- the loss ------------------------------------------------------------------------------
@@ -272,9 +299,12 @@ class HIRTrainer(SupervisedTrainer):
 def make_relabeler(config: HIRConfig, task: Task):
     correct = config.correct_instruction or task.correct_instruction
     wrong = config.wrong_instruction or task.wrong_instruction
-    if config.relabel == "binary":
-        return BinaryRelabel(correct, wrong, config.success_threshold)
-    if config.relabel == "quantile":
-        return QuantileRelabel(config.num_buckets)
+    if config.relabel in SCRIPTED:
+        if config.relabel == "binary":
+            scripted = BinaryRelabel(correct, wrong, config.success_threshold)
+        else:
+            wording = "top" if config.relabel == "quantile" else "percentile"
+            scripted = QuantileRelabel(config.num_buckets, wording)
+        return scripted if config.feedback_budget == 1 else LearnedRelabel(scripted, config.seed)
     function = load_callable(config.relabel, "relabel")
     return CallableRelabel(function, target_instruction=correct, fallback_opposite=wrong)

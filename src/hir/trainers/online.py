@@ -77,6 +77,7 @@ from hir.runs.tracking import RunLogger, parse_report_to
 from hir.runs.versions import library_versions
 from hir.tasks import Example, Task, load_task
 from hir.tasks.base import callable_name
+from hir.tasks.feedback import BatchReward, Feedback
 from hir.trainers.epochs import train_epochs
 from hir.trainers.online_config import RunConfig, SamplingConfig
 from hir.trainers.optimization import build_accelerator
@@ -111,10 +112,13 @@ class OnlineTrainer:
         config: RunConfig | None = None,
         *,
         tokenizer=None,
+        reward: BatchReward | None = None,
     ) -> None:
         """`model`: a Hub id or folder, a `Policy`, or a loaded `PreTrainedModel` (then pass
         its `tokenizer`). `task`: a `Task` or a task name for `load_task`. `config`: this
-        method's config (default: its defaults)."""
+        method's config (default: its defaults). `reward`: a function of the feedback contract
+        (`hir.tasks.feedback`, e.g. `reward_feedback` of a reward model) whose scores, unbounded,
+        drive training instead of the task's feedback (default: `config.reward_model`'s)."""
         config = self.config_class() if config is None else config
         if not isinstance(config, self.config_class):
             raise HIRError(
@@ -136,6 +140,7 @@ class OnlineTrainer:
         # peft drew the adapter's initial weights before the seed was known: draw them anew.
         initialize_adapter(self.policy.model)
         self.policy.format.prompt_limit(config.max_new_tokens)  # fail now, not after iteration 0
+        self.reward = self._reward(reward)
         # Answer extraction, format hint and prompt template as this model's format needs.
         self.task = self.task.for_format(self.policy.chat)
         self.train_examples = self.task.split("train")
@@ -175,6 +180,19 @@ class OnlineTrainer:
         self.rng = random.Random(config.seed)
         self.history: list[dict] = []
         self.elapsed_before = 0.0
+
+    def _reward(self, reward: BatchReward | None) -> Feedback | None:
+        """The training reward, if not the task's feedback: `reward`, or the reward model
+        `config.reward_model` names (whole on every process: it only scores)."""
+        folder = getattr(self.config, "reward_model", None)
+        if reward is None and folder:
+            from hir.models.reward_model import load_reward_model, reward_feedback
+
+            model = load_reward_model(folder, device=str(self.accelerator.device))
+            reward = reward_feedback(model, self.task)
+        if reward is None:
+            return None
+        return Feedback(reward, bounded=False, what="reward function")
 
     @property
     def target_instruction(self) -> str:
@@ -256,16 +274,24 @@ class OnlineTrainer:
                     iteration=iteration, num_samples=config.num_samples,
                     temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
                     max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
-                    progress=f"iteration {iteration}: sampling",
+                    progress=f"iteration {iteration}: sampling", reward=self.reward,
+                    feedback_share=getattr(config, "feedback_budget", 1.0), seed=config.seed,
                 ),
             )  # fmt: skip
         seconds = time.perf_counter() - started
         crash_point("sampling")
         self.buffer.add(samples)
-        scores = [s.score for s in samples]
+        # Over the scored samples (all but those a feedback budget leaves unscored).
+        scored = [s for s in samples if s.score is not None]
+        scores = [s.feedback_score for s in scored]
+        extra = {} if self.reward is None else {
+            "sample_reward": sum(s.score for s in scored) / max(len(scored), 1)}  # fmt: skip
+        if len(scored) < len(samples):
+            extra["scored_share"] = len(scored) / len(samples)
         return {
-            "sample_accuracy": sum(map(self.is_success, scores)) / len(scores),
-            "sample_mean_score": sum(scores) / len(scores),
+            "sample_accuracy": sum(map(self.is_success, scores)) / max(len(scores), 1),
+            "sample_mean_score": sum(scores) / max(len(scores), 1),
+            **extra,
             "sample_well_formed": sum(
                 self.task.is_well_formed(s.output if s.answer is None else s.answer)
                 for s in samples

@@ -176,6 +176,13 @@ class SamplingConfig(RunConfig):
     buffer_retention: str = field(
         default="cap:4", metadata=flag_help("all | latest:K | cap:M (x train size)")
     )
+    reward_model: str | None = field(
+        default=None,
+        metadata=flag_help("a reward-model folder (`hir instructgpt`'s reward_model/, or a "
+                           "sequence-classification model with one output) whose scores drive "
+                           "training instead of the task's feedback: HIR's relabeling, FARL's "
+                           "filter, PPO's reward; accuracy stays the task's"),
+    )  # fmt: skip
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [

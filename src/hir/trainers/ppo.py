@@ -53,7 +53,7 @@ from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
 from hir.runs.fileio import read_jsonl_objects
-from hir.tasks.feedback import BatchReward, Feedback
+from hir.tasks.feedback import BatchReward
 from hir.trainers.online import OnlineTrainer
 from hir.trainers.online_config import SamplingConfig
 from hir.trainers.optimization import optimizer_step
@@ -117,7 +117,7 @@ class PPOTrainer(OnlineTrainer):
         reward: BatchReward | None = None,
         ptx_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        super().__init__(model, task, config, tokenizer=tokenizer)
+        super().__init__(model, task, config, tokenizer=tokenizer, reward=reward)
         config = self.config
         self.ptx_pairs = list(
             ptx_pairs or (load_ptx_pairs(config.ptx_data) if config.ptx_data else [])
@@ -127,11 +127,6 @@ class PPOTrainer(OnlineTrainer):
                 "ptx_coef > 0 needs pretraining pairs: pass --ptx_data pairs.jsonl "
                 '({"prompt": ..., "output": ...} per line), or ptx_pairs= in Python'
             )
-        # The reward, if not the task's feedback scores: a function of the same contract
-        # (`hir.tasks.feedback`; e.g. a reward model's), its scores unbounded.
-        self.reward = (
-            None if reward is None else Feedback(reward, bounded=False, what="reward function")
-        )
         value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=config.learning_rate)
         self.value_model, self.value_optimizer = self.accelerator.prepare(
             self.value_model, value_optimizer
@@ -225,14 +220,8 @@ class PPOTrainer(OnlineTrainer):
         self.value_model.eval()
         target = self.target_instruction
         prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, target) for s in chunk]
-        outputs = [s.output for s in chunk]
-        scores = torch.tensor([s.score for s in chunk])
-        if self.reward is not None:
-            examples = [self.examples_by_id[s.query_id] for s in chunk]
-            answers = [s.output if s.answer is None else s.answer for s in chunk]
-            scores = torch.tensor(
-                self.reward(prompts, outputs, answers, examples), dtype=torch.float
-            )
+        # The feedback's score, or the reward's where one drives training (scored at sampling).
+        scores = torch.tensor([s.score for s in chunk], dtype=torch.float)
         # The tokens as sampled: re-encoding the text can segment it into tokens the policy
         # never chose, whose log-ratios to the reference then dominate the KL.
         output_ids = [s.token_ids if s.token_ids is not None else self.policy.format.output_ids([s.output])[0]

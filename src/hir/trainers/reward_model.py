@@ -17,50 +17,21 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from hir.errors import HIRError
 from hir.losses import ranking_loss
 from hir.models import Policy
-from hir.models.scalar_head import ScalarHeadModel, last_output_scalars
+from hir.models.reward_model import RewardModel
+from hir.models.scalar_head import last_output_scalars
+from hir.models.sharding import share_tied_embeddings
 from hir.online.sampling import Sample
 from hir.runs.fileio import read_jsonl_objects
 from hir.tasks.base import Task
-from hir.trainers.optimization import build_accelerator, optimizer_step, require_unsharded
+from hir.trainers.optimization import build_accelerator, optimizer_step
 
 # (prompt, outputs ranked best first)
 RankedGroup = tuple[str, list[str]]
-
-
-class RewardModel(ScalarHeadModel):
-    """r(prompt, output): the scalar head read at the output's last token."""
-
-    def __init__(self, policy: Policy) -> None:
-        super().__init__(policy)
-
-    def reward(self, prompts: Sequence[str], outputs: Sequence[str]) -> torch.Tensor:
-        batch = self.policy.encode(list(prompts), list(outputs)).to(self.head.weight.device)
-        return last_output_scalars(*self(batch))
-
-    def as_reward_function(self):
-        """This model as a reward function of the feedback contract (`hir.tasks.feedback`,
-        TRL's form): `(prompts, completions, **columns) -> list[float]`."""
-
-        def reward_model(prompts, completions, **columns) -> list[float]:
-            return self.score(prompts, completions).tolist()
-
-        return reward_model
-
-    @torch.no_grad()
-    def score(
-        self, prompts: Sequence[str], outputs: Sequence[str], batch_size: int = 64
-    ) -> torch.Tensor:
-        self.eval()
-        return torch.cat(
-            [
-                self.reward(prompts[i : i + batch_size], outputs[i : i + batch_size])
-                for i in range(0, len(prompts), batch_size)
-            ]
-        ).cpu()
 
 
 def rankings_from_feedback(
@@ -109,8 +80,9 @@ def train_reward_model(
     accelerator: Accelerator | None = None,
 ) -> tuple[RewardModel, dict[str, float]]:  # fmt: skip
     """Train a reward model on ranked groups with the trainers' `optimizer_step` (under
-    `accelerator`, default one on the policy's device); returns it and its final-epoch pair
-    accuracy."""
+    `accelerator`, default one on the policy's device); returns it (sharded where the
+    accelerator shards: `save_reward_model` gathers it) and its final-epoch pair accuracy.
+    Every process trains on every group (the gradients agree; the groups are few)."""
     if not groups:
         raise HIRError(
             "no rankings to train the reward model on: every query's outputs scored the same"
@@ -118,8 +90,12 @@ def train_reward_model(
     accelerator = accelerator or build_accelerator(
         "cpu" if policy.device.type == "cpu" else "auto", "no"
     )
-    require_unsharded(accelerator, "reward-model training (InstructGPT's stage 2)")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise HIRError("reward-model training does not run under DeepSpeed: shard it with FSDP2 "
+                       "(configs/accelerate/fsdp2.yaml), or launch data parallel")  # fmt: skip
     model = RewardModel(policy).to(policy.device)
+    if accelerator.is_fsdp2:
+        share_tied_embeddings(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     rng = random.Random(seed)
