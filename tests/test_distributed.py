@@ -271,9 +271,10 @@ def test_sharding_refuses_what_it_cannot_run(engine, method, scope, message, tin
     assert "\n" not in str(refused.value)
 
 
-def test_steps_not_yet_sharded_are_refused_under_fsdp(tiny_gpt2_dir, monkeypatch):
-    """Warm-ups and InstructGPT's SFT and reward-model stages train outside the online loop;
-    they do not gather sharded weights yet, so they refuse to run sharded, in one line."""
+def test_steps_not_sharded_are_refused_in_one_line(tiny_gpt2_dir, monkeypatch):
+    """The warm-up trains outside the online loop and does not gather sharded weights: it
+    refuses FSDP in one line. The reward model trains under FSDP2 (the pipeline's test), not
+    under DeepSpeed."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
@@ -281,11 +282,11 @@ def test_steps_not_yet_sharded_are_refused_under_fsdp(tiny_gpt2_dir, monkeypatch
     from hir.trainers.finetune import supervised_finetune
     from hir.trainers.reward_model import train_reward_model
 
-    monkeypatch.setattr(
-        Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP)
-    )
+    kind = DistributedType.FSDP
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: kind))
     policy = load_policy(tiny_gpt2_dir, device="cpu")
     with pytest.raises(HIRError, match="supervised fine-tuning .* does not run sharded yet"):
         supervised_finetune(policy, [("Sort: b a", "a b")], epochs=1, learning_rate=1e-4)
-    with pytest.raises(HIRError, match="reward-model training .* does not run sharded yet"):
+    kind = DistributedType.DEEPSPEED
+    with pytest.raises(HIRError, match="reward-model training does not run under DeepSpeed"):
         train_reward_model(policy, [object()], epochs=1, learning_rate=1e-4)

@@ -47,7 +47,7 @@ def supervised_finetune(
 ) -> dict[str, float]:
     """Train `policy` in place on (prompt, output) pairs with token cross-entropy."""
     accelerator = build_accelerator("cpu" if policy.device.type == "cpu" else "auto", "no")
-    require_unsharded(accelerator, "supervised fine-tuning (warm-up, InstructGPT's SFT stage)")
+    require_unsharded(accelerator, "supervised fine-tuning (the warm-up)")
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer, scheduler = accelerator.prepare(policy.model, optimizer, scheduler)

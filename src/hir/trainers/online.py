@@ -185,6 +185,9 @@ class OnlineTrainer:
         """The training reward, if not the task's feedback: `reward`, or the reward model
         `config.reward_model` names (whole on every process: it only scores)."""
         folder = getattr(self.config, "reward_model", None)
+        if reward is not None and not isinstance(self.config, SamplingConfig):
+            raise HIRError(f"{self.method} samples nothing: a reward has nothing to score; "
+                           "give it to HIR, FARL or PPO")  # fmt: skip
         if reward is None and folder:
             from hir.models.reward_model import load_reward_model, reward_feedback
 
@@ -455,7 +458,8 @@ class OnlineTrainer:
         return {"method": self.method, "model": self.model_source, "task": self.task.name,
                 "prompt_format": "chat" if self.policy.chat else "plain", "training_scope": trained,
                 "activation_cache_mb": cache.max_bytes // 2**20 if cache and cache.enabled else 0,
-                "answer_extraction": callable_name(extraction) if callable(extraction) else extraction, **self.config.to_dict()}  # fmt: skip
+                "answer_extraction": callable_name(extraction) if callable(extraction) else extraction,
+                "reward": self.reward.name if self.reward else None, **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
         evaluated = evaluated_records(self.history)
