@@ -188,3 +188,14 @@ def test_farl_under_a_reward_keeps_the_best_scored_share(tiny_gpt2_dir, tmp_path
     by_hand = in_top_share([s.score for s in samples], 0.25)
     assert kept == {(s.query_id, s.output) for s, keep in zip(samples, by_hand) if keep}
     assert 0 < len(kept) < len(samples)
+
+
+def test_the_pipeline_checks_its_final_method_before_training(tiny_gpt2_dir, tmp_path):
+    from hir.recipes.instructgpt import run_instructgpt
+
+    task = load_task("synthetic/sort", num_examples=12)
+    with pytest.raises(HIRError, match="set relabel to percentile"):
+        run_instructgpt(tiny_gpt2_dir, task, HIRConfig(output_dir=str(tmp_path), report_to="none"))
+    with pytest.raises(HIRError, match="set keep_top_share"):
+        run_instructgpt(tiny_gpt2_dir, task, FARLConfig(output_dir=str(tmp_path), report_to="none"))
+    assert not any(tmp_path.iterdir())  # refused before anything was written

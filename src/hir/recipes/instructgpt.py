@@ -113,7 +113,7 @@ def instructgpt_start(
 ) -> InstructGPTStart:  # fmt: skip
     """Stages 1 and 2 into `root` (sft/, reward_model/); with `reuse`, a stage whose folder is
     whole is read back, and an interrupted SFT run resumes."""
-    final_method_name(config)  # a config of another method fails now
+    _refuse_unfit_final_config(config)  # now, not after two stages of training
     if config.reward_model:
         raise HIRError(
             "the InstructGPT pipeline trains its own reward model (stage 2): leave out "
@@ -191,6 +191,19 @@ def final_method_name(config: SamplingConfig) -> str:
         f"the InstructGPT pipeline ends in PPO(-ptx), HIR or FARL: give a PPOConfig, HIRConfig "
         f"or FARLConfig, not a {type(config).__name__}"
     )
+
+
+def _refuse_unfit_final_config(config: SamplingConfig) -> None:
+    """The final method's settings for a reward model's scores, checked before stage 1."""
+    method = final_method_name(config)
+    if method == "hir" and config.relabel not in ("quantile", "percentile"):
+        raise HIRError(
+            f"the pipeline's HIR learns from the reward model's scores, which need graded "
+            f"relabeling: set relabel to percentile (or quantile), not {config.relabel!r}"
+        )
+    if method == "farl" and config.keep_top_share is None:
+        raise HIRError("the pipeline's FARL keeps the reward model's best-scored share: set "
+                       "keep_top_share (e.g. 0.25)")  # fmt: skip
 
 
 def run_final_method(start: InstructGPTStart, task: Task, config: SamplingConfig) -> dict:
