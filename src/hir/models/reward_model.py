@@ -31,7 +31,7 @@ from hir.errors import HIRError
 from hir.models.loading import TOKENIZER_FILES, load_policy
 from hir.models.policy import Policy
 from hir.models.scalar_head import ScalarHeadModel, last_output_scalars
-from hir.models.sharding import full_state_dict, is_sharded
+from hir.models.sharding import full_state_dict, is_main_process, is_sharded
 from hir.runs.fileio import atomic_write_json
 from hir.runs.staging import staged_folder
 from hir.tasks.base import Task
@@ -141,7 +141,7 @@ def save_reward_model(
 
     sharded = is_sharded(model)
     state = full_state_dict(model) if sharded else None
-    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+    if not is_main_process():
         return
     if sharded:
         model = unsharded()

@@ -49,6 +49,11 @@ def is_zero3(model: nn.Module) -> bool:
     return any(hasattr(parameter, "ds_id") for parameter in model.parameters())
 
 
+def is_main_process() -> bool:
+    """Whether this is the process that writes (rank 0, or the only one)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
 @contextlib.contextmanager
 def full_weights(model: nn.Module) -> Iterator[None]:
     """Within: every FSDP2 unit of `model` (or every ZeRO-3 partition) holds its whole weights,
@@ -213,10 +218,6 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
 # per parameter (collective calls).
 
 
-def _main_process() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-
-
 def _zero3_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     module = getattr(model, "module", model)  # the engine's module
     return list(module.named_parameters())
@@ -234,7 +235,7 @@ def _zero3_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         if full is None:
             with zero.GatheredParameters([parameter]):
                 full = parameter.data.detach().clone()
-        if _main_process():
+        if is_main_process():
             state[name] = full.reshape(parameter.ds_shape).cpu()
     return state
 
@@ -250,7 +251,7 @@ def _zero3_load(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             continue
         value = state[name]
         with zero.GatheredParameters([parameter], modifier_rank=0):
-            if _main_process():
+            if is_main_process():
                 parameter.data.copy_(value.to(parameter.device, parameter.dtype))
         if parameter.requires_grad:
             safe_set_full_fp32_param(parameter, value.to(parameter.device, torch.float32))
@@ -282,10 +283,10 @@ def _zero3_optimizer_state(model: nn.Module, optimizer) -> dict:
         entry = {"step": torch.as_tensor(steps[0], dtype=torch.float32).clone()}
         for key in ("exp_avg", "exp_avg_sq"):
             full = safe_get_full_optimizer_state(parameter, key)
-            if _main_process():
+            if is_main_process():
                 entry[key] = full.reshape(parameter.ds_shape).cpu()
         state[index] = entry
-    return {"state": state, "param_groups": groups} if _main_process() else {}
+    return {"state": state, "param_groups": groups} if is_main_process() else {}
 
 
 def _zero3_load_optimizer_state(model: nn.Module, optimizer, state: dict) -> None:

@@ -96,17 +96,20 @@ def sample_outputs(
         kept += [(prompt, example, output, ids) for output, ids in first_seen.items()]
     chosen = [i for i, (_, example, output, _) in enumerate(kept)
               if is_scored(feedback_share, seed, iteration, example.id, output)]  # fmt: skip
+    answers: list[str | None] = [None] * len(kept)
     scores: list[float | None] = [None] * len(kept)
     task_scores: list[float | None] = [None] * len(kept)
-    answers = [task.extract(output, example) for _, example, output, _ in kept]
     if chosen:
         prompts, outputs, examples = ([kept[i][k] for i in chosen] for k in (0, 2, 1))
-        judged = task.score_outputs(prompts, outputs, examples)
+        judged = task.score_outputs(prompts, outputs, examples)  # (answer, score) each
         feedback = [score for _, score in judged]
         rewards = feedback if reward is None else reward(prompts, outputs, [a for a, _ in judged], examples)  # fmt: skip
-        for i, score, task_score in zip(chosen, rewards, feedback):
-            scores[i] = score
+        for i, (answer, task_score), score in zip(chosen, judged, rewards):
+            answers[i], scores[i] = answer, score
             task_scores[i] = None if reward is None else task_score
+    for i, (_, example, output, _) in enumerate(kept):  # the unscored: their answers only
+        if answers[i] is None:
+            answers[i] = task.extract(output, example)
     return [Sample(iteration, example.id, instruction, output, score, token_ids, answer, task_score)
             for (_, example, output, token_ids), answer, score, task_score
             in zip(kept, answers, scores, task_scores)]  # fmt: skip

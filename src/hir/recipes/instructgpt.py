@@ -29,6 +29,7 @@ from hir.errors import HIRError
 from hir.models import Policy, load_policy
 from hir.models.adapters import TrainingScope
 from hir.models.reward_model import RewardCard, RewardModel, save_reward_model
+from hir.models.sharding import is_main_process
 from hir.online.parallel import on_shares
 from hir.online.sampling import sample_outputs
 from hir.options import flag_help
@@ -102,7 +103,7 @@ def run_instructgpt(
         "wall_seconds": round(time.perf_counter() - began, 2),
         "config": config.to_dict(),
     }
-    if _is_main():
+    if is_main_process():
         atomic_write_json(root / "summary.json", summary)
     return summary
 
@@ -222,9 +223,3 @@ def reload_sft(folder: Path, chat: bool, scope: TrainingScope) -> Policy:
     adapter whose "off" state, PPO's reference, is the SFT policy."""
     policy = load_policy(folder, prompt_format="chat" if chat else "plain")
     return policy.set_training_scope(scope)
-
-
-def _is_main() -> bool:
-    import torch.distributed as dist
-
-    return not dist.is_initialized() or dist.get_rank() == 0
