@@ -194,8 +194,8 @@ def test_the_pipeline_checks_its_final_method_before_training(tiny_gpt2_dir, tmp
     from hir.recipes.instructgpt import run_instructgpt
 
     task = load_task("synthetic/sort", num_examples=12)
-    with pytest.raises(HIRError, match="set relabel to percentile"):
+    with pytest.raises(HIRError, match="--relabel percentile"):
         run_instructgpt(tiny_gpt2_dir, task, HIRConfig(output_dir=str(tmp_path), report_to="none"))
-    with pytest.raises(HIRError, match="set keep_top_share"):
+    with pytest.raises(HIRError, match="--keep_top_share"):
         run_instructgpt(tiny_gpt2_dir, task, FARLConfig(output_dir=str(tmp_path), report_to="none"))
     assert not any(tmp_path.iterdir())  # refused before anything was written

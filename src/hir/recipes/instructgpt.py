@@ -114,7 +114,7 @@ def instructgpt_start(
 ) -> InstructGPTStart:  # fmt: skip
     """Stages 1 and 2 into `root` (sft/, reward_model/); with `reuse`, a stage whose folder is
     whole is read back, and an interrupted SFT run resumes."""
-    _refuse_unfit_final_config(config)  # now, not after two stages of training
+    final_trainer(config).check_reward_settings(config)  # now, not after two stages of training
     if config.reward_model:
         raise HIRError(
             "the InstructGPT pipeline trains its own reward model (stage 2): leave out "
@@ -194,27 +194,19 @@ def final_method_name(config: SamplingConfig) -> str:
     )
 
 
-def _refuse_unfit_final_config(config: SamplingConfig) -> None:
-    """The final method's settings for a reward model's scores, checked before stage 1."""
-    method = final_method_name(config)
-    if method == "hir" and config.relabel not in ("quantile", "percentile"):
-        raise HIRError(
-            f"the pipeline's HIR learns from the reward model's scores, which need graded "
-            f"relabeling: set relabel to percentile (or quantile), not {config.relabel!r}"
-        )
-    if method == "farl" and config.keep_top_share is None:
-        raise HIRError("the pipeline's FARL keeps the reward model's best-scored share: set "
-                       "keep_top_share (e.g. 0.25)")  # fmt: skip
-
-
 def run_final_method(start: InstructGPTStart, task: Task, config: SamplingConfig) -> dict:
     """Stage 3: `config`'s method from the SFT model, against the reward model (its scores
     replace the task's feedback in training), in `config.output_dir`; returns its summary."""
-    trainer_class = get_method(FINAL_METHODS[final_method_name(config)][0])[0]
+    trainer_class = final_trainer(config)
     config = dataclasses.replace(config, reward_model=str(start.reward_model))
     extra = {"ptx_pairs": start.ptx_pairs} if trainer_class.method == "ppo" else {}
     policy = reload_sft(start.sft_model, start.chat, start.scope)
     return trainer_class(policy, task, config, **extra).train()
+
+
+def final_trainer(config: SamplingConfig) -> type:
+    """The trainer class of the pipeline's final method, named by `config`'s class."""
+    return get_method(FINAL_METHODS[final_method_name(config)][0])[0]
 
 
 def reload_sft(folder: Path, chat: bool, scope: TrainingScope) -> Policy:

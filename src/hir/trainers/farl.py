@@ -42,7 +42,12 @@ class FARLTrainer(SupervisedTrainer):
     def __init__(self, model, task, config: FARLConfig | None = None, *, tokenizer=None,
                  reward=None) -> None:  # fmt: skip
         super().__init__(model, task, config, tokenizer=tokenizer, reward=reward)
-        if self.reward is not None and self.config.keep_top_share is None:
+        if self.reward is not None:
+            self.check_reward_settings(self.config)
+
+    @classmethod
+    def check_reward_settings(cls, config: FARLConfig) -> None:
+        if config.keep_top_share is None:
             raise HIRError(
                 "FARL with a reward (model) needs a share to keep: its scores have no correct/"
                 "wrong threshold; pass --keep_top_share (e.g. 0.25)"

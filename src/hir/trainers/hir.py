@@ -141,12 +141,17 @@ class HIRTrainer(SupervisedTrainer):
     def __init__(self, model, task, config: HIRConfig | None = None, *, tokenizer=None,
                  reward=None, relabeler=None) -> None:  # fmt: skip
         super().__init__(model, task, config, tokenizer=tokenizer, reward=reward)
-        if self.reward is not None and self.config.relabel == "binary" and relabeler is None:
+        if self.reward is not None and relabeler is None:
+            self.check_reward_settings(self.config)
+        self.relabeler = relabeler or make_relabeler(self.config, self.task)
+
+    @classmethod
+    def check_reward_settings(cls, config: HIRConfig) -> None:
+        if config.relabel == "binary":
             raise HIRError(
                 "HIR with a reward (model) needs graded relabeling: its scores have no "
                 "correct/wrong threshold; pass --relabel percentile (or quantile)"
             )
-        self.relabeler = relabeler or make_relabeler(self.config, self.task)
 
     @property
     def target_instruction(self) -> str:

@@ -197,6 +197,12 @@ class OnlineTrainer:
             return None
         return Feedback(reward, bounded=False, what="reward function")
 
+    @classmethod
+    def check_reward_settings(cls, config: RunConfig) -> None:
+        """Refuse settings that cannot learn from a reward's unbounded scores (no correct/wrong
+        threshold). Called by the trainer given a reward, and by the InstructGPT pipeline before
+        its first stage, so a wrong final config fails before two stages of training."""
+
     @property
     def target_instruction(self) -> str:
         """The instruction sampled and evaluated under."""
