@@ -15,9 +15,11 @@ from hir.recipes.screen import (
     constant_answer,
     instruction_margins,
     reading,
+    sampling_summary,
     screen,
 )
 from hir.tasks import load_task
+from hir.tasks.example import Example
 
 TASK = load_task("synthetic/sort", num_examples=60, validation_fraction=0.2)
 SETTINGS = ScreenSettings(limit=6, num_samples=3, max_new_tokens=6, batch_size=8)
@@ -66,6 +68,17 @@ def test_a_sampling_grid_adds_each_settings_numbers(tiny_gpt2_dir, tmp_path):
         ScreenSettings(sampling_grid="0.7/1.5")
 
 
+def test_pass_at_k_beyond_the_constant_answer_counts_the_other_queries_only():
+    # Targets "1", "1", "2", "3": the commonest is "1"; the other queries are q2 and q3.
+    examples = [Example(f"q{i}", f"query {i}", target) for i, target in enumerate("1123")]
+    right = {("q0", "1"), ("q1", "1"), ("q2", "2")}  # q3 has no right sample
+    samples = [Sample(0, e.id, "x", answer, float((e.id, answer) in right), answer=answer)
+               for e in examples for answer in ("1", "2")]  # fmt: skip
+    summary = sampling_summary(load_task("synthetic/count", num_examples=8), examples, samples)
+    assert summary["pass_at_k"] == 3 / 4  # q0, q1, q2
+    assert summary["pass_at_k_beyond_constant"] == 1 / 2  # q2 of q2, q3
+
+
 def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):
     policy = load_policy(tiny_gpt2_dir)
     task = TASK.for_format(policy.chat)
@@ -106,6 +119,13 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
         ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
         # Guessing among three letters gives pass@4 near 0.8-0.95: still guesses.
         ({"chance": 1 / 3, "pass_at_k": 0.95, "well_formed_samples": 0.9}, "samples at chance"),
+        # Right samples found, but hardly any where the commonest answer is wrong.
+        (
+            {"pass_at_k_beyond_constant": 0.1},
+            "its right samples are mostly the commonest answer, (A) (pass@4 0.50, 0.10 on the "
+            "other queries): learning from them teaches that answer",
+        ),
+        ({"pass_at_k_beyond_constant": 0.3}, "learnable from its own samples (pass@4 0.50)"),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
         (
             {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},
