@@ -1,5 +1,6 @@
 import csv
 import json
+import random
 
 import pytest
 
@@ -48,6 +49,20 @@ def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):
     assert summary["method"] == "sft"
     assert metrics[1]["train_items"] == len(TASK.split("train"))
     assert "sample_accuracy" not in metrics[1]
+
+
+def test_sft_with_labels_per_iteration_draws_that_many_labels_each_iteration(
+    tiny_gpt2_dir, tmp_path
+):
+    config = _config(tiny_gpt2_dir, tmp_path, SFTConfig, labels_per_iteration=5)
+    trainer = SFTTrainer(tiny_gpt2_dir, TASK, config)
+    by_hand = random.Random(config.seed)  # the trainer's generator, seeded alike
+    for iteration in (1, 2):
+        drawn = by_hand.sample(trainer.train_examples, 5)
+        items = trainer.training_items(iteration)
+        assert [(i.example.id, i.output) for i in items] == [(e.id, e.target) for e in drawn]
+    with pytest.raises(HIRError, match="labels_per_iteration must be >= 1"):
+        _config(tiny_gpt2_dir, tmp_path, SFTConfig, labels_per_iteration=0)
 
 
 def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_path):

@@ -5,8 +5,9 @@ nothing, and one iteration is `epochs_per_iteration` epochs over the labeled que
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from hir.options import flag_help
 from hir.trainers.online import SupervisedTrainer, TrainItem
 from hir.trainers.online_config import RunConfig, SupervisedFields
 
@@ -16,6 +17,19 @@ class SFTConfig(SupervisedFields, RunConfig):
     """SFT on the labels: `epochs_per_iteration` epochs of CE on (correct instruction, query)
     -> target per iteration."""
 
+    labels_per_iteration: int | None = field(
+        default=None,
+        metadata=flag_help("train on a random subset of this many labeled queries per iteration "
+                           "(default: all of them); a sampling method's "
+                           "max_queries_per_iteration gives SFT its number of updates"),
+    )  # fmt: skip
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.labels_per_iteration is None or self.labels_per_iteration >= 1,
+             "labels_per_iteration must be >= 1"),
+        ]  # fmt: skip
+
 
 class SFTTrainer(SupervisedTrainer):
     method = "sft"
@@ -23,4 +37,8 @@ class SFTTrainer(SupervisedTrainer):
 
     def training_items(self, iteration: int) -> list[TrainItem]:
         target = self.target_instruction
-        return [TrainItem(example, target, example.target) for example in self.train_examples]
+        examples = self.train_examples
+        count = self.config.labels_per_iteration
+        if count and count < len(examples):  # the trainer's seeded, checkpointed generator
+            examples = self.rng.sample(examples, count)
+        return [TrainItem(example, target, example.target) for example in examples]
