@@ -68,15 +68,23 @@ def test_a_sampling_grid_adds_each_settings_numbers(tiny_gpt2_dir, tmp_path):
         ScreenSettings(sampling_grid="0.7/1.5")
 
 
-def test_pass_at_k_beyond_the_constant_answer_counts_the_other_queries_only():
-    # Targets "1", "1", "2", "3": the commonest is "1"; the other queries are q2 and q3.
+def test_the_commonest_right_answer_and_its_share_of_the_right_samples():
     examples = [Example(f"q{i}", f"query {i}", target) for i, target in enumerate("1123")]
-    right = {("q0", "1"), ("q1", "1"), ("q2", "2")}  # q3 has no right sample
-    samples = [Sample(0, e.id, "x", answer, float((e.id, answer) in right), answer=answer)
-               for e in examples for answer in ("1", "2")]  # fmt: skip
+    answers = {"q0": "12", "q1": "11", "q2": "22", "q3": "45"}  # each query's two samples
+    samples = [Sample(0, e.id, "x", a, float(a == e.target), answer=a)
+               for e in examples for a in answers[e.id]]  # fmt: skip
     summary = sampling_summary(load_task("synthetic/count", num_examples=8), examples, samples)
-    assert summary["pass_at_k"] == 3 / 4  # q0, q1, q2
-    assert summary["pass_at_k_beyond_constant"] == 1 / 2  # q2 of q2, q3
+    # Right: q0's "1", q1's two "1"s, q2's two "2"s; q3 none.
+    assert summary["pass_at_k"] == 3 / 4
+    assert summary["sample_accuracy"] == 5 / 8
+    assert (summary["top_right_answer"], summary["top_right_answer_share"]) == ("1", 3 / 5)
+    none_right = [Sample(0, "q3", "x", "9", 0.0, answer="9")]
+    assert (
+        sampling_summary(load_task("synthetic/count", num_examples=8), examples, none_right)[
+            "top_right_answer_share"
+        ]
+        is None
+    )
 
 
 def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):
@@ -119,13 +127,16 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
         ({"chance": 1 / 3, "sample_accuracy": 0.5}, "learnable from its own samples"),
         # Guessing among three letters gives pass@4 near 0.8-0.95: still guesses.
         ({"chance": 1 / 3, "pass_at_k": 0.95, "well_formed_samples": 0.9}, "samples at chance"),
-        # Right samples found, but hardly any where the commonest answer is wrong.
+        # Right samples found, but most of them one answer.
         (
-            {"pass_at_k_beyond_constant": 0.1},
-            "its right samples are mostly the commonest answer, (A) (pass@4 0.50, 0.10 on the "
-            "other queries): learning from them teaches that answer",
+            {"top_right_answer": "1", "top_right_answer_share": 0.7},
+            "70% of its right samples are one answer, 1 (pass@4 0.50): learning from them "
+            "teaches that answer",
         ),
-        ({"pass_at_k_beyond_constant": 0.3}, "learnable from its own samples (pass@4 0.50)"),
+        (
+            {"top_right_answer": "1", "top_right_answer_share": 0.3},
+            "learnable from its own samples",
+        ),
         ({"constant_answer_share": 0.6, "accuracy_correct_instruction": 0.5}, "shuffle"),
         (
             {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},

@@ -9,9 +9,9 @@ For each task, on its validation split, with the sampling settings a run would u
   satisfies and the other one, the quantity HIR's contrastive term trains
   (margin > 0: the model already tells the instructions apart on its outputs);
 - the constant-answer baseline: the share of the commonest target (a model that learns one
-  letter scores that much without learning the task), pass@k on the queries whose target is
-  another answer (are the right samples more than that one answer?), and for multiple-choice
-  tasks chance,
+  letter scores that much without learning the task), the commonest answer among the model's
+  right samples and its share (when one answer makes most of them, learning from them teaches
+  that answer), and for multiple-choice tasks chance,
   the mean of 1 / options (pass@k of a model that guesses is 1 - (1 - chance)^k: its right
   samples are guesses, and learning from them teaches the letters, not the task).
 Each task gets a one-line reading from these numbers (`reading`).
@@ -45,6 +45,7 @@ MIN_WELL_FORMED = 0.5
 PREMISE_GAP = 0.15  # greedy accuracy, correct- minus wrong-answer instruction: premise present
 WEAK_PREMISE_GAP = 0.05
 AT_CHANCE_MARGIN = 0.05  # well-formed samples' accuracy within this of chance: it guesses
+ONE_ANSWER_SHARE = 0.5  # one answer makes this share of the right samples: it is what they teach
 
 
 @dataclass
@@ -149,15 +150,17 @@ def _samples(policy, task, examples, settings: ScreenSettings, temperature: floa
 
 
 def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
-    """pass@k (over all queries, and over those the commonest answer does not solve), the share
-    of correct and of well-formed samples, distinct samples per query."""
+    """pass@k, the share of correct and of well-formed samples, distinct samples per query, and
+    the commonest answer among the right samples with its share of them."""
     correct = [s.score >= 1.0 for s in samples]
-    solved = {s.query_id for s, ok in zip(samples, correct) if ok}
-    constant = constant_answer(examples)[0]
-    others = [e.id for e in examples if e.target != constant]
+    right_answers = Counter(s.answer for s, ok in zip(samples, correct) if ok)
+    top_right, top_count = right_answers.most_common(1)[0] if right_answers else (None, 0)
     return {
-        "pass_at_k": len(solved) / len(examples),
-        "pass_at_k_beyond_constant": _mean([i in solved for i in others]),
+        "pass_at_k": len({s.query_id for s, ok in zip(samples, correct) if ok}) / len(examples),
+        "top_right_answer": top_right,
+        "top_right_answer_share": top_count / sum(right_answers.values())
+        if right_answers
+        else None,
         "sample_accuracy": _mean(correct),
         "well_formed_samples": _mean([task.is_well_formed(s.answer or "") for s in samples]),
         "distinct_samples_per_query": len(samples) / len(examples),
@@ -217,10 +220,10 @@ def reading(row: dict, k: int) -> str:
     elif _at_chance(row):
         learnable = (f"samples at chance ({_well_formed_accuracy(row):.2f} of the well-formed "
                      f"right, chance {row['chance']:.2f}): its right samples are guesses")  # fmt: skip
-    elif _mostly_constant(row):
-        learnable = (f"its right samples are mostly the commonest answer, {row['constant_answer']} "
-                     f"(pass@{k} {row['pass_at_k']:.2f}, {row['pass_at_k_beyond_constant']:.2f} on "
-                     "the other queries): learning from them teaches that answer")  # fmt: skip
+    elif _mostly_one_answer(row):
+        learnable = (f"{row['top_right_answer_share']:.0%} of its right samples are one answer, "
+                     f"{row['top_right_answer']} (pass@{k} {row['pass_at_k']:.2f}): learning from "
+                     "them teaches that answer")  # fmt: skip
     elif row["pass_at_k"] > high:
         learnable = f"little to learn: pass@{k} {row['pass_at_k']:.2f}"
     else:
@@ -240,11 +243,10 @@ def _well_formed_accuracy(row: dict) -> float:
     return row["sample_accuracy"] / max(row["well_formed_samples"], 1e-9)
 
 
-def _mostly_constant(row: dict) -> bool:
-    """Right samples found (pass@k in range) but too few beyond the commonest answer's queries;
-    rows screened before this number existed lack it."""
-    beyond = row.get("pass_at_k_beyond_constant")
-    return beyond is not None and beyond < PASS_AT_K_RANGE[0]
+def _mostly_one_answer(row: dict) -> bool:
+    """Most right samples are one answer (rows screened before this number existed lack it)."""
+    share = row.get("top_right_answer_share")
+    return share is not None and share >= ONE_ANSWER_SHARE
 
 
 def _at_chance(row: dict) -> bool:
@@ -334,19 +336,19 @@ def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[s
 
 def screen_table(rows: Sequence[dict], k: int) -> str:
     header = (
-        f"| task | const. | chance | greedy acc. correct / wrong | same | pass@{k} (beyond const.) "
-        "| samples right "
+        f"| task | const. | chance | greedy acc. correct / wrong | same | pass@{k} "
+        "| samples right (commonest right answer) "
         "| well-formed | margin right / wrong samples | reading |"
     )
     lines = [header, "|" + "---|" * 10]
     for r in rows:
         chance = "-" if r.get("chance") is None else f"{r['chance']:.2f}"
-        beyond = _share(r.get("pass_at_k_beyond_constant"))  # rows screened before it: "-"
+        top = r.get("top_right_answer_share")  # rows screened before it lack it
+        top = "" if top is None else f" ({r['top_right_answer']}: {top:.0%})"
         lines.append(
             f"| {r['row']} | {r['constant_answer_share']:.2f} | {chance} | "
             f"{r['accuracy_correct_instruction']:.2f} / {r['accuracy_wrong_instruction']:.2f} | "
-            f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} ({beyond}) | "
-            f"{r['sample_accuracy']:.2f} | "
+            f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} | {r['sample_accuracy']:.2f}{top} | "
             f"{r['well_formed_samples']:.2f} | {_signed(r['margin_correct_samples'])} / "
             f"{_signed(r['margin_wrong_samples'])} | {r['reading']} |"
         )
@@ -372,10 +374,6 @@ def grid_table(rows: Sequence[dict], k: int) -> str:
 
 def _mean(values: Sequence) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _signed(value: float | None) -> str:
