@@ -154,13 +154,14 @@ def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
     the commonest answer among the right samples with its share of them."""
     correct = [s.score >= 1.0 for s in samples]
     right_answers = Counter(s.answer for s, ok in zip(samples, correct) if ok)
-    top_right, top_count = right_answers.most_common(1)[0] if right_answers else (None, 0)
+    top_right, top_share = None, None
+    if right_answers:
+        top_right, count = right_answers.most_common(1)[0]
+        top_share = count / sum(right_answers.values())
     return {
         "pass_at_k": len({s.query_id for s, ok in zip(samples, correct) if ok}) / len(examples),
         "top_right_answer": top_right,
-        "top_right_answer_share": top_count / sum(right_answers.values())
-        if right_answers
-        else None,
+        "top_right_answer_share": top_share,
         "sample_accuracy": _mean(correct),
         "well_formed_samples": _mean([task.is_well_formed(s.answer or "") for s in samples]),
         "distinct_samples_per_query": len(samples) / len(examples),
@@ -343,8 +344,8 @@ def screen_table(rows: Sequence[dict], k: int) -> str:
     lines = [header, "|" + "---|" * 10]
     for r in rows:
         chance = "-" if r.get("chance") is None else f"{r['chance']:.2f}"
-        top = r.get("top_right_answer_share")  # rows screened before it lack it
-        top = "" if top is None else f" ({r['top_right_answer']}: {top:.0%})"
+        share = r.get("top_right_answer_share")  # rows screened before it lack it
+        top = "" if share is None else f" ({r['top_right_answer']}: {share:.0%})"
         lines.append(
             f"| {r['row']} | {r['constant_answer_share']:.2f} | {chance} | "
             f"{r['accuracy_correct_instruction']:.2f} / {r['accuracy_wrong_instruction']:.2f} | "
