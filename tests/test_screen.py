@@ -73,18 +73,14 @@ def test_the_commonest_right_answer_and_its_share_of_the_right_samples():
     answers = {"q0": "12", "q1": "11", "q2": "22", "q3": "45"}  # each query's two samples
     samples = [Sample(0, e.id, "x", a, float(a == e.target), answer=a)
                for e in examples for a in answers[e.id]]  # fmt: skip
-    summary = sampling_summary(load_task("synthetic/count", num_examples=8), examples, samples)
+    task = load_task("synthetic/count", num_examples=8)
+    summary = sampling_summary(task, examples, samples)
     # Right: q0's "1", q1's two "1"s, q2's two "2"s; q3 none.
     assert summary["pass_at_k"] == 3 / 4
     assert summary["sample_accuracy"] == 5 / 8
     assert (summary["top_right_answer"], summary["top_right_answer_share"]) == ("1", 3 / 5)
     none_right = [Sample(0, "q3", "x", "9", 0.0, answer="9")]
-    assert (
-        sampling_summary(load_task("synthetic/count", num_examples=8), examples, none_right)[
-            "top_right_answer_share"
-        ]
-        is None
-    )
+    assert sampling_summary(task, examples, none_right)["top_right_answer_share"] is None
 
 
 def test_margins_are_the_two_instructions_score_difference(tiny_gpt2_dir):

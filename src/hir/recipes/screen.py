@@ -153,13 +153,13 @@ def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
     """pass@k, the share of correct and of well-formed samples, distinct samples per query, and
     the commonest answer among the right samples with its share of them."""
     correct = [s.score >= 1.0 for s in samples]
-    right_answers = Counter(s.answer for s, ok in zip(samples, correct) if ok)
+    right = [s for s, ok in zip(samples, correct) if ok]
     top_right, top_share = None, None
-    if right_answers:
-        top_right, count = right_answers.most_common(1)[0]
-        top_share = count / sum(right_answers.values())
+    if right:
+        top_right, count = Counter(s.answer for s in right).most_common(1)[0]
+        top_share = count / len(right)
     return {
-        "pass_at_k": len({s.query_id for s, ok in zip(samples, correct) if ok}) / len(examples),
+        "pass_at_k": len({s.query_id for s in right}) / len(examples),
         "top_right_answer": top_right,
         "top_right_answer_share": top_share,
         "sample_accuracy": _mean(correct),

@@ -265,13 +265,18 @@ class OnlineTrainer:
             self._finish_iteration(iteration, metrics, start)
         return self._write_summary(time.perf_counter() - start)
 
+    def draw_train_examples(self, count: int | None) -> list:
+        """All training examples, or a draw of `count` of them from the trainer's seeded
+        generator (checkpointed, so a resumed run draws the same ones)."""
+        if count and count < len(self.train_examples):
+            return self.rng.sample(self.train_examples, count)
+        return self.train_examples
+
     def sample(self, iteration: int) -> dict:
         """Sample every (or a random subset of the) training queries under the target
         instruction, score the outputs and add them to the buffer."""
         config = self.config
-        queries = self.train_examples
-        if config.max_queries_per_iteration and config.max_queries_per_iteration < len(queries):
-            queries = self.rng.sample(queries, config.max_queries_per_iteration)
+        queries = self.draw_train_examples(config.max_queries_per_iteration)
         started = time.perf_counter()
         # With several processes each samples a share of the queries; all get every sample.
         with full_weights(self.model):

@@ -37,8 +37,5 @@ class SFTTrainer(SupervisedTrainer):
 
     def training_items(self, iteration: int) -> list[TrainItem]:
         target = self.target_instruction
-        examples = self.train_examples
-        count = self.config.labels_per_iteration
-        if count and count < len(examples):  # the trainer's seeded, checkpointed generator
-            examples = self.rng.sample(examples, count)
+        examples = self.draw_train_examples(self.config.labels_per_iteration)
         return [TrainItem(example, target, example.target) for example in examples]
