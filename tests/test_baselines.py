@@ -93,12 +93,19 @@ def test_compare_writes_one_row_per_method_with_mean_and_std(tiny_gpt2_dir, tmp_
     assert [r["history"][0]["accuracy"] for r in hir_runs] == [
         r["final_accuracy"] for r in start_runs
     ]
+    # ...and gives its commonest answer to the same share of the queries.
+    assert [r["history"][0]["commonest_answer_share"] for r in hir_runs] == [
+        r["history"][0]["commonest_answer_share"] for r in start_runs
+    ]
     assert all(r["peak_rss_mib"] > 0 for r in result["runs"])
     # The diagnostics: a row per trained method, HIR's contrastive loss and relabeled share.
     diagnostics = (tmp_path / "diagnostics.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in diagnostics[2:]] == ["| hir", "| farl", "| sft"]
     hir_cells = diagnostics[2].split(" | ")
-    assert hir_cells[1] == "2" and "→" in hir_cells[4] and "→" in hir_cells[5]
+    assert hir_cells[1] == "2" and "→" in hir_cells[5] and "→" in hir_cells[6]
+    # The last column starts at the start's commonest-answer share (mean over the seeds).
+    start_share = sum(r["history"][0]["commonest_answer_share"] for r in hir_runs) / 2
+    assert hir_cells[-1].startswith(f"{start_share:.2f} → ")
 
 
 def test_summary_statistics_by_hand():

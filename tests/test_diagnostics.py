@@ -2,7 +2,12 @@
 
 import pytest
 
-from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows, first_and_last
+from hir.runs.diagnostics import (
+    commonest_answers,
+    diagnostics_markdown,
+    diagnostics_rows,
+    first_and_last,
+)
 
 
 def hir_history(entropies, target_shares):
@@ -30,4 +35,25 @@ def test_a_metric_no_run_logs_is_a_dash_and_a_run_without_it_does_not_count():
     table = diagnostics_markdown(rows).splitlines()
     assert table[0].startswith("| method | runs | samples correct")
     assert table[2].startswith("| farl | 1 | 0.250 → 0.250 | - |")
-    assert table[3] == "| sft | 1 | " + " | ".join(["-"] * 6) + " |"
+    assert table[3] == "| sft | 1 | " + " | ".join(["-"] * 8) + " |"
+
+
+def evaluated(iteration, answer, share):
+    return {"iteration": iteration, "accuracy": 0.2, "commonest_answer": answer,
+            "commonest_answer_share": share}  # fmt: skip
+
+
+def test_the_commonest_answer_column_is_the_first_and_last_evaluation_averaged_over_runs():
+    collapsed = [evaluated(0, "2", 0.3), {"iteration": 1, "loss": 1.0}, evaluated(2, "1", 1.0)]
+    nearly = [evaluated(0, "3", 0.2), evaluated(2, "1", 0.8)]
+    other = [evaluated(0, "2", 0.4), evaluated(2, "3", 0.6)]
+    logged_before = [{"iteration": 0, "accuracy": 0.1}, {"iteration": 2, "accuracy": 0.3}]
+    summary = commonest_answers([collapsed, nearly, other, logged_before])
+    # Means over the three runs that log it: (0.3+0.2+0.4)/3 and (1.0+0.8+0.6)/3; "1" ends
+    # two runs, "3" one.
+    assert (summary["first"], summary["last"]) == pytest.approx((0.3, 0.8))
+    assert summary["answers"] == ["1", "3"] and summary["runs"] == 3
+    row = diagnostics_rows({"hir": [collapsed, nearly, other, logged_before]})[0]
+    line = diagnostics_markdown([row]).splitlines()[2]
+    assert line.endswith('| 0.30 → 0.80 ("1"/"3"), 3 of 4 runs |')
+    assert commonest_answers([logged_before]) is None

@@ -4,7 +4,7 @@ import pytest
 
 from hir import HIRError
 from hir.cli import main
-from hir.online.evaluate import evaluate
+from hir.online.evaluate import commonest, evaluate
 from hir.tasks import load_task
 
 
@@ -29,6 +29,15 @@ def test_accuracy_counts_correct_outputs_on_the_test_split():
     assert result.accuracy == pytest.approx(0.5)
     assert [r["id"] for r in result.records] == [e.id for e in task.split("test")]
     assert {r["score"] for r in result.records} == {0.0, 1.0}
+    # Half the outputs are "wrong": the commonest answer, given to half the queries.
+    assert (result.commonest_answer, result.commonest_answer_share) == ("wrong", 0.5)
+    assert result.summary()["commonest_answer_share"] == 0.5
+
+
+def test_commonest_is_the_most_frequent_value_and_its_share_first_seen_on_ties():
+    assert commonest(["1", "3", "1", "2"]) == ("1", 0.5)
+    assert commonest(["3", "1", "1", "3"]) == ("3", 0.5)
+    assert commonest([]) == (None, None)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "t5"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +26,18 @@ class EvalResult:
     wall_seconds: float
     well_formed: float = 1.0  # share of outputs of the task's answer shape
     records: list[dict] = field(repr=False, default_factory=list)
+    # The answer given most often and its share of the outputs: 1.0 when the model answers
+    # every query alike, whatever the query (a policy collapsed to one answer).
+    commonest_answer: str | None = None
+    commonest_answer_share: float | None = None
 
     def summary(self) -> dict:
         return {
             "accuracy": self.accuracy,
             "mean_score": self.mean_score,
             "well_formed": self.well_formed,
+            "commonest_answer": self.commonest_answer,
+            "commonest_answer_share": self.commonest_answer_share,
             "num_examples": self.num_examples,
             "wall_seconds": round(self.wall_seconds, 3),
         }
@@ -61,6 +69,7 @@ def evaluate(
     )
     scores = [r["score"] for r in records]
     count = max(len(scores), 1)
+    answer, share = commonest(r["answer"] for r in records)
     return EvalResult(
         accuracy=sum(s >= success_threshold for s in scores) / count,
         mean_score=sum(scores) / count,
@@ -68,7 +77,19 @@ def evaluate(
         wall_seconds=time.perf_counter() - start,
         well_formed=sum(task.is_well_formed(r["answer"]) for r in records) / count,
         records=records,
+        commonest_answer=answer,
+        commonest_answer_share=share,
     )
+
+
+def commonest(values: Iterable) -> tuple:
+    """The commonest value and its share of all values ((None, None) for none); ties go to
+    the value seen first."""
+    counts = Counter(values)
+    if not counts:
+        return None, None
+    value, count = counts.most_common(1)[0]
+    return value, count / counts.total()
 
 
 def _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens) -> list[dict]:

@@ -69,6 +69,9 @@ METHODS: dict[str, tuple[str, dict]] = {
 }
 # Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
 VARIANT_SEPARATOR = "+"
+# What the comparison keeps of each evaluated iteration of a run.
+EVALUATED_KEYS = ("iteration", "accuracy", "mean_score", "wall_seconds", "commonest_answer",
+                  "commonest_answer_share")  # fmt: skip
 
 
 @dataclass
@@ -271,7 +274,9 @@ def _run_comparison(
                         load_start(start_model), task, configs["start"], instruction
                     )
                     history = [{"iteration": 0, "accuracy": result.accuracy,
-                                "mean_score": result.mean_score, "wall_seconds": 0.0}]  # fmt: skip
+                                "mean_score": result.mean_score, "wall_seconds": 0.0,
+                                "commonest_answer": result.commonest_answer,
+                                "commonest_answer_share": result.commonest_answer_share}]  # fmt: skip
                 elif name.startswith("instructgpt-"):
                     config = run_config(name, seed)
                     shared = output_dir / "instructgpt-start" / f"seed-{seed}"
@@ -311,10 +316,10 @@ def _run_comparison(
 
 
 def _evaluated_history(config: RunConfig) -> list[dict]:
-    """A finished run's evaluated iterations, as the comparison keeps them."""
+    """A finished run's evaluated iterations, as the comparison keeps them (runs logged before
+    the commonest answer was lack it)."""
     records = evaluated_records(read_jsonl(Path(config.output_dir) / "metrics.jsonl"))
-    return [{key: record[key] for key in ("iteration", "accuracy", "mean_score", "wall_seconds")}
-            for record in records]  # fmt: skip
+    return [{key: record[key] for key in EVALUATED_KEYS if key in record} for record in records]
 
 
 def summarize(runs: list[dict], methods: list[str]) -> list[dict]:

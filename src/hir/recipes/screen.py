@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from hir.errors import HIRError
 from hir.losses import sequence_scores
 from hir.models import Policy
+from hir.online.evaluate import commonest
 from hir.online.sampling import sample_outputs
 from hir.options import flag_help
 from hir.recipes.premise import greedy_under_both, same_answer_share, top_answers
@@ -154,10 +154,7 @@ def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
     the commonest answer among the right samples with its share of them."""
     correct = [s.score >= 1.0 for s in samples]
     right = [s for s, ok in zip(samples, correct) if ok]
-    top_right, top_share = None, None
-    if right:
-        top_right, count = Counter(s.answer for s in right).most_common(1)[0]
-        top_share = count / len(right)
+    top_right, top_share = commonest(s.answer for s in right)
     return {
         "pass_at_k": len({s.query_id for s in right}) / len(examples),
         "top_right_answer": top_right,
@@ -188,8 +185,7 @@ def instruction_margins(
 
 def constant_answer(examples: Sequence) -> tuple[str, float]:
     """The commonest target and its share: what always giving one answer scores."""
-    target, count = Counter(e.target for e in examples).most_common(1)[0]
-    return target, count / len(examples)
+    return commonest(e.target for e in examples)
 
 
 def chance_level(examples: Sequence) -> float | None:
