@@ -138,10 +138,20 @@ ROW = {"accuracy_correct_instruction": 0.6, "accuracy_wrong_instruction": 0.2,
             {"constant_answer_share": 0.45, "accuracy_correct_instruction": 0.4},
             "greedy at or below",
         ),
+        # 72 of 80 queries answered "1" by greedy decoding: a model collapsed to one answer.
+        (
+            {"examples": 80, "top_greedy_answers": {"1": 72, "2": 5, "3": 3}},
+            "; greedy answers 1 to 90% of the queries",
+        ),
     ],
 )
 def test_the_reading(change, expected):
     assert expected in reading({**ROW, **change}, k=4)
+
+
+def test_greedy_answers_spread_over_the_queries_add_nothing():
+    row = {**ROW, "examples": 80, "top_greedy_answers": {"2": 23, "3": 21, "1": 14}}
+    assert "greedy answers" not in reading(row, k=4)
 
 
 def test_a_killed_screen_keeps_its_finished_rows(tiny_gpt2_dir, tmp_path, monkeypatch):

@@ -45,7 +45,9 @@ MIN_WELL_FORMED = 0.5
 PREMISE_GAP = 0.15  # greedy accuracy, correct- minus wrong-answer instruction: premise present
 WEAK_PREMISE_GAP = 0.05
 AT_CHANCE_MARGIN = 0.05  # well-formed samples' accuracy within this of chance: it guesses
-ONE_ANSWER_SHARE = 0.5  # one answer makes this share of the right samples: it is what they teach
+# One answer makes this share of the right samples (it is what they teach), or of the greedy
+# answers (the model gives it whatever the query).
+ONE_ANSWER_SHARE = 0.5
 
 
 @dataclass
@@ -232,7 +234,20 @@ def reading(row: dict, k: int) -> str:
                  ": shuffle the options")  # fmt: skip
     elif row["accuracy_correct_instruction"] <= row["constant_answer_share"]:
         line += f"; greedy at or below the constant answer ({row['constant_answer_share']:.2f})"
+    answer, share = _commonest_greedy_answer(row)
+    if share is not None and share >= ONE_ANSWER_SHARE:
+        line += f"; greedy answers {answer} to {share:.0%} of the queries"
     return line
+
+
+def _commonest_greedy_answer(row: dict) -> tuple[str | None, float | None]:
+    """The answer greedy decoding gives most often and its share of the queries (None for rows
+    screened without it)."""
+    counts = row.get("top_greedy_answers")
+    if not counts:
+        return None, None
+    answer = max(counts, key=counts.get)
+    return answer, counts[answer] / row["examples"]
 
 
 def _well_formed_accuracy(row: dict) -> float:
