@@ -43,6 +43,35 @@ def test_farl_keeps_only_correct_samples_under_the_target_instruction(tiny_gpt2_
     assert set(terms) == {"loss", "loss_sft"} and loss.item() > 0
 
 
+def test_balance_answers_weighs_each_distinct_answer_the_same(tiny_gpt2_dir, tmp_path):
+    config = _config(tiny_gpt2_dir, tmp_path, balance_answers=True, label_smoothing=0.0)
+    trainer = FARLTrainer(tiny_gpt2_dir, TASK, config)
+    first, second = trainer.train_examples[:2]
+    # Three right samples, two of them one answer; the wrong one is not kept.
+    samples = [Sample(1, e.id, "x", e.target, score, answer=e.target)
+               for e, score in ((first, 1.0), (first, 1.0), (second, 1.0), (second, 0.0))]  # fmt: skip
+    samples[3] = Sample(1, second.id, "x", "kiwi", 0.0, answer="kiwi")
+    trainer.buffer.add(samples)
+    trained = []
+    trainer.run_epochs = lambda items, iteration: trained.extend(items) or {"train_steps": 1}
+    trainer.update(trainer.training_items(1), 1)
+    # N / (A * N_answer) within the one instruction: 3 / (2 * 2) twice, 3 / (2 * 1) once.
+    assert [i.weight for i in trained] == pytest.approx([0.75, 0.75, 1.5])
+    # The CE by hand: each item's summed NLL times its weight, over the plain token count.
+    nll, tokens = 0.0, 0
+    for item in trained:
+        prompt = trainer.task.prompt(item.example.query, item.instruction)
+        statistics = trainer.policy.statistics_for([prompt], [item.output])
+        nll += item.weight * -statistics.logprob.sum().item()
+        tokens += statistics.mask.sum().item()
+    _, terms = trainer.loss(trained)
+    assert terms["loss_sft"] == pytest.approx(nll / tokens, rel=1e-4)
+    # Off (the default), every item counts once.
+    plain = FARLTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path / "plain"))
+    assert [i.weight for i in plain.weighed(trained)] == [0.75, 0.75, 1.5]
+    assert [i.weight for i in plain.weighed(trainer.training_items(1))] == [1.0] * 3
+
+
 def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):
     summary = SFTTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path, SFTConfig)).train()
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

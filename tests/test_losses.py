@@ -7,6 +7,7 @@ import torch
 
 from hir.losses import (
     IGNORE_INDEX,
+    answer_balanced_weights,
     balanced_weights,
     in_batch_contrastive_loss,
     label_smoothed_nll,
@@ -82,6 +83,15 @@ def test_balanced_weights_give_each_label_the_same_total():
     assert weights == pytest.approx([2 / 3, 2 / 3, 2.0, 2 / 3])
     assert sum(weights) == pytest.approx(4)  # mean 1: the loss keeps its scale
     assert balanced_weights(["a", "a"]) == [1.0, 1.0]
+
+
+def test_answer_balanced_weights_balance_answers_within_each_instruction():
+    instructions = ["right", "right", "right", "wrong", "wrong"]
+    answers = ["1", "1", "3", "2", "1"]
+    # right: answers 1, 1, 3 -> 3 / (2 * 2), 3 / (2 * 2), 3 / (2 * 1); wrong: two answers, 1 each.
+    weights = answer_balanced_weights(instructions, answers)
+    assert weights == pytest.approx([0.75, 0.75, 1.5, 1.0, 1.0])
+    assert sum(weights[:3]) == pytest.approx(3)  # each instruction keeps its share
 
 
 def test_pairwise_contrastive_by_hand():

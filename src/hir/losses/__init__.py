@@ -3,6 +3,7 @@ distributions (`statistics`), HIR's loss terms (`hir`), PPO's (`ppo`) and the re
 model's ranking loss (`ranking`). Each is tested against a hand computation."""
 
 from hir.losses.hir import (
+    answer_balanced_weights,
     balanced_weights,
     in_batch_contrastive_loss,
     label_smoothed_nll,
@@ -29,7 +30,7 @@ from hir.losses.statistics import (
 )
 
 __all__ = [
-    "IGNORE_INDEX", "balanced_weights", "gae_advantages", "in_batch_contrastive_loss", "kl_estimate",
+    "IGNORE_INDEX", "answer_balanced_weights", "balanced_weights", "gae_advantages", "in_batch_contrastive_loss", "kl_estimate",
     "kl_penalized_rewards", "label_smoothed_nll", "masked_mean", "mean_entropy",
     "output_layer_statistics", "pairwise_contrastive_loss", "ppo_policy_loss", "ppo_value_loss",
     "ranking_loss", "sequence_scores", "token_logprobs", "token_statistics", "TokenStatistics",

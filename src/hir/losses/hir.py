@@ -59,6 +59,20 @@ def balanced_weights(labels: Sequence[Hashable]) -> list[float]:
     return [len(labels) / (len(counts) * counts[label]) for label in labels]
 
 
+def answer_balanced_weights(
+    instructions: Sequence[Hashable], answers: Sequence[Hashable]
+) -> list[float]:
+    """Weights that, within each instruction's items, give each answer's items the same total,
+    with mean 1 within each instruction (so each instruction keeps its share): an instruction's
+    items with answers ["1", "1", "3"] get 3/4, 3/4 and 3/2."""
+    weights = [1.0] * len(instructions)
+    for instruction in set(instructions):
+        mine = [k for k, i in enumerate(instructions) if i == instruction]
+        for k, w in zip(mine, balanced_weights([answers[k] for k in mine])):
+            weights[k] = w
+    return weights
+
+
 def pairwise_contrastive_loss(
     positive_scores: torch.Tensor, negative_scores: torch.Tensor, epsilon: float = 0.0
 ) -> torch.Tensor:

@@ -63,6 +63,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "hir-sum-scores": ("hir", {"contrastive_score": "sum"}),
     "hir-balanced": ("hir", {"balance_instructions": True}),
     "hir-contrast-first": ("hir", {"contrast_first_epochs": 1}),
+    # Each distinct answer's items weigh the same within an instruction (against learning the
+    # answer most of the right samples give).
+    "hir-answer-balanced": ("hir", {"balance_answers": True}),
+    "farl-answer-balanced": ("farl", {"balance_answers": True}),
     # The InstructGPT pipeline (SFT -> reward model -> the method against the reward model),
     # one SFT model and reward model per seed for all three (hir.recipes.instructgpt).
     **{f"instructgpt-{name}": method for name, method in FINAL_METHODS.items() if name != "ppo"},

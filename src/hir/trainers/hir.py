@@ -36,7 +36,7 @@ from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.tasks import Task
-from hir.trainers.online import SupervisedTrainer, TrainItem
+from hir.trainers.online import SupervisedTrainer, TrainItem, item_weights
 from hir.trainers.online_config import SamplingConfig, SupervisedFields
 
 SCRIPTED = ("binary", "quantile", "percentile")
@@ -176,7 +176,7 @@ class HIRTrainer(SupervisedTrainer):
         for s in samples:
             example = self.examples_by_id[s.query_id]
             instruction = self.relabeler(s.instruction, example.query, s.output, s.score)
-            items.append(TrainItem(example, instruction, s.output))
+            items.append(TrainItem(example, instruction, s.output, answer=s.answer))
         if self.config.balance_instructions:
             weights = balanced_weights([i.instruction for i in items])
             items = [dataclasses.replace(i, weight=w) for i, w in zip(items, weights)]
@@ -248,9 +248,7 @@ class HIRTrainer(SupervisedTrainer):
         if contrastive_only:
             loss = config.contrastive_weight * contrastive
             return loss, {"loss": loss.item(), "loss_contrastive": contrastive.item()}
-        weights = None
-        if config.balance_instructions:
-            weights = torch.tensor([i.weight for i in batch], device=statistics.mask.device)
+        weights = item_weights(batch, statistics.mask.device)
         sft = label_smoothed_nll(statistics, config.label_smoothing, weights)
         entropy = mean_entropy(statistics)
         loss = sft + config.contrastive_weight * contrastive - config.entropy_weight * entropy

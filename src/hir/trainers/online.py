@@ -38,7 +38,7 @@ from accelerate.utils import DistributedType, set_seed
 from transformers import PreTrainedModel, get_scheduler
 
 from hir.errors import HIRError
-from hir.losses import label_smoothed_nll
+from hir.losses import answer_balanced_weights, label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
 from hir.models.adapters import initialize_adapter
 from hir.models.sharding import (
@@ -90,8 +90,17 @@ class TrainItem:
     example: Example
     instruction: str
     output: str
-    # The item's share of the cross-entropy (HIR's balance_instructions; 1 otherwise).
+    # The item's share of the cross-entropy (balance_instructions, balance_answers; 1 otherwise).
     weight: float = 1.0
+    # The answer the feedback checked (extracted from the output); None: the output itself.
+    answer: str | None = None
+
+
+def item_weights(batch: Sequence[TrainItem], device) -> torch.Tensor | None:
+    """The batch's CE weights as a tensor, or None when every item counts once."""
+    if all(item.weight == 1.0 for item in batch):
+        return None
+    return torch.tensor([item.weight for item in batch], device=device)
 
 
 # Settings a resumed run may change: they do not alter what the run computes.
@@ -515,12 +524,23 @@ class SupervisedTrainer(OnlineTrainer):
     def loss(self, batch: list[TrainItem]) -> tuple[torch.Tensor, dict[str, float]]:
         prompts = [self.task.prompt(item.example.query, item.instruction) for item in batch]
         statistics = self.policy.statistics_for(prompts, [i.output for i in batch], self.model)
-        loss = label_smoothed_nll(statistics, self.config.label_smoothing)
+        weights = item_weights(batch, statistics.mask.device)
+        loss = label_smoothed_nll(statistics, self.config.label_smoothing, weights)
         return loss, {"loss": loss.item(), "loss_sft": loss.item()}
+
+    def weighed(self, items: Sequence[TrainItem]) -> list[TrainItem]:
+        """`items` with answer-balanced CE weights (`balance_answers`) times their own; as they
+        are otherwise."""
+        if not self.config.balance_answers:
+            return list(items)
+        answers = [i.output if i.answer is None else i.answer for i in items]
+        weights = answer_balanced_weights([i.instruction for i in items], answers)
+        return [dataclasses.replace(i, weight=i.weight * w) for i, w in zip(items, weights)]
 
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
         if not items:
             return {"train_steps": 0, "train_items": 0}
+        items = self.weighed(items)
         self.policy.precompute_frozen_layers(*self.training_pairs(items))
         return {**self.run_epochs(items, iteration), "train_items": len(items)}
 

@@ -213,6 +213,12 @@ class SupervisedFields:
         metadata=flag_help("batch a query's samples together, so its prompt runs once for all of "
                        "them (faster training; batches then hold fewer distinct queries)"),
     )  # fmt: skip
+    balance_answers: bool = field(
+        default=False,
+        metadata=flag_help("weight the cross-entropy so that, within each instruction, every "
+                           "distinct answer's items count equally (default off: every item "
+                           "counts once); against learning the answer most right samples give"),
+    )  # fmt: skip
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [  # type: ignore[misc]
