@@ -116,8 +116,8 @@ def test_instructgpt_trains_the_reward_model_on_the_prompts_ppo_scores(
 def test_compare_puts_the_pipelines_final_methods_side_by_side_on_one_start(
     tiny_gpt2_dir, tmp_path, monkeypatch
 ):
-    """`instructgpt-hir` and `instructgpt-farl` in one comparison: one SFT model and reward model
-    for the seed, each final method trained against that reward model."""
+    """`instructgpt-hir`, `instructgpt-farl` and `instructgpt-ppo` in one comparison: one SFT
+    model and reward model for the seed, each final method trained against that reward model."""
     from hir.cli import main
     from hir.recipes import instructgpt
 
@@ -134,19 +134,23 @@ def test_compare_puts_the_pipelines_final_methods_side_by_side_on_one_start(
         "def share_of_a(output, example):\n    return output.count('a') / max(len(output), 1)\n"
     )
     out = tmp_path / "compare"
-    code = main(["compare", "--methods", "start,instructgpt-hir,instructgpt-farl", "--seeds", "0",
+    methods = "start,instructgpt-hir,instructgpt-farl,instructgpt-ppo"
+    code = main(["compare", "--methods", methods, "--seeds", "0",
                  "--model", tiny_gpt2_dir, "--task", "synthetic/sort", "--num_examples", "24",
                  "--feedback", f"{feedback}:share_of_a", "--iterations", "1", "--batch_size", "8",
                  "--max_new_tokens", "4", "--num_samples", "2", "--temperature", "2.0",
                  "--epochs_per_iteration", "1", "--sft_epochs", "1", "--reward_model_epochs", "1",
                  "--output_dir", str(out)])  # fmt: skip
     assert code == 0
-    assert starts == [False, True]  # made by the first, reused by the second
+    assert starts == [False, True, True]  # made by the first, reused by the others
     start = out / "instructgpt-start" / "seed-0"
     assert len(list((start / "sft" / "checkpoints").iterdir())) >= 1
-    for method in ("instructgpt-hir", "instructgpt-farl"):
+    for method in ("instructgpt-hir", "instructgpt-farl", "instructgpt-ppo"):
         config = json.loads((out / method / "seed-0" / "config.json").read_text())["config"]
         assert config["reward_model"] == str(start / "reward_model")
+    # PPO without the ptx term: the pipeline's control for what the SFT labels add in stage 3.
+    assert config["ptx_coef"] == 0
     assert json.loads((out / "instructgpt-hir" / "seed-0" / "config.json").read_text())["config"]["relabel"] == "percentile"  # fmt: skip
     rows = [r["method"] for r in json.loads((out / "comparison.json").read_text())["table"]]
-    assert rows == ["start", "start@instructgpt-hir", "instructgpt-hir", "instructgpt-farl"]
+    assert rows == ["start", "start@instructgpt-hir", "instructgpt-hir", "instructgpt-farl",
+                    "instructgpt-ppo"]  # fmt: skip

@@ -69,7 +69,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "farl-answer-balanced": ("farl", {"balance_answers": True}),
     # The InstructGPT pipeline (SFT -> reward model -> the method against the reward model),
     # one SFT model and reward model per seed for all three (hir.recipes.instructgpt).
-    **{f"instructgpt-{name}": method for name, method in FINAL_METHODS.items() if name != "ppo"},
+    **{f"instructgpt-{name}": method for name, method in FINAL_METHODS.items()},
 }
 # Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
 VARIANT_SEPARATOR = "+"
