@@ -21,6 +21,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
 
+
+def weighted_ce_by_hand(trainer, items) -> float:
+    """The weighted CE a supervised trainer's loss should give for `items`, item by item: each
+    item's summed NLL times its weight, over the plain token count (no label smoothing)."""
+    nll, tokens = 0.0, 0
+    for item in items:
+        prompt = trainer.task.prompt(item.example.query, item.instruction)
+        statistics = trainer.policy.statistics_for([prompt], [item.output])
+        nll += item.weight * -statistics.logprob.sum().item()
+        tokens += statistics.mask.sum().item()
+    return nll / tokens
+
+
 # The first example of BIG-bench tracking_shuffled_objects/three_objects, verbatim, and two more.
 TRACKING_EXAMPLES = [
     {

@@ -3,6 +3,7 @@ import json
 import random
 
 import pytest
+from conftest import weighted_ce_by_hand
 
 from hir import HIRError
 from hir.online.sampling import Sample
@@ -57,15 +58,8 @@ def test_balance_answers_weighs_each_distinct_answer_the_same(tiny_gpt2_dir, tmp
     trainer.update(trainer.training_items(1), 1)
     # N / (A * N_answer) within the one instruction: 3 / (2 * 2) twice, 3 / (2 * 1) once.
     assert [i.weight for i in trained] == pytest.approx([0.75, 0.75, 1.5])
-    # The CE by hand: each item's summed NLL times its weight, over the plain token count.
-    nll, tokens = 0.0, 0
-    for item in trained:
-        prompt = trainer.task.prompt(item.example.query, item.instruction)
-        statistics = trainer.policy.statistics_for([prompt], [item.output])
-        nll += item.weight * -statistics.logprob.sum().item()
-        tokens += statistics.mask.sum().item()
     _, terms = trainer.loss(trained)
-    assert terms["loss_sft"] == pytest.approx(nll / tokens, rel=1e-4)
+    assert terms["loss_sft"] == pytest.approx(weighted_ce_by_hand(trainer, trained), rel=1e-4)
     # Off (the default), every item counts once.
     plain = FARLTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path / "plain"))
     assert [i.weight for i in plain.weighed(trained)] == [0.75, 0.75, 1.5]

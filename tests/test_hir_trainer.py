@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import weighted_ce_by_hand
 
 from hir import HIRError
 from hir.cli import main
@@ -129,15 +130,8 @@ def test_balanced_instructions_weigh_each_instructions_items_the_same(tiny_gpt2_
     # 3 wrong, 1 right: N / (G * N_label) = 4 / 6 and 4 / 2.
     assert [i.weight for i in items] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
     assert [i.weight for i in trainer_for("plain").relabel(samples)] == [1.0] * 4
-    # The CE by hand: each item's summed NLL times its weight, over the plain token count.
-    nll, tokens = 0.0, 0
-    for item in items:
-        prompt = trainer.task.prompt(item.example.query, item.instruction)
-        statistics = trainer.policy.statistics_for([prompt], [item.output])
-        nll += item.weight * -statistics.logprob.sum().item()
-        tokens += statistics.mask.sum().item()
     _, terms = trainer.loss(items)
-    assert terms["loss_sft"] == pytest.approx(nll / tokens, rel=1e-4)
+    assert terms["loss_sft"] == pytest.approx(weighted_ce_by_hand(trainer, items), rel=1e-4)
 
 
 def test_contrast_first_epochs_train_the_contrastive_term_alone(tiny_gpt2_dir, tmp_path):
