@@ -30,8 +30,9 @@ from hir.losses.statistics import (
 )
 
 __all__ = [
-    "IGNORE_INDEX", "answer_balanced_weights", "balanced_weights", "gae_advantages", "in_batch_contrastive_loss", "kl_estimate",
-    "kl_penalized_rewards", "label_smoothed_nll", "masked_mean", "mean_entropy",
+    "IGNORE_INDEX", "answer_balanced_weights", "balanced_weights", "gae_advantages",
+    "in_batch_contrastive_loss", "kl_estimate", "kl_penalized_rewards", "label_smoothed_nll",
+    "masked_mean", "mean_entropy",
     "output_layer_statistics", "pairwise_contrastive_loss", "ppo_policy_loss", "ppo_value_loss",
     "ranking_loss", "sequence_scores", "token_logprobs", "token_statistics", "TokenStatistics",
     "whiten",
