@@ -154,6 +154,13 @@ def test_a_resumed_runs_wall_time_is_its_own_clock_not_the_resuming_process():
     assert rows["farl"]["wall_seconds_mean"] == 248.0 and rows["start"]["wall_seconds_mean"] == 29.0
 
 
+def test_ppo_has_no_ptx_term_whatever_the_shared_settings_say():
+    # A YAML that sets ptx_coef for PPO-ptx (configs/smollm2-rlhf.yaml) must not give it to PPO.
+    configs = compare_configs(["ppo", "ppo-ptx", "instructgpt-ppo", "instructgpt-ppo-ptx"],
+                              {**SETTINGS, "ptx_coef": 27.8})  # fmt: skip
+    assert [c.ptx_coef for c in configs.values()] == [0.0, 27.8, 0.0, 27.8]
+
+
 def test_unknown_methods_are_refused():
     with pytest.raises(HIRError, match="unknown method"):
         parse_methods("hir,ppo-nonsense")

@@ -177,7 +177,9 @@ class CompareArguments:
         default="start,hir,farl,ppo,sft",
         metadata={"help": "comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
                           "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing, farl-no-label-smoothing, "
-                          "sft-no-label-smoothing, hir-sum-scores, hir-balanced, hir-contrast-first; any "
+                          "sft-no-label-smoothing, hir-sum-scores, hir-balanced, hir-contrast-first, "
+                          "hir-answer-balanced, farl-answer-balanced, instructgpt-ppo-ptx, "
+                          "instructgpt-ppo, instructgpt-hir, instructgpt-farl; any "
                           "of them with settings of its own: hir+contrastive_weight=10+contrast_first_epochs=1"},
     )  # fmt: skip
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})

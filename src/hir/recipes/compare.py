@@ -50,7 +50,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "hir": ("hir", {}),
     "farl": ("farl", {}),
     "sft": ("sft", {}),
-    "ppo": ("ppo", {}),
+    # PPO is without the ptx term whatever the shared settings say (a YAML's ptx_coef is PPO-ptx's).
+    "ppo": ("ppo", {"ptx_coef": 0.0}),
     "ppo-ptx": ("ppo", {"ptx_coef": 27.8}),
     "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
     "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),

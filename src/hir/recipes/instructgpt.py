@@ -46,7 +46,7 @@ from hir.trainers.sft import SFTConfig, SFTTrainer
 # --final_method -> (registered method, the settings that make it, as the CLI's defaults)
 FINAL_METHODS: dict[str, tuple[str, dict]] = {
     "ppo-ptx": ("ppo", {"ptx_coef": 27.8}),
-    "ppo": ("ppo", {}),
+    "ppo": ("ppo", {"ptx_coef": 0.0}),
     "hir": ("hir", {"relabel": "percentile"}),
     "farl": ("farl", {"keep_top_share": 0.25}),
 }
