@@ -31,13 +31,19 @@ class EvalResult:
     commonest_answer: str | None = None
     commonest_answer_share: float | None = None
 
-    def summary(self) -> dict:
+    def metrics(self) -> dict:
+        """What a run logs of each evaluation."""
         return {
             "accuracy": self.accuracy,
             "mean_score": self.mean_score,
             "well_formed": self.well_formed,
             "commonest_answer": self.commonest_answer,
             "commonest_answer_share": self.commonest_answer_share,
+        }
+
+    def summary(self) -> dict:
+        return {
+            **self.metrics(),
             "num_examples": self.num_examples,
             "wall_seconds": round(self.wall_seconds, 3),
         }

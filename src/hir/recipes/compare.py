@@ -50,9 +50,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "hir": ("hir", {}),
     "farl": ("farl", {}),
     "sft": ("sft", {}),
-    # PPO is without the ptx term whatever the shared settings say (a YAML's ptx_coef is PPO-ptx's).
-    "ppo": ("ppo", {"ptx_coef": 0.0}),
-    "ppo-ptx": ("ppo", {"ptx_coef": 27.8}),
+    # What makes PPO and PPO-ptx, as the pipeline's final methods define them: PPO is without
+    # the ptx term whatever the shared settings say (a YAML's ptx_coef is PPO-ptx's).
+    "ppo": FINAL_METHODS["ppo"],
+    "ppo-ptx": FINAL_METHODS["ppo-ptx"],
     "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
     "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
     "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
@@ -278,10 +279,8 @@ def _run_comparison(
                     result = evaluate_with_config(
                         load_start(start_model), task, configs["start"], instruction
                     )
-                    history = [{"iteration": 0, "accuracy": result.accuracy,
-                                "mean_score": result.mean_score, "wall_seconds": 0.0,
-                                "commonest_answer": result.commonest_answer,
-                                "commonest_answer_share": result.commonest_answer_share}]  # fmt: skip
+                    evaluated = {"iteration": 0, **result.metrics(), "wall_seconds": 0.0}
+                    history = [{key: evaluated[key] for key in EVALUATED_KEYS}]
                 elif name.startswith("instructgpt-"):
                     config = run_config(name, seed)
                     shared = output_dir / "instructgpt-start" / f"seed-{seed}"

@@ -336,10 +336,7 @@ class OnlineTrainer:
                 result = evaluate_with_config(
                     self.policy, self.task, self.config, self.target_instruction, self.accelerator
                 )
-            record.update(accuracy=result.accuracy, mean_score=result.mean_score,
-                          well_formed=result.well_formed,
-                          commonest_answer=result.commonest_answer,
-                          commonest_answer_share=result.commonest_answer_share)  # fmt: skip
+            record.update(result.metrics())
         record.update(**metrics, wall_seconds=time.perf_counter() - start)
         self.history.append(record)
         self.logger.log(record)
