@@ -126,12 +126,27 @@ def test_balanced_instructions_weigh_each_instructions_items_the_same(tiny_gpt2_
     example = trainer.train_examples[0]
     samples = [Sample(1, example.id, "x", output, score) for output, score in
                (("apple", 0.0), ("kiwi", 0.0), ("pear", 0.0), (example.target, 1.0))]  # fmt: skip
-    items = trainer.relabel(samples)
+    items = trainer.weighed(trainer.relabel(samples))
     # 3 wrong, 1 right: N / (G * N_label) = 4 / 6 and 4 / 2.
     assert [i.weight for i in items] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
-    assert [i.weight for i in trainer_for("plain").relabel(samples)] == [1.0] * 4
+    assert [i.weight for i in trainer.relabel(samples)] == [1.0] * 4  # relabeling sets none
+    plain = trainer_for("plain")
+    assert [i.weight for i in plain.weighed(plain.relabel(samples))] == [1.0] * 4
     _, terms = trainer.loss(items)
     assert terms["loss_sft"] == pytest.approx(weighted_ce_by_hand(trainer, items), rel=1e-4)
+
+
+def test_balanced_instructions_and_answers_multiply(tiny_gpt2_dir, tmp_path):
+    config = _config(tiny_gpt2_dir, tmp_path / "run", balance_instructions=True,
+                     balance_answers=True)  # fmt: skip
+    trainer = HIRTrainer(tiny_gpt2_dir, TASK, config)
+    example = trainer.train_examples[0]
+    samples = [Sample(1, example.id, "x", output, score) for output, score in
+               (("apple", 0.0), ("apple", 0.0), ("pear", 0.0), (example.target, 1.0))]  # fmt: skip
+    # Instructions: wrong 4 / 6 each, right 4 / 2. Answers within "wrong": apple 3 / 4 each,
+    # pear 3 / 2; the right one alone: 1.
+    weights = [i.weight for i in trainer.weighed(trainer.relabel(samples))]
+    assert weights == pytest.approx([1 / 2, 1 / 2, 1.0, 2.0])
 
 
 def test_contrast_first_epochs_train_the_contrastive_term_alone(tiny_gpt2_dir, tmp_path):

@@ -177,10 +177,15 @@ class HIRTrainer(SupervisedTrainer):
             example = self.examples_by_id[s.query_id]
             instruction = self.relabeler(s.instruction, example.query, s.output, s.score)
             items.append(TrainItem(example, instruction, s.output, answer=s.answer))
-        if self.config.balance_instructions:
-            weights = balanced_weights([i.instruction for i in items])
-            items = [dataclasses.replace(i, weight=w) for i, w in zip(items, weights)]
         return items
+
+    def weighed(self, items: Sequence[TrainItem]) -> list[TrainItem]:
+        """The supervised weights, times instruction-balanced ones (`balance_instructions`)."""
+        items = super().weighed(items)
+        if not self.config.balance_instructions:
+            return items
+        weights = balanced_weights([i.instruction for i in items])
+        return [dataclasses.replace(i, weight=i.weight * w) for i, w in zip(items, weights)]
 
     def run_epochs(self, items: Sequence[TrainItem], iteration: int) -> dict:
         first = self.config.contrast_first_epochs

@@ -526,8 +526,8 @@ class SupervisedTrainer(OnlineTrainer):
         return loss, {"loss": loss.item(), "loss_sft": loss.item()}
 
     def weighed(self, items: Sequence[TrainItem]) -> list[TrainItem]:
-        """`items` with answer-balanced CE weights (`balance_answers`) times their own; as they
-        are otherwise."""
+        """`items` with the CE weights their options give: the one place weights are set.
+        `balance_answers`: within each instruction, each answer's items weigh the same."""
         if not self.config.balance_answers:
             return list(items)
         answers = [i.output if i.answer is None else i.answer for i in items]
