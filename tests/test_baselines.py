@@ -201,3 +201,57 @@ def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
     assert printed.count("wrote ") == 1  # the table once, not once per run and again at the end
     assert again["table"] == first["table"]
     assert (tmp_path / "comparison.md").read_text().startswith("| method |")
+
+
+def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(
+    tiny_gpt2_dir, tmp_path, capsys
+):
+    import shutil
+    import statistics
+
+    from hir.recipes.export import checkpoint_of
+
+    settings = {**SETTINGS, "num_samples": 2, "temperature": 0.7, "resume": True}
+
+    def compare():
+        return run_comparison(compare_configs(["start", "sft", "farl"], settings), [0, 1],
+                              lambda seed: Start(TASK, tiny_gpt2_dir), tmp_path, screen_limit=6)  # fmt: skip
+
+    def screen_of(method, seed):
+        return json.loads((tmp_path / method / f"seed-{seed}" / "screen.json").read_text())
+
+    compare()
+    for method in ("start", "sft", "farl"):
+        for seed in (0, 1):
+            saved = screen_of(method, seed)
+            # The comparison's split and sampling settings; the start untouched, the others
+            # their final checkpoints.
+            assert (saved["settings"]["split"], saved["settings"]["limit"]) == ("test", 6)
+            assert (saved["settings"]["num_samples"], saved["settings"]["temperature"]) == (2, 0.7)
+            assert saved["settings"]["seed"] == seed
+            folder = tmp_path / method / f"seed-{seed}"
+            assert saved["run"] == (None if method == "start" else str(checkpoint_of(folder)))
+    # transfer.md: each method's mean and std over its seeds' screens.
+    transfer = {
+        r["method"]: r for r in json.loads((tmp_path / "comparison.json").read_text())["transfer"]
+    }
+    assert list(transfer) == ["start", "sft", "farl"]
+    for name in ("accuracy_correct_instruction", "same_answer_share", "pass_at_k"):
+        values = [screen_of("sft", seed)["rows"][0][name] for seed in (0, 1)]
+        assert transfer["sft"][name] == pytest.approx(
+            [statistics.mean(values), statistics.stdev(values)]
+        )
+    lines = (tmp_path / "transfer.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| start", "| sft", "| farl"]
+    # Resumed: screens are read back; a kept run whose checkpoints are gone is said so, not screened.
+    shutil.rmtree(tmp_path / "farl" / "seed-1" / "checkpoints")
+    (tmp_path / "farl" / "seed-1" / "screen.json").unlink()
+    sft_screen = screen_of("sft", 0)
+    capsys.readouterr()
+    compare()
+    assert "farl, seed 1: not screened" in capsys.readouterr().out
+    assert screen_of("sft", 0) == sft_screen
+    transfer = {
+        r["method"]: r for r in json.loads((tmp_path / "comparison.json").read_text())["transfer"]
+    }
+    assert (transfer["sft"]["seeds"], transfer["farl"]["seeds"]) == (2, 1)

@@ -107,6 +107,8 @@ def test_user_data_with_an_empty_answer_and_repeated_seeds_are_refused(tmp_path,
     assert "record 1 has an empty 'query' or 'answer'" in capsys.readouterr().err
     assert main(["compare", "--model", "x", "--seeds", "0,0"]) == 2
     assert "repeats a seed" in capsys.readouterr().err
+    assert main(["compare", "--model", "x", "--screen_trained", "-1"]) == 2
+    assert "--screen_trained must be >= 0 (0 = off), got -1" in capsys.readouterr().err
 
 
 def test_a_full_disk_is_one_line_leaves_no_staging_and_resumes(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):  # fmt: skip

@@ -203,6 +203,12 @@ class CompareArguments:
         default=False,
         metadata={"help": "keep the runs that finished, continue an interrupted one from its checkpoint"},
     )  # fmt: skip
+    screen_trained: int = field(
+        default=0,
+        metadata={"help": "screen each trained model (and the start) on this many evaluated queries, "
+                          "as `hir screen` does, into METHOD/seed-N/screen.json and transfer.md: does "
+                          "the instructions' separation transfer? 0 = off"},
+    )  # fmt: skip
 
 
 def run_compare(args: list[str]) -> None:
@@ -232,6 +238,10 @@ def run_compare(args: list[str]) -> None:
     (compare_args, model_args, task_args, stages), rest = parser.parse_known(args, given)
     methods = parse_methods(compare_args.methods)
     seeds = parse_seeds(compare_args.seeds)
+    if compare_args.screen_trained < 0:
+        raise HIRError(
+            f"--screen_trained must be >= 0 (0 = off), got {compare_args.screen_trained}"
+        )
     configs = _method_configs(methods, rest, given, compare_args)
     output_dir = Path(compare_args.output_dir)
 
@@ -261,7 +271,15 @@ def run_compare(args: list[str]) -> None:
         def start(seed: int) -> Start:
             return Start(task, model_args.model)
 
-    run_comparison(configs, seeds, start, output_dir, model_args, stages)
+    run_comparison(
+        configs,
+        seeds,
+        start,
+        output_dir,
+        model_args,
+        stages,
+        screen_limit=compare_args.screen_trained,
+    )
 
 
 def _yaml_of(args: list[str]) -> dict:

@@ -29,12 +29,14 @@ import psutil
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
+from hir.recipes.export import checkpoint_of
 from hir.recipes.instructgpt import (
     FINAL_METHODS,
     InstructGPTStages,
     instructgpt_start,
     run_final_method,
 )
+from hir.recipes.transfer import screen_run, transfer_markdown, transfer_rows, transfer_settings
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.lock import folder_lock
@@ -207,13 +209,16 @@ def run_comparison(
     output_dir: str | Path,
     model_options: ModelArguments | None = None,
     instructgpt_stages: InstructGPTStages | None = None,
+    screen_limit: int = 0,
 ) -> dict:
     """`configs`: each compared method's config, in table order ("start": the untouched
     starting policy, evaluated with its config's settings); `compare_configs` makes them from
     one mapping of settings. Each run gets its own seed and folder `output_dir/METHOD/seed-N`.
     `model_options`: how each run loads its start (prompt format, LoRA, trained layers).
     `instructgpt_stages`: the SFT and reward-model stages of the instructgpt-* methods, made once
-    per seed in `output_dir/instructgpt-start/seed-N`.
+    per seed in `output_dir/instructgpt-start/seed-N`. `screen_limit` > 0: each run's trained
+    model (and the start) is screened on that many evaluated queries (`hir.recipes.transfer`),
+    the instructgpt-* rows excepted (their relabeling is not correct / wrong).
 
     When the configs say `resume`, runs that finished are read back, not run again, and an
     interrupted run continues from its last checkpoint. The table is rewritten after every
@@ -222,12 +227,12 @@ def run_comparison(
     with folder_lock(output_dir):
         return _run_comparison(configs, seeds, start, output_dir,
                                model_options or ModelArguments(),
-                               instructgpt_stages or InstructGPTStages())  # fmt: skip
+                               instructgpt_stages or InstructGPTStages(), screen_limit)  # fmt: skip
 
 
 def _run_comparison(
     configs, seeds, start, output_dir: Path, model_options: ModelArguments,
-    instructgpt_stages: InstructGPTStages,
+    instructgpt_stages: InstructGPTStages, screen_limit: int,
 ) -> dict:  # fmt: skip
     methods = list(configs)
     resume = any(config.resume for config in configs.values())
@@ -239,6 +244,35 @@ def _run_comparison(
         return dataclasses.replace(configs[method], seed=seed, resume=resume,
                                    output_dir=str(output_dir / method / f"seed-{seed}"),
                                    overwrite_output_dir=not resume)  # fmt: skip
+
+    def screen_trained(name: str, seed: int, task: Task, start_model: str) -> None:
+        """The screen of a run's model: its final checkpoint, or the start for "start"."""
+        folder = output_dir / name / f"seed-{seed}"
+        checkpoint = None
+        if name != "start":
+            try:
+                checkpoint = checkpoint_of(folder)
+            except HIRError as exc:  # e.g. a run kept from a machine its checkpoints stayed on
+                print(f"hir compare: {name}, seed {seed}: not screened ({exc})")
+                return
+
+        def trained_policy():
+            policy = load_start(start_model)
+            if checkpoint is not None:
+                policy.load_weights(checkpoint)
+            return policy
+
+        record = {"model": start_model, "run": str(checkpoint) if checkpoint else None,
+                  "tasks": [task.name], "model_arguments": dataclasses.asdict(model_options)}  # fmt: skip
+        settings = transfer_settings(configs, screen_limit, seed)
+        screen_run(folder, task, settings, trained_policy, record)
+
+    def screened(name: str, start_instruction: str | None) -> bool:
+        """Rows screened under `screen_limit`: the first start row and every trained one but
+        the instructgpt-* ones."""
+        if not screen_limit or name.startswith("instructgpt-"):
+            return False
+        return name == "start" or start_instruction is None
 
     for method in methods:  # every config is checked before anything runs
         run_config(method, seeds[0])
@@ -267,6 +301,8 @@ def _run_comparison(
             if resume and record_path.is_file():
                 print(f"hir compare: {name}, seed {seed}: finished before, kept")
                 runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+                if screened(name, start_instruction):
+                    screen_trained(name, seed, task, start_model)
                 table_is_current = False
                 continue
             print(f"hir compare: {name}, seed {seed}")
@@ -311,6 +347,8 @@ def _run_comparison(
                    "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
             atomic_write_json(record_path, run)  # written last: the run is finished
             runs.append(run)
+            if screened(name, start_instruction):
+                screen_trained(name, seed, task, start_model)
             write_comparison(output_dir, summarize(runs, row_names), runs, record)
             table_is_current = True
     table = summarize(runs, row_names)
@@ -373,8 +411,11 @@ def markdown_table(rows: list[dict]) -> str:
 def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], record: dict) -> None:
     """comparison.md / .csv (the table), comparison.json (what was compared: model, task,
     seeds, each method's config, the start rows' instructions; the table, every run, versions),
-    diagnostics.md and the two plots."""
+    diagnostics.md, the two plots, and transfer.md where runs were screened."""
     markdown = markdown_table(rows)
+    transfer = transfer_rows(output_dir, runs, [r["method"] for r in rows])
+    if transfer:
+        atomic_write_text(output_dir / "transfer.md", transfer_markdown(transfer))
     atomic_write_text(output_dir / "comparison.md", markdown + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -382,6 +423,7 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     writer.writerows(rows)
     atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
     atomic_write_json(output_dir / "comparison.json", {**record, "table": rows, "runs": runs,
+                                                        "transfer": transfer,
                                                         "versions": library_versions()})  # fmt: skip
     plot_comparison(runs, output_dir)
     atomic_write_text(output_dir / "diagnostics.md", diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip

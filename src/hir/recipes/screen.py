@@ -234,13 +234,13 @@ def reading(row: dict, k: int) -> str:
                  ": shuffle the options")  # fmt: skip
     elif row["accuracy_correct_instruction"] <= row["constant_answer_share"]:
         line += f"; greedy at or below the constant answer ({row['constant_answer_share']:.2f})"
-    answer, share = _commonest_greedy_answer(row)
+    answer, share = commonest_greedy_answer(row)
     if share is not None and share >= ONE_ANSWER_SHARE:
         line += f"; greedy answers {answer} to {share:.0%} of the queries"
     return line
 
 
-def _commonest_greedy_answer(row: dict) -> tuple[str | None, float | None]:
+def commonest_greedy_answer(row: dict) -> tuple[str | None, float | None]:
     """The answer greedy decoding gives most often and its share of the queries (None for rows
     screened without it)."""
     counts = row.get("top_greedy_answers")

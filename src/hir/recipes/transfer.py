@@ -1,0 +1,117 @@
+"""Does the separation transfer to the trained models? `hir compare --screen_trained N` screens
+each run's trained model as `hir screen` screens a start (greedy accuracy under the correct- and
+the wrong-answer instruction, the share of queries answered alike, pass@k, the log-prob margin
+between the instructions on the model's own samples), on N queries of the evaluated split at the
+comparison's sampling settings, into METHOD/seed-N/screen.json; `transfer.md` gives each
+method's mean ± std over its screened seeds. A model that answers alike under both instructions,
+and whose samples score alike under both, has no separation to transfer."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from hir.models import Policy
+from hir.recipes.screen import ScreenSettings, commonest_greedy_answer, screen
+from hir.tasks import Task
+from hir.trainers.online_config import RunConfig, SamplingConfig
+
+# The screen's numbers averaged over seeds, in the table's order.
+SCREENED_FIELDS = (
+    "accuracy_correct_instruction", "accuracy_wrong_instruction", "same_answer_share",
+    "pass_at_k", "sample_accuracy", "distinct_samples_per_query",
+    "margin_correct_samples", "margin_wrong_samples",
+)  # fmt: skip
+
+
+def transfer_settings(configs: Mapping[str, RunConfig], limit: int, seed: int) -> ScreenSettings:
+    """One screen for every row: the comparison's evaluated split and longest output, and the
+    sampling settings of its first method that samples (the screen's defaults if none does)."""
+    first = next(iter(configs.values()))
+    sampling = next((c for c in configs.values() if isinstance(c, SamplingConfig)), None)
+    sampled = {} if sampling is None else {
+        name: getattr(sampling, name) for name in ("num_samples", "temperature", "top_k", "top_p")
+    }  # fmt: skip
+    return ScreenSettings(split=first.eval_split, limit=limit, max_new_tokens=first.max_new_tokens,
+                          seed=seed, **sampled)  # fmt: skip
+
+
+def screened_row(folder: Path) -> dict | None:
+    """The screen row a run folder holds (with the screen's samples per query as `k`), if any."""
+    path = folder / "screen.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    rows = saved.get("rows", [])
+    return {**rows[0], "k": saved["settings"]["num_samples"]} if rows else None
+
+
+def screen_run(
+    folder: Path,
+    task: Task,
+    settings: ScreenSettings,
+    load_policy: Callable[[], Policy],
+    record: dict,
+) -> dict:
+    """`folder`'s screen row: read back when it was screened before, else measured on the
+    policy `load_policy` gives and written to `folder`/screen.json and screen.md."""
+    kept = screened_row(folder)
+    if kept is not None:
+        return kept
+    screen(load_policy(), [(task.name, task)], settings, folder, record)
+    return screened_row(folder)
+
+
+def transfer_rows(output_dir: Path, runs: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method, in `methods`' order, the mean and std over its screened seeds of each of
+    `SCREENED_FIELDS` (None where no seed has it), and the commonest greedy answers."""
+    rows = []
+    for method in methods:
+        screened = [row for run in runs if run["method"] == method
+                    if (row := screened_row(output_dir / method / f"seed-{run['seed']}"))]  # fmt: skip
+        if not screened:
+            continue
+        row = {"method": method, "seeds": len(screened), "k": screened[0]["k"]}
+        for name in SCREENED_FIELDS:
+            row[name] = mean_and_std([r[name] for r in screened if r.get(name) is not None])
+        commonest = [commonest_greedy_answer(r) for r in screened]
+        row["commonest_greedy_share"] = mean_and_std([s for _, s in commonest if s is not None])
+        row["commonest_greedy_answers"] = sorted({a for a, _ in commonest if a is not None})
+        rows.append(row)
+    return rows
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float] | None:
+    """(mean, sample std; 0 for one value), or None for no values."""
+    if not values:
+        return None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def transfer_markdown(rows: Sequence[dict]) -> str:
+    k = rows[0]["k"] if rows else "k"
+    lines = [
+        "| method | seeds | greedy acc. correct instruction | greedy acc. wrong instruction "
+        "| same answer under both | commonest greedy answer's share | "
+        f"pass@{k} | samples right | distinct samples per query | margin right samples "
+        "| margin wrong samples |",
+        "|" + "---|" * 11,
+    ]
+    for r in rows:
+        answers = ", ".join(f'"{a}"' for a in r["commonest_greedy_answers"])
+        cells = [_cell(r[name]) for name in SCREENED_FIELDS]
+        margins = [_cell(r[name], signed=True) for name in SCREENED_FIELDS[-2:]]
+        commonest = _cell(r["commonest_greedy_share"]) + (f" ({answers})" if answers else "")
+        lines.append(f"| {r['method']} | {r['seeds']} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                     f"{commonest} | {cells[3]} | {cells[4]} | {cells[5]} | {margins[0]} | "
+                     f"{margins[1]} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: tuple[float, float] | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    return f"{mean:+.3f} ± {std:.3f}" if signed else f"{mean:.2f} ± {std:.2f}"
