@@ -246,10 +246,12 @@ def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(
     # Resumed: screens are read back; a kept run whose checkpoints are gone is said so, not screened.
     shutil.rmtree(tmp_path / "farl" / "seed-1" / "checkpoints")
     (tmp_path / "farl" / "seed-1" / "screen.json").unlink()
+    shutil.rmtree(tmp_path / "sft" / "seed-0" / "checkpoints")  # screened before: nothing lost
     sft_screen = screen_of("sft", 0)
     capsys.readouterr()
     compare()
-    assert "farl, seed 1: not screened" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "farl, seed 1: not screened" in printed and "sft, seed 0: not screened" not in printed
     assert screen_of("sft", 0) == sft_screen
     transfer = {
         r["method"]: r for r in json.loads((tmp_path / "comparison.json").read_text())["transfer"]

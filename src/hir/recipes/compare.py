@@ -36,7 +36,13 @@ from hir.recipes.instructgpt import (
     instructgpt_start,
     run_final_method,
 )
-from hir.recipes.transfer import screen_run, transfer_markdown, transfer_rows, transfer_settings
+from hir.recipes.transfer import (
+    screen_run,
+    screened_row,
+    transfer_markdown,
+    transfer_rows,
+    transfer_settings,
+)
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.lock import folder_lock
@@ -249,6 +255,8 @@ def _run_comparison(
         """The screen of a run's model: its final checkpoint, or the start for "start"."""
         folder = output_dir / name / f"seed-{seed}"
         checkpoint = None
+        if screened_row(folder) is not None:
+            return
         if name != "start":
             try:
                 checkpoint = checkpoint_of(folder)
