@@ -29,7 +29,6 @@ import psutil
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
-from hir.recipes.export import checkpoint_of
 from hir.recipes.instructgpt import (
     FINAL_METHODS,
     InstructGPTStages,
@@ -38,7 +37,6 @@ from hir.recipes.instructgpt import (
 )
 from hir.recipes.transfer import (
     screen_run,
-    screened_row,
     transfer_markdown,
     transfer_rows,
     transfer_settings,
@@ -254,26 +252,13 @@ def _run_comparison(
     def screen_trained(name: str, seed: int, task: Task, start_model: str) -> None:
         """The screen of a run's model: its final checkpoint, or the start for "start"."""
         folder = output_dir / name / f"seed-{seed}"
-        checkpoint = None
-        if screened_row(folder) is not None:
-            return
-        if name != "start":
-            try:
-                checkpoint = checkpoint_of(folder)
-            except HIRError as exc:  # e.g. a run kept from a machine its checkpoints stayed on
-                print(f"hir compare: {name}, seed {seed}: not screened ({exc})")
-                return
-
-        def trained_policy():
-            policy = load_start(start_model)
-            if checkpoint is not None:
-                policy.load_weights(checkpoint)
-            return policy
-
-        record = {"model": start_model, "run": str(checkpoint) if checkpoint else None,
-                  "tasks": [task.name], "model_arguments": dataclasses.asdict(model_options)}  # fmt: skip
+        record = {"model": start_model, "tasks": [task.name],
+                  "model_arguments": dataclasses.asdict(model_options)}  # fmt: skip
         settings = transfer_settings(configs, screen_limit, seed)
-        screen_run(folder, task, settings, trained_policy, record)
+        if screen_run(folder, task, settings, lambda: load_start(start_model), record,
+                      trained=name != "start") is None:  # fmt: skip
+            print(f"hir compare: {name}, seed {seed}: not screened (no intact checkpoint in "
+                  f"{folder / 'checkpoints'})")  # fmt: skip
 
     def screened(name: str, start_instruction: str | None) -> bool:
         """Rows screened under `screen_limit`: the first start row and every trained one but

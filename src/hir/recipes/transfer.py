@@ -13,7 +13,9 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from hir.errors import HIRError
 from hir.models import Policy
+from hir.recipes.export import checkpoint_of
 from hir.recipes.screen import ScreenSettings, commonest_greedy_answer, screen
 from hir.tasks import Task
 from hir.trainers.online_config import RunConfig, SamplingConfig
@@ -52,15 +54,27 @@ def screen_run(
     folder: Path,
     task: Task,
     settings: ScreenSettings,
-    load_policy: Callable[[], Policy],
+    load_start: Callable[[], Policy],
     record: dict,
-) -> dict:
-    """`folder`'s screen row: read back when it was screened before, else measured on the
-    policy `load_policy` gives and written to `folder`/screen.json and screen.md."""
+    trained: bool = True,
+) -> dict | None:
+    """The screen row of the run in `folder`: read back when it was screened before, else
+    measured on the start (`load_start()`) with the run's final checkpoint loaded (`trained`)
+    and written to `folder`/screen.json and screen.md. None when the checkpoints are gone."""
     kept = screened_row(folder)
     if kept is not None:
         return kept
-    screen(load_policy(), [(task.name, task)], settings, folder, record)
+    checkpoint = None
+    if trained:
+        try:
+            checkpoint = checkpoint_of(folder)
+        except HIRError:  # e.g. a run kept from a machine its checkpoints stayed on
+            return None
+    policy = load_start()
+    if checkpoint is not None:
+        policy.load_weights(checkpoint)
+    screen(policy, [(task.name, task)], settings, folder,
+           {**record, "run": None if checkpoint is None else str(checkpoint)})  # fmt: skip
     return screened_row(folder)
 
 
