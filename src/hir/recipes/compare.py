@@ -424,6 +424,7 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
         "\n"
         + markdown
         + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, diagnostics.md, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
+        + (", transfer.md" if transfer else "")
     )
 
 
