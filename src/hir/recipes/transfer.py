@@ -115,12 +115,10 @@ def transfer_markdown(rows: Sequence[dict]) -> str:
     ]
     for r in rows:
         answers = ", ".join(f'"{a}"' for a in r["commonest_greedy_answers"])
-        cells = [_cell(r[name]) for name in SCREENED_FIELDS]
-        margins = [_cell(r[name], signed=True) for name in SCREENED_FIELDS[-2:]]
         commonest = _cell(r["commonest_greedy_share"]) + (f" ({answers})" if answers else "")
-        lines.append(f"| {r['method']} | {r['seeds']} | {cells[0]} | {cells[1]} | {cells[2]} | "
-                     f"{commonest} | {cells[3]} | {cells[4]} | {cells[5]} | {margins[0]} | "
-                     f"{margins[1]} |")  # fmt: skip
+        cells = [_cell(r[name], signed=name.startswith("margin")) for name in SCREENED_FIELDS]
+        cells.insert(3, commonest)  # after the share answered alike
+        lines.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
