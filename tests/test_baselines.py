@@ -1,6 +1,8 @@
 import csv
 import json
 import random
+import shutil
+import statistics
 
 import pytest
 from conftest import weighted_ce_by_hand
@@ -15,6 +17,7 @@ from hir.recipes.compare import (
     run_comparison,
     summarize,
 )
+from hir.recipes.export import checkpoint_of
 from hir.tasks import load_task
 from hir.trainers.farl import FARLConfig, FARLTrainer
 from hir.trainers.sft import SFTConfig, SFTTrainer
@@ -206,11 +209,6 @@ def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
 def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(
     tiny_gpt2_dir, tmp_path, capsys
 ):
-    import shutil
-    import statistics
-
-    from hir.recipes.export import checkpoint_of
-
     settings = {**SETTINGS, "num_samples": 2, "temperature": 0.7, "resume": True}
 
     def compare():
