@@ -44,7 +44,7 @@ from hir.recipes.transfer import (
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.lock import folder_lock
-from hir.runs.report import evaluated_records, plot_comparison
+from hir.runs.report import evaluated_records, mean_and_std, plot_comparison
 from hir.runs.versions import library_versions
 from hir.tasks.base import Task
 from hir.trainers import get_method
@@ -363,15 +363,15 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
         mine = [r for r in runs if r["method"] == method]
         if not mine:
             continue
-        accuracies = [r["final_accuracy"] for r in mine]
-        scores = [r.get("final_mean_score", r["final_accuracy"]) for r in mine]
+        accuracy = mean_and_std([r["final_accuracy"] for r in mine])
+        score = mean_and_std([r.get("final_mean_score", r["final_accuracy"]) for r in mine])
         rows.append({
             "method": method,
             "seeds": len(mine),
-            "accuracy_mean": statistics.mean(accuracies),
-            "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "mean_score_mean": statistics.mean(scores),
-            "mean_score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "accuracy_mean": accuracy[0],
+            "accuracy_std": accuracy[1],
+            "mean_score_mean": score[0],
+            "mean_score_std": score[1],
             "wall_seconds_mean": statistics.mean(run_wall_seconds(r) for r in mine),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
             "instruction": mine[0].get("instruction", ""),

@@ -9,7 +9,6 @@ and whose samples score alike under both, has no separation to transfer."""
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hir.errors import HIRError
 from hir.models import Policy
 from hir.recipes.export import checkpoint_of
 from hir.recipes.screen import ScreenSettings, commonest_greedy_answer, screen
+from hir.runs.report import mean_and_std
 from hir.tasks import Task
 from hir.trainers.online_config import RunConfig, SamplingConfig
 
@@ -95,13 +95,6 @@ def transfer_rows(output_dir: Path, runs: Sequence[dict], methods: Sequence[str]
         row["commonest_greedy_answers"] = sorted({a for a, _ in commonest if a is not None})
         rows.append(row)
     return rows
-
-
-def mean_and_std(values: Sequence[float]) -> tuple[float, float] | None:
-    """(mean, sample std; 0 for one value), or None for no values."""
-    if not values:
-        return None
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def transfer_markdown(rows: Sequence[dict]) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -18,6 +20,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float] | None:
+    """(mean, sample std; 0 for one value) of results over seeds, or None for no values."""
+    if not values:
+        return None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def evaluated_records(history: list[dict]) -> list[dict]:
