@@ -18,7 +18,7 @@ demo: setup
 	$(VENV)/bin/hir demo --output_dir runs/demo
 
 test: setup
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest tests --durations=10
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks && $(VENV)/bin/ruff format --check src tests benchmarks

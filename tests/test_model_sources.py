@@ -1,9 +1,11 @@
 """Models by built-in name, GGUF file or wheel, turned into ordinary folders offline."""
 
+import signal
 import zipfile
 from pathlib import Path
 
 import pytest
+from test_kill_resume import hir
 
 from hir import HIRError
 from hir.cli import main
@@ -73,9 +75,18 @@ def test_builtin_names_are_checked_and_pinned(tmp_path, capsys):
 @pytest.mark.skipif(
     not SHARED_GGUF.is_file(), reason="../shared/models is not beside this checkout"
 )
-def test_the_shared_smollm2_gguf_becomes_a_chat_model_folder(cache):
+def test_the_shared_smollm2_gguf_becomes_a_chat_model_folder_even_after_a_killed_fetch(cache):
+    """A `hir models fetch` killed between writing its staging folder and renaming it into place
+    (the crash point `staged`, as in test_staged_kills.py) leaves nothing at the target, and the
+    next fetch converts the model whole."""
+    target = cache / "models" / "smollm2-135m-instruct"
+    killed = hir(["models", "fetch", "smollm2-135m-instruct", "--source", str(SHARED_GGUF)],
+                 crash_at="staged:1")  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not target.exists()
+    assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]
     folder = fetch_builtin("smollm2-135m-instruct", source=SHARED_GGUF)
-    assert folder == cache / "models" / "smollm2-135m-instruct"
+    assert folder == target and (target / "config.json").is_file()
     policy = load_policy("smollm2-135m-instruct")
     assert policy.model.config.model_type == "llama"
     assert sum(p.numel() for p in policy.model.parameters()) == pytest.approx(134.5e6, rel=0.01)

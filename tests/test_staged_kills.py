@@ -1,36 +1,24 @@
 """A command that writes a folder, killed (SIGKILL) between writing its staging folder and
 renaming it into place, leaves nothing at the target and the next call completes: the crash
-point `staged` (hir/runs/crash_points.py) sits in `hir.runs.staging.staged_folder`."""
+point `staged` (hir/runs/crash_points.py) sits in `hir.runs.staging.staged_folder`. (`hir models
+fetch`: test_model_sources.py, with the one conversion of the shared GGUF.)"""
 
-import os
 import signal
 from pathlib import Path
 
-import pytest
 from test_kill_resume import hir
 
 from hir.cli import main
 
-SHARED_GGUF = Path(__file__).resolve().parents[2] / "shared" / "models"
 
-
-def killed_then_completed(args: list[str], target: Path, env: dict | None = None) -> None:
-    old = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
-        killed = hir(args, crash_at="staged:1")
-        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-        assert not (target / "config.json").exists()  # nothing half-written at the target
-        assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]  # fmt: skip
-        again = hir(args)
-        assert again.returncode == 0, again.stderr[-2000:]
-        assert (target / "config.json").is_file()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def killed_then_completed(args: list[str], target: Path) -> None:
+    killed = hir(args, crash_at="staged:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (target / "config.json").exists()  # nothing half-written at the target
+    assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]
+    again = hir(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (target / "config.json").is_file()
 
 
 def test_build_model_killed_before_its_rename(tmp_path):
@@ -55,11 +43,3 @@ def test_warm_up_killed_before_its_rename(tiny_gpt2_dir, tmp_path):
                            "--targets", "synthetic/count", "--examples_per_task", "8", "--epochs", "1",
                            "--premise_limit", "4", "--output_dir", str(target)], target)  # fmt: skip
     assert (target / "warmup.json").is_file()
-
-
-@pytest.mark.skipif(not SHARED_GGUF.is_dir(), reason="../shared/models is not beside this checkout")
-def test_models_fetch_killed_mid_conversion_is_never_half_used(tmp_path):
-    (gguf,) = SHARED_GGUF.glob("*.gguf")
-    target = tmp_path / "models" / "smollm2-135m-instruct"
-    killed_then_completed(["models", "fetch", "smollm2-135m-instruct", "--source", str(gguf)],
-                          target, {"HIR_CACHE_DIR": str(tmp_path)})  # fmt: skip
