@@ -11,11 +11,16 @@ from test_kill_resume import hir
 from hir.cli import main
 
 
-def killed_then_completed(args: list[str], target: Path) -> None:
+def killed_before_its_rename(args: list[str], target: Path) -> None:
+    """`hir ARGS` killed at the crash point `staged`: a staging folder, nothing at `target`."""
     killed = hir(args, crash_at="staged:1")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (target / "config.json").exists()  # nothing half-written at the target
     assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]
+
+
+def killed_then_completed(args: list[str], target: Path) -> None:
+    killed_before_its_rename(args, target)
     again = hir(args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (target / "config.json").is_file()

@@ -363,15 +363,17 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
         mine = [r for r in runs if r["method"] == method]
         if not mine:
             continue
-        accuracy = mean_and_std([r["final_accuracy"] for r in mine])
-        score = mean_and_std([r.get("final_mean_score", r["final_accuracy"]) for r in mine])
+        accuracy_mean, accuracy_std = mean_and_std([r["final_accuracy"] for r in mine])
+        score_mean, score_std = mean_and_std(
+            [r.get("final_mean_score", r["final_accuracy"]) for r in mine]
+        )
         rows.append({
             "method": method,
             "seeds": len(mine),
-            "accuracy_mean": accuracy[0],
-            "accuracy_std": accuracy[1],
-            "mean_score_mean": score[0],
-            "mean_score_std": score[1],
+            "accuracy_mean": accuracy_mean,
+            "accuracy_std": accuracy_std,
+            "mean_score_mean": score_mean,
+            "mean_score_std": score_std,
             "wall_seconds_mean": statistics.mean(run_wall_seconds(r) for r in mine),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
             "instruction": mine[0].get("instruction", ""),
