@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import random
 import shutil
 import statistics
@@ -18,6 +19,7 @@ from hir.recipes.compare import (
     summarize,
 )
 from hir.recipes.export import checkpoint_of
+from hir.runs.lock import LOCK_NAME
 from hir.tasks import load_task
 from hir.trainers.farl import FARLConfig, FARLTrainer
 from hir.trainers.sft import SFTConfig, SFTTrainer
@@ -204,6 +206,45 @@ def test_a_resumed_comparison_with_nothing_left_to_run_still_writes_its_table(
     assert printed.count("wrote ") == 1  # the table once, not once per run and again at the end
     assert again["table"] == first["table"]
     assert (tmp_path / "comparison.md").read_text().startswith("| method |")
+
+
+def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_dir, tmp_path, capsys):  # fmt: skip
+    def compare():
+        return run_comparison(compare_configs(["start", "farl"], {**SETTINGS, "resume": True}),
+                              [0, 1], lambda seed: Start(TASK, tiny_gpt2_dir), tmp_path)  # fmt: skip
+
+    def held_by_another(folder):  # a live process of this machine, as another `hir compare`
+        (folder / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "started": "now"}))  # fmt: skip
+
+    compare()
+    farl = [tmp_path / "farl" / f"seed-{seed}" for seed in (0, 1)]
+    # The other process holds seed 0, finished (it is writing the table), and seed 1, running.
+    (farl[1] / "compare_run.json").unlink()
+    for folder in farl:
+        held_by_another(folder)
+    logged = (farl[1] / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    result = compare()
+    printed = capsys.readouterr().out
+    for seed in (0, 1):
+        assert f"farl, seed {seed}: left to process {os.getppid()}" in printed
+    assert "2 run(s) left to other processes (farl seed 0, farl seed 1)" in printed
+    # The table has every finished run, the other process's seed 0 too.
+    assert {r["method"]: r["seeds"] for r in result["table"]} == {"start": 2, "farl": 1}
+    assert [(r["method"], r["seed"]) for r in result["runs"]] == [("start", 0), ("farl", 0), ("start", 1)]  # fmt: skip
+    assert json.loads((tmp_path / "comparison.json").read_text())["table"] == result["table"]
+    assert (farl[1] / "metrics.jsonl").read_text() == logged  # left alone
+    assert json.loads((farl[1] / LOCK_NAME).read_text())["pid"] == os.getppid()
+    # Once the other process is gone, the next call finishes what it left.
+    for folder in farl:
+        (folder / LOCK_NAME).unlink()
+    again = compare()
+    assert {r["method"]: r["seeds"] for r in again["table"]} == {"start": 2, "farl": 2}
+    assert "farl, seed 1\n" in capsys.readouterr().out
+    # A comparison that starts over holds the whole folder: one that resumes waits for it.
+    held_by_another(tmp_path)
+    with pytest.raises(HIRError, match="in use by a comparison that starts over"):
+        compare()
 
 
 def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(

@@ -66,10 +66,20 @@ def test_commands_that_write_a_folder_refuse_a_non_empty_one(tiny_gpt2_dir, tmp_
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_taken_over(tiny_gpt2_dir, tmp_path, capsys):  # fmt: skip
     out = tmp_path / "run"
+    other = os.getppid()  # a live process of this machine, as another writer would be
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": other, "host": os.uname().nodename, "started": "now"}))  # fmt: skip
+    assert quick_run(tiny_gpt2_dir, out) == 2
+    err = capsys.readouterr().err
+    assert f"pid {other}" in err and "in use by another hir process" in err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    (out / LOCK_NAME).unlink()
+    # The process that holds a folder may take it again (a comparison's run, then its trainer):
+    # the outer hold releases it.
     with folder_lock(out):
-        assert quick_run(tiny_gpt2_dir, out) == 2
-        err = capsys.readouterr().err
-        assert f"pid {os.getpid()}" in err and "in use by another hir process" in err
+        with folder_lock(out):
+            pass
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert not (out / LOCK_NAME).exists()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip

@@ -13,6 +13,7 @@ each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -43,7 +44,7 @@ from hir.recipes.transfer import (
 )
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
-from hir.runs.lock import folder_lock
+from hir.runs.lock import folder_lock, live_holder, unless_locked
 from hir.runs.report import evaluated_records, mean_and_std, plot_comparison
 from hir.runs.versions import library_versions
 from hir.tasks.base import Task
@@ -81,6 +82,10 @@ METHODS: dict[str, tuple[str, dict]] = {
 }
 # Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
 VARIANT_SEPARATOR = "+"
+# A finished run's record in its folder, written last.
+RUN_RECORD = "compare_run.json"
+# Held while a table is written, so that processes sharing a comparison write one at a time.
+TABLE_LOCK_NAME = ".hir.table.lock"
 # What the comparison keeps of each evaluated iteration of a run.
 EVALUATED_KEYS = ("iteration", "accuracy", "mean_score", "wall_seconds", "commonest_answer",
                   "commonest_answer_share")  # fmt: skip
@@ -226,20 +231,41 @@ def run_comparison(
 
     When the configs say `resume`, runs that finished are read back, not run again, and an
     interrupted run continues from its last checkpoint. The table is rewritten after every
-    run, so a long comparison shows its results as they come."""
+    run, so a long comparison shows its results as they come.
+
+    Without `resume` the comparison starts over and holds the whole folder. With it, several
+    processes (or machines sharing the folder) may run the same comparison at once: each run
+    is done by the process that takes its folder's lock first, the others go on to the next,
+    and each process's table covers every run finished so far (the last to end has them all)."""
     output_dir = Path(output_dir)
-    with folder_lock(output_dir):
-        return _run_comparison(configs, seeds, start, output_dir,
+    resume = any(config.resume for config in configs.values())
+    if resume:
+        holder = live_holder(output_dir)
+        if holder is not None:  # a comparison that starts over holds the whole folder
+            raise HIRError(
+                f"--output_dir {output_dir} is in use by a comparison that starts over (pid "
+                f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}): "
+                "wait for it to end, or choose another folder"
+            )
+    with contextlib.nullcontext() if resume else folder_lock(output_dir):
+        return _run_comparison(configs, seeds, start, output_dir, resume,
                                model_options or ModelArguments(),
                                instructgpt_stages or InstructGPTStages(), screen_limit)  # fmt: skip
 
 
+class _HeldElsewhere(Exception):
+    """A folder that a run needs is held by another live process (`holder`)."""
+
+    def __init__(self, folder: Path, holder: dict):
+        super().__init__(folder)
+        self.folder, self.holder = folder, holder
+
+
 def _run_comparison(
-    configs, seeds, start, output_dir: Path, model_options: ModelArguments,
+    configs, seeds, start, output_dir: Path, resume: bool, model_options: ModelArguments,
     instructgpt_stages: InstructGPTStages, screen_limit: int,
 ) -> dict:  # fmt: skip
     methods = list(configs)
-    resume = any(config.resume for config in configs.values())
 
     def load_start(model: str):
         return dataclasses.replace(model_options, model=str(model)).load_policy()
@@ -267,12 +293,77 @@ def _run_comparison(
             return False
         return name == "start" or start_instruction is None
 
+    def run_row(name: str, start_instruction: str | None, seed: int, begin: Start,
+                row_names: list[str]) -> dict:  # fmt: skip
+        """Run one row (or evaluate the start) and return its record."""
+        task, start_model = begin.task, begin.model
+        with PeakMemory() as memory:
+            began = time.perf_counter()
+            if start_instruction is not None:
+                # The same evaluation (split, limit, batch size, instruction, success rule)
+                # as the iteration 0 of the methods evaluated under this instruction.
+                instruction = start_instruction
+                result = evaluate_with_config(
+                    load_start(start_model), task, configs["start"], instruction
+                )
+                evaluated = {"iteration": 0, **result.metrics(), "wall_seconds": 0.0}
+                history = [{key: evaluated[key] for key in EVALUATED_KEYS}]
+            elif name.startswith("instructgpt-"):
+                config = run_config(name, seed)
+                shared = output_dir / "instructgpt-start" / f"seed-{seed}"
+                # The first instructgpt-* method of a seed makes the start, the others reuse it.
+                reuse = resume or any(
+                    m.startswith("instructgpt-") for m in row_names[: row_names.index(name)]
+                )
+                with unless_locked(shared) as holder:  # one process makes a seed's stages
+                    if holder is not None:
+                        raise _HeldElsewhere(shared, holder)
+                    pipeline = instructgpt_start(load_start(start_model), task, config, shared,
+                                                 instructgpt_stages, reuse=reuse)  # fmt: skip
+                instruction = get_method(method_variant(name)[0])[0].evaluation_instruction(
+                    config, task
+                )
+                run_final_method(pipeline, task, config)
+                history = _evaluated_history(config)
+            else:
+                trainer_class = get_method(method_variant(name)[0])[0]
+                config = run_config(name, seed)
+                is_ptx = variant_base(name) == "ppo-ptx"
+                extra = {"ptx_pairs": begin.pretraining_pairs} if is_ptx else {}
+                trainer = trainer_class(load_start(start_model), task, config, **extra)
+                instruction = trainer.target_instruction
+                trainer.train()
+                history = _evaluated_history(config)
+            seconds = time.perf_counter() - began
+        return {"method": name, "seed": seed, "instruction": instruction,
+                "final_accuracy": history[-1]["accuracy"],
+                "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
+                "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
+
+    def finished_runs(row_names: list[str]) -> list[dict]:
+        """This process's runs; with `resume`, every finished run of the comparison in the
+        folder, other processes' too."""
+        if not resume:
+            return runs
+        return [json.loads(path.read_text(encoding="utf-8"))
+                for seed in seeds for name in row_names
+                if (path := output_dir / name / f"seed-{seed}" / RUN_RECORD).is_file()]  # fmt: skip
+
+    def write_table(row_names: list[str]) -> None:
+        # One process at a time, each reading the runs as they are then: the last has them all.
+        with folder_lock(output_dir, name=TABLE_LOCK_NAME, wait=True):
+            finished = finished_runs(row_names)
+            if finished:
+                write_comparison(output_dir, summarize(finished, row_names), finished, record)
+
     for method in methods:  # every config is checked before anything runs
         run_config(method, seeds[0])
     runs: list[dict] = []
+    left_to_others: list[str] = []
     record = {"model": model_options.model or None, "task": None, "seeds": seeds,
               "methods": {m: configs[m].to_dict() for m in methods}}  # fmt: skip
     table_is_current = False  # rewritten after each new run; once at the end if the last was kept
+    row_names: list[str] = []
     for seed in seeds:
         begin = start(seed)
         task, start_model = begin.task, begin.model
@@ -290,64 +381,41 @@ def _run_comparison(
             rows[at:at] = starts
         row_names = [name for name, _ in rows]
         for name, start_instruction in rows:
-            record_path = output_dir / name / f"seed-{seed}" / "compare_run.json"
-            if resume and record_path.is_file():
-                print(f"hir compare: {name}, seed {seed}: finished before, kept")
-                runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+            folder = output_dir / name / f"seed-{seed}"
+            with unless_locked(folder) as holder:
+                try:
+                    if holder is not None:
+                        raise _HeldElsewhere(folder, holder)
+                    record_path = folder / RUN_RECORD
+                    if resume and record_path.is_file():
+                        print(f"hir compare: {name}, seed {seed}: finished before, kept")
+                        runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+                        if screened(name, start_instruction):
+                            screen_trained(name, seed, task, start_model)
+                        table_is_current = False
+                        continue
+                    print(f"hir compare: {name}, seed {seed}")
+                    run = run_row(name, start_instruction, seed, begin, row_names)
+                except _HeldElsewhere as held:
+                    print(f"hir compare: {name}, seed {seed}: left to process "
+                          f"{held.holder.get('pid')} on {held.holder.get('host')}, which holds "
+                          f"{held.folder}")  # fmt: skip
+                    left_to_others.append(f"{name} seed {seed}")
+                    continue
+                atomic_write_json(record_path, run)  # written last: the run is finished
+                runs.append(run)
                 if screened(name, start_instruction):
                     screen_trained(name, seed, task, start_model)
-                table_is_current = False
-                continue
-            print(f"hir compare: {name}, seed {seed}")
-            with PeakMemory() as memory:
-                began = time.perf_counter()
-                if start_instruction is not None:
-                    # The same evaluation (split, limit, batch size, instruction, success rule)
-                    # as the iteration 0 of the methods evaluated under this instruction.
-                    instruction = start_instruction
-                    result = evaluate_with_config(
-                        load_start(start_model), task, configs["start"], instruction
-                    )
-                    evaluated = {"iteration": 0, **result.metrics(), "wall_seconds": 0.0}
-                    history = [{key: evaluated[key] for key in EVALUATED_KEYS}]
-                elif name.startswith("instructgpt-"):
-                    config = run_config(name, seed)
-                    shared = output_dir / "instructgpt-start" / f"seed-{seed}"
-                    # The first instructgpt-* method of a seed makes the start, the others reuse it.
-                    reuse = resume or any(
-                        m.startswith("instructgpt-") for m in row_names[: row_names.index(name)]
-                    )
-                    pipeline = instructgpt_start(load_start(start_model), task, config, shared,
-                                                 instructgpt_stages, reuse=reuse)  # fmt: skip
-                    instruction = get_method(method_variant(name)[0])[0].evaluation_instruction(
-                        config, task
-                    )
-                    run_final_method(pipeline, task, config)
-                    history = _evaluated_history(config)
-                else:
-                    trainer_class = get_method(method_variant(name)[0])[0]
-                    config = run_config(name, seed)
-                    is_ptx = variant_base(name) == "ppo-ptx"
-                    extra = {"ptx_pairs": begin.pretraining_pairs} if is_ptx else {}
-                    trainer = trainer_class(load_start(start_model), task, config, **extra)
-                    instruction = trainer.target_instruction
-                    trainer.train()
-                    history = _evaluated_history(config)
-                seconds = time.perf_counter() - began
-            run = {"method": name, "seed": seed, "instruction": instruction,
-                   "final_accuracy": history[-1]["accuracy"],
-                   "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,
-                   "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
-            atomic_write_json(record_path, run)  # written last: the run is finished
-            runs.append(run)
-            if screened(name, start_instruction):
-                screen_trained(name, seed, task, start_model)
-            write_comparison(output_dir, summarize(runs, row_names), runs, record)
+            write_table(row_names)
             table_is_current = True
-    table = summarize(runs, row_names)
     if not table_is_current:
-        write_comparison(output_dir, table, runs, record)
-    return {"table": table, "runs": runs}
+        write_table(row_names)
+    finished = finished_runs(row_names)
+    if left_to_others:
+        print(f"hir compare: {len(left_to_others)} run(s) left to other processes "
+              f"({', '.join(left_to_others)}); the table has the runs finished so far, and the "
+              "last process to end writes it whole")  # fmt: skip
+    return {"table": summarize(finished, row_names), "runs": finished}
 
 
 def _evaluated_history(config: RunConfig) -> list[dict]:

@@ -1,7 +1,9 @@
 """One writer per run folder. `hir train` (each run of `hir compare` and `hir instructgpt` too)
 holds `<output_dir>/.hir.lock` while it writes; a second process that wants the folder gets one
-line naming the holder. The lock of a process that died (killed, power lost) is taken over,
-with one line, so that `--resume` works after any crash."""
+line naming the holder, or, through `unless_locked`, the holder itself (how several `hir compare`
+processes share one comparison's runs). The lock of a process that died (killed, power lost)
+is taken over, with one line, so that `--resume` works after any crash. A process that holds a
+folder's lock may take it again (a comparison's run lock, then its trainer's)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,62 @@ from pathlib import Path
 from hir.errors import HIRError
 
 LOCK_NAME = ".hir.lock"
+_HELD: set[Path] = set()  # the lock files this process holds
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike, flag: str = "--output_dir") -> Iterator[None]:
+def folder_lock(
+    folder: str | os.PathLike, flag: str = "--output_dir", name: str = LOCK_NAME, wait: bool = False
+) -> Iterator[None]:
+    """Hold `folder`'s lock while the block runs. Held by another live process: with `wait`,
+    wait for it (for locks held seconds, such as a table being written), else one error line."""
+    while True:
+        with unless_locked(folder, name) as holder:
+            if holder is None:
+                yield
+                return
+        if not wait:
+            raise HIRError(
+                f"{flag} {folder} is in use by another hir process (pid {holder.get('pid')} on "
+                f"{holder.get('host')}, since {holder.get('started')}): wait for it to end, or "
+                "choose another folder"
+            )
+        time.sleep(0.2)
+
+
+@contextmanager
+def unless_locked(folder: str | os.PathLike, name: str = LOCK_NAME) -> Iterator[dict | None]:
+    """Take `folder`'s lock and yield None, releasing it after the block; or, while another
+    live process holds it, take nothing and yield the holder (pid, host, started, command)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = (folder / name).resolve()
+    if path in _HELD:  # this process holds it already: the outer holder releases it
+        yield None
+        return
+    holder = _take(path)
+    if holder is not None:
+        yield holder
+        return
+    _HELD.add(path)
+    try:
+        yield None
+    finally:
+        _HELD.discard(path)
+        if (_read(path) or {}).get("pid") == os.getpid():
+            path.unlink(missing_ok=True)
+
+
+def live_holder(folder: str | os.PathLike, name: str = LOCK_NAME) -> dict | None:
+    """The live process other than this one that holds `folder`'s lock, if any (takes nothing)."""
+    holder = _read(Path(folder) / name)
+    if not holder or holder.get("pid") == os.getpid() or _is_dead(holder):
+        return None
+    return holder
+
+
+def _take(path: Path) -> dict | None:
+    """Create the lock file as this process's; None once done, or the live holder."""
     mine = {"pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}  # fmt: skip
     while True:
@@ -34,27 +85,18 @@ def folder_lock(folder: str | os.PathLike, flag: str = "--output_dir") -> Iterat
             if holder == {}:  # released meanwhile
                 continue
             if holder is not None and not _is_dead(holder):
-                raise HIRError(
-                    f"{flag} {folder} is in use by another hir process (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}, since {holder.get('started')}): wait for it to end, or "
-                    "choose another folder"
-                ) from None
+                return holder
             what = (
                 "an unreadable lock"
                 if holder is None
                 else f"the lock of process {holder.get('pid')}, which is gone"
             )
-            print(f"hir: taking over {what} in {folder}", file=sys.stderr)
+            print(f"hir: taking over {what} in {path.parent}", file=sys.stderr)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(mine, f)
-        break
-    try:
-        yield
-    finally:
-        if (_read(path) or {}).get("pid") == os.getpid():
-            path.unlink(missing_ok=True)
+        return None
 
 
 def _read(path: Path) -> dict | None:
