@@ -132,11 +132,12 @@ def test_fsdp2_t5_with_lora(tiny_t5_dir, tmp_path):
     assert_same_run(sharded, launched("ddp", "hir", tiny_t5_dir, tmp_path / "ddp", lora_r=4))
 
 
-@pytest.mark.parametrize(("method", "model"), [("ppo", "gpt2"), ("ppo", "t5"), ("farl", "gpt2")])
+@pytest.mark.parametrize(("method", "model"), [("ppo", "gpt2"), ("ppo", "t5")])
 def test_fsdp2_every_method_trains_as_data_parallel(method, model, request, tmp_path):
-    """PPO (its policy and value model sharded, its rollout scored with whole weights, on a
-    decoder-only and an encoder-decoder model) and FARL. (SFT: the InstructGPT pipeline's first
-    stage below; HIR: the tests above.)"""
+    """PPO: its policy and value model sharded, its rollout scored with whole weights, on a
+    decoder-only and an encoder-decoder model. (SFT: the InstructGPT pipeline's first stage
+    below; HIR: the tests above. FARL is HIR's loop and update with other items: nothing of
+    it is sharded differently, so its own row was dropped to keep the suite under 15 minutes.)"""
     model_dir = request.getfixturevalue(f"tiny_{model}_dir")
     sharded = launched("fsdp2", method, model_dir, tmp_path / "fsdp2")
     assert_sharded(sharded)
