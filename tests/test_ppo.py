@@ -5,9 +5,10 @@ import torch
 
 from hir import HIRError
 from hir.models import load_policy
+from hir.models.adapters import TrainingScope
 from hir.online.sampling import Sample
 from hir.tasks import load_task
-from hir.trainers.ppo import PPOConfig, PPOTrainer
+from hir.trainers.ppo import VALUE_STATE, PPOConfig, PPOTrainer
 
 
 def share_of_a(output, example):
@@ -58,14 +59,32 @@ def _history(output_dir):
     return [{k: v for k, v in json.loads(line).items() if "seconds" not in k} for line in lines]
 
 
+@pytest.mark.parametrize("lora_r", [0, 4])
 def test_a_killed_ppo_run_resumes_to_the_unbroken_runs_numbers(
-    tiny_gpt2_dir, tmp_path, monkeypatch
+    tiny_gpt2_dir, tmp_path, monkeypatch, lora_r
 ):
     """Fails if the value head is built after the RNG state is restored, or if the reference
-    is read from anything but the model the run started from."""
+    is read from anything but the model the run started from. With LoRA, the checkpoints keep
+    only the value model's trained weights (its adapter and head), and that is enough."""
     task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
     settings = dict(iterations=3, kl_coef=0.05, num_samples=2)
-    PPOTrainer(tiny_gpt2_dir, task, _config(tiny_gpt2_dir, tmp_path / "whole", **settings)).train()
+
+    def start():
+        return load_policy(tiny_gpt2_dir).set_training_scope(TrainingScope(lora_r=lora_r))
+
+    whole = PPOTrainer(start(), task, _config(tiny_gpt2_dir, tmp_path / "whole", **settings))
+    whole.train()
+    saved = torch.load(tmp_path / "whole" / "checkpoints" / "iteration-0003" / VALUE_STATE)
+    value_model = whole.accelerator.unwrap_model(whole.value_model)
+    trained = {n for n, p in value_model.named_parameters() if p.requires_grad}
+    if lora_r:
+        assert set(saved["value_model"]) == trained
+        assert all(".lora_" in n or n.startswith("head.") for n in trained)
+        assert (
+            any(n.startswith("body.") for n in trained) and {"head.weight", "head.bias"} <= trained
+        )
+    else:  # every weight trained: all of them kept
+        assert trained <= set(saved["value_model"]) and len(trained) > 10
 
     real_update = PPOTrainer.update
     calls = {"n": 0}
@@ -79,10 +98,10 @@ def test_a_killed_ppo_run_resumes_to_the_unbroken_runs_numbers(
     monkeypatch.setattr(PPOTrainer, "update", dies_in_iteration_2)
     broken = _config(tiny_gpt2_dir, tmp_path / "broken", **settings)
     with pytest.raises(KeyboardInterrupt):
-        PPOTrainer(tiny_gpt2_dir, task, broken).train()
+        PPOTrainer(start(), task, broken).train()
     monkeypatch.setattr(PPOTrainer, "update", real_update)
     resumed = _config(tiny_gpt2_dir, tmp_path / "broken", resume=True, **settings)
-    PPOTrainer(tiny_gpt2_dir, task, resumed).train()
+    PPOTrainer(start(), task, resumed).train()
 
     assert (tmp_path / "broken" / "buffer.jsonl").read_text() == (
         tmp_path / "whole" / "buffer.jsonl"

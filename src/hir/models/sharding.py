@@ -121,6 +121,11 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in state.items() if name not in aliases}
 
 
+def trained_names(model: nn.Module) -> set[str]:
+    """The names of the weights `model` trains (requires_grad), as `full_state_dict` names them."""
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
 def tied_aliases(model: nn.Module) -> dict[str, str]:
     """{second name of a tied weight: its first name}."""
     first: dict[int, str] = {}
