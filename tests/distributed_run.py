@@ -3,8 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_run.py \\
         MODE METHOD MODEL_DIR OUTPUT_DIR ITERATIONS LORA_R
 
-MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir`, `farl`, `sft`, `ppo` or
-`instructgpt` (the pipeline, ending in PPO-ptx); LORA_R 0 trains the weights themselves. A run
+MODE `ddp` (accelerate's default), `fsdp2` or `zero3`; METHOD `hir`, `farl`, `sft`, `ppo`,
+`instructgpt` (the pipeline, ending in PPO-ptx) or `compare` (the start and HIR, seed 0); LORA_R 0 trains the weights themselves. A run
 resumes from the newest checkpoint in OUTPUT_DIR. Each process writes `process-RANK-of-WORLD.json`
 in the folder of each model it trains: whether the model is sharded, and how many weight
 elements it holds of how many."""
@@ -158,6 +158,17 @@ def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: i
     trainer.train()
 
 
+def run_compare(model_dir: str, output_dir: str, iterations: int) -> None:
+    """`hir compare`'s start and HIR rows, seed 0, with `resume`: the launch's main process
+    takes the locks, decides for both processes and writes the records and the table."""
+    from hir.recipes.compare import Start, compare_configs, run_comparison
+
+    task = load_task("synthetic/sort", num_examples=40)
+    settings = {**SETTINGS, "epochs_per_iteration": 1, "iterations": iterations}
+    run_comparison(compare_configs(["start", "hir"], settings), [0],
+                   lambda seed: Start(task, model_dir), output_dir)  # fmt: skip
+
+
 if __name__ == "__main__":
     mode, method, model_dir, output_dir, iterations, lora_r = sys.argv[1:7]
     if mode == "fsdp2":
@@ -166,5 +177,7 @@ if __name__ == "__main__":
         zero3_on_cpu()
     if method == "instructgpt":
         run_instructgpt(model_dir, output_dir, int(iterations), int(lora_r))
+    elif method == "compare":
+        run_compare(model_dir, output_dir, int(iterations))
     else:
         run(method, model_dir, output_dir, int(iterations), int(lora_r))

@@ -119,6 +119,23 @@ def test_two_processes_share_out_sampling_and_evaluation(data_parallel_gpt2, tin
     assert (folder / "summary.json").is_file()
 
 
+def test_compare_under_a_launch_runs_each_row_once_on_both_processes(
+    tiny_gpt2_dir, data_parallel_gpt2, tmp_path
+):
+    """The main process takes each run's lock and decides for both; the HIR row is the same run
+    as `hir train` under the same launch; resumed, both processes keep every row."""
+    first = launch("ddp", "compare", tiny_gpt2_dir, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("hir compare: hir, seed 0\n") == 1  # said once, by the main one
+    assert_same_run(tmp_path / "hir" / "seed-0", data_parallel_gpt2)
+    table = (tmp_path / "comparison.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| start", "| hir"]
+    assert not list(tmp_path.rglob(".hir*.lock"))  # every lock released
+    again = launch("ddp", "compare", tiny_gpt2_dir, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished before, kept") == 2
+
+
 def test_fsdp2_shards_the_weights_and_trains_as_data_parallel(sharded_gpt2, data_parallel_gpt2):
     assert_sharded(sharded_gpt2)
     assert_same_run(sharded_gpt2, data_parallel_gpt2)

@@ -18,15 +18,18 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import psutil
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
@@ -236,10 +239,14 @@ def run_comparison(
     Without `resume` the comparison starts over and holds the whole folder. With it, several
     processes (or machines sharing the folder) may run the same comparison at once: each run
     is done by the process that takes its folder's lock first, the others go on to the next,
-    and each process's table covers every run finished so far (the last to end has them all)."""
+    and each process's table covers every run finished so far (the last to end has them all).
+    Under `accelerate launch` the processes of one launch run each run together; their main
+    process takes the locks, decides for all of them, and writes the records and the table."""
     output_dir = Path(output_dir)
     resume = any(config.resume for config in configs.values())
-    if resume:
+    launch = _launch_of(configs)
+    main = launch is None or launch.is_main_process  # the process that writes
+    if resume and main:
         holder = live_holder(output_dir)
         if holder is not None:  # a comparison that starts over holds the whole folder
             raise HIRError(
@@ -247,10 +254,36 @@ def run_comparison(
                 f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}): "
                 "wait for it to end, or choose another folder"
             )
-    with contextlib.nullcontext() if resume else folder_lock(output_dir):
-        return _run_comparison(configs, seeds, start, output_dir, resume,
+    with contextlib.nullcontext() if resume or not main else folder_lock(output_dir):
+        return _run_comparison(configs, seeds, start, output_dir, resume, launch,
                                model_options or ModelArguments(),
                                instructgpt_stages or InstructGPTStages(), screen_limit)  # fmt: skip
+
+
+def _launch_of(configs: Mapping[str, RunConfig]) -> PartialState | None:
+    """The processes of an `accelerate launch`; None for one process (nothing to agree on, and
+    no accelerate state made before the trainers make theirs)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return PartialState(cpu=any(config.device == "cpu" for config in configs.values()))
+
+
+def _as_main_has_it(value: Any, launch: PartialState | None) -> Any:
+    """`value` as the main process has it, on every process of a launch (so that all of them
+    skip, keep or run the same rows)."""
+    if launch is None:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def _main_locks(folder: Path, launch: PartialState | None) -> Iterator[dict | None]:
+    """`unless_locked(folder)` on the main process; every process of a launch gets its answer."""
+    main = launch is None or launch.is_main_process
+    with unless_locked(folder) if main else contextlib.nullcontext() as holder:
+        yield _as_main_has_it(holder, launch)
 
 
 class _HeldElsewhere(Exception):
@@ -262,10 +295,16 @@ class _HeldElsewhere(Exception):
 
 
 def _run_comparison(
-    configs, seeds, start, output_dir: Path, resume: bool, model_options: ModelArguments,
+    configs, seeds, start, output_dir: Path, resume: bool, launch: PartialState | None,
+    model_options: ModelArguments,
     instructgpt_stages: InstructGPTStages, screen_limit: int,
 ) -> dict:  # fmt: skip
     methods = list(configs)
+    main = launch is None or launch.is_main_process
+
+    def say(line: str) -> None:
+        if main:
+            print(line)
 
     def load_start(model: str):
         return dataclasses.replace(model_options, model=str(model)).load_policy()
@@ -283,23 +322,26 @@ def _run_comparison(
         settings = transfer_settings(configs, screen_limit, seed)
         if screen_run(folder, task, settings, lambda: load_start(start_model), record,
                       trained=name != "start") is None:  # fmt: skip
-            print(f"hir compare: {name}, seed {seed}: not screened (no intact checkpoint in "
-                  f"{folder / 'checkpoints'})")  # fmt: skip
+            say(f"hir compare: {name}, seed {seed}: not screened (no intact checkpoint in "
+                f"{folder / 'checkpoints'})")  # fmt: skip
 
     def screened(name: str, start_instruction: str | None) -> bool:
-        """Rows screened under `screen_limit`: the first start row and every trained one but
-        the instructgpt-* ones."""
-        if not screen_limit or name.startswith("instructgpt-"):
+        """Rows screened under `screen_limit` (by the main process): the first start row and
+        every trained one but the instructgpt-* ones."""
+        if not screen_limit or not main or name.startswith("instructgpt-"):
             return False
         return name == "start" or start_instruction is None
 
     def run_row(name: str, start_instruction: str | None, seed: int, begin: Start,
-                row_names: list[str]) -> dict:  # fmt: skip
-        """Run one row (or evaluate the start) and return its record."""
+                row_names: list[str]) -> dict | None:  # fmt: skip
+        """Run one row (or evaluate the start) and return its record (None on the processes
+        but the main one of a launch, which evaluates the start alone)."""
         task, start_model = begin.task, begin.model
         with PeakMemory() as memory:
             began = time.perf_counter()
             if start_instruction is not None:
+                if not main:
+                    return None
                 # The same evaluation (split, limit, batch size, instruction, success rule)
                 # as the iteration 0 of the methods evaluated under this instruction.
                 instruction = start_instruction
@@ -315,7 +357,7 @@ def _run_comparison(
                 reuse = resume or any(
                     m.startswith("instructgpt-") for m in row_names[: row_names.index(name)]
                 )
-                with unless_locked(shared) as holder:  # one process makes a seed's stages
+                with _main_locks(shared, launch) as holder:  # one launch makes a seed's stages
                     if holder is not None:
                         raise _HeldElsewhere(shared, holder)
                     pipeline = instructgpt_start(load_start(start_model), task, config, shared,
@@ -343,7 +385,7 @@ def _run_comparison(
     def finished_runs(row_names: list[str]) -> list[dict]:
         """This process's runs; with `resume`, every finished run of the comparison in the
         folder, other processes' too."""
-        if not resume:
+        if not resume or not main:
             return runs
         return [json.loads(path.read_text(encoding="utf-8"))
                 for seed in seeds for name in row_names
@@ -351,6 +393,8 @@ def _run_comparison(
 
     def write_table(row_names: list[str]) -> None:
         # One process at a time, each reading the runs as they are then: the last has them all.
+        if not main:
+            return
         with folder_lock(output_dir, name=TABLE_LOCK_NAME, wait=True):
             finished = finished_runs(row_names)
             if finished:
@@ -382,39 +426,44 @@ def _run_comparison(
         row_names = [name for name, _ in rows]
         for name, start_instruction in rows:
             folder = output_dir / name / f"seed-{seed}"
-            with unless_locked(folder) as holder:
+            record_path = folder / RUN_RECORD
+            with _main_locks(folder, launch) as holder:
+                kept = _as_main_has_it(resume and record_path.is_file(), launch)
                 try:
                     if holder is not None:
                         raise _HeldElsewhere(folder, holder)
-                    record_path = folder / RUN_RECORD
-                    if resume and record_path.is_file():
-                        print(f"hir compare: {name}, seed {seed}: finished before, kept")
-                        runs.append(json.loads(record_path.read_text(encoding="utf-8")))
+                    if kept:
+                        say(f"hir compare: {name}, seed {seed}: finished before, kept")
+                        if main:
+                            runs.append(json.loads(record_path.read_text(encoding="utf-8")))
                         if screened(name, start_instruction):
                             screen_trained(name, seed, task, start_model)
                         table_is_current = False
                         continue
-                    print(f"hir compare: {name}, seed {seed}")
+                    say(f"hir compare: {name}, seed {seed}")
                     run = run_row(name, start_instruction, seed, begin, row_names)
                 except _HeldElsewhere as held:
-                    print(f"hir compare: {name}, seed {seed}: left to process "
-                          f"{held.holder.get('pid')} on {held.holder.get('host')}, which holds "
-                          f"{held.folder}")  # fmt: skip
+                    say(f"hir compare: {name}, seed {seed}: left to process "
+                        f"{held.holder.get('pid')} on {held.holder.get('host')}, which holds "
+                        f"{held.folder}")  # fmt: skip
                     left_to_others.append(f"{name} seed {seed}")
                     continue
-                atomic_write_json(record_path, run)  # written last: the run is finished
-                runs.append(run)
+                if main:
+                    atomic_write_json(record_path, run)  # written last: the run is finished
+                    runs.append(run)
                 if screened(name, start_instruction):
                     screen_trained(name, seed, task, start_model)
             write_table(row_names)
             table_is_current = True
     if not table_is_current:
         write_table(row_names)
+    if launch is not None:  # no process leaves while the main one writes (gloo aborts on that)
+        launch.wait_for_everyone()
     finished = finished_runs(row_names)
     if left_to_others:
-        print(f"hir compare: {len(left_to_others)} run(s) left to other processes "
-              f"({', '.join(left_to_others)}); the table has the runs finished so far, and the "
-              "last process to end writes it whole")  # fmt: skip
+        say(f"hir compare: {len(left_to_others)} run(s) left to other processes "
+            f"({', '.join(left_to_others)}); the table has the runs finished so far, and the "
+            "last process to end writes it whole")  # fmt: skip
     return {"table": summarize(finished, row_names), "runs": finished}
 
 
