@@ -161,7 +161,8 @@ def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: i
 def run_compare(model_dir: str, output_dir: str, iterations: int) -> None:
     """`hir compare`'s start and HIR rows, seed 0, with `resume`: the launch's main process
     takes the locks, decides for both processes and writes the records and the table."""
-    from hir.recipes.compare import Start, compare_configs, run_comparison
+    from hir.recipes.compare import Start, run_comparison
+    from hir.recipes.compared_methods import compare_configs
 
     task = load_task("synthetic/sort", num_examples=40)
     settings = {**SETTINGS, "epochs_per_iteration": 1, "iterations": iterations}

@@ -98,7 +98,8 @@ def test_ppo_steps_its_scheduler_once_per_accumulated_step(tiny_gpt2_dir, tmp_pa
 def test_the_compare_start_row_uses_the_runs_evaluation_settings(
     tiny_gpt2_dir, tmp_path, monkeypatch
 ):
-    from hir.recipes.compare import Start, compare_configs, run_comparison
+    from hir.recipes.compare import Start, run_comparison
+    from hir.recipes.compared_methods import compare_configs
     from hir.trainers import online
 
     calls = []

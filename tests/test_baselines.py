@@ -10,14 +10,9 @@ from conftest import weighted_ce_by_hand
 
 from hir import HIRError
 from hir.online.sampling import Sample
-from hir.recipes.compare import (
-    Start,
-    compare_configs,
-    markdown_table,
-    parse_methods,
-    run_comparison,
-    summarize,
-)
+from hir.recipes.compare import Start, run_comparison
+from hir.recipes.compared_methods import compare_configs, parse_methods
+from hir.recipes.comparison_table import markdown_table, summarize
 from hir.recipes.export import checkpoint_of
 from hir.runs.lock import LOCK_NAME
 from hir.tasks import load_task

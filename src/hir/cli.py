@@ -213,7 +213,8 @@ class CompareArguments:
 
 def run_compare(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.recipes.compare import Start, parse_methods, parse_seeds, run_comparison
+    from hir.recipes.compare import Start, run_comparison
+    from hir.recipes.compared_methods import parse_methods, parse_seeds
     from hir.recipes.instructgpt import InstructGPTStages
 
     parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments, InstructGPTStages,
@@ -288,7 +289,7 @@ def _yaml_of(args: list[str]) -> dict:
 
     from hir.arguments import ModelArguments, TaskArguments
     from hir.options import config_option, read_yaml_fields
-    from hir.recipes.compare import METHODS, config_class_of
+    from hir.recipes.compared_methods import METHODS, config_class_of
     from hir.recipes.instructgpt import InstructGPTStages
 
     path = config_option(list(args))
@@ -304,7 +305,7 @@ def _method_configs(methods: list[str], args: list[str], given: dict, compare_ar
     the rest); a flag that no method has is refused."""
     from dataclasses import fields
 
-    from hir.recipes.compare import METHODS, as_variant, config_class_of
+    from hir.recipes.compared_methods import METHODS, as_variant, config_class_of
 
     known = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
     configs = {}

@@ -1,29 +1,19 @@
 """`hir compare`: several methods on the same task, starting policy, sampling budget and seeds,
-in one table (Markdown and CSV: final accuracy and mean score, mean ± std over seeds, wall time,
-peak memory) and two plots (accuracy against iteration and against wall time).
-
-Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
-plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), HIR ablations
-"hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing", variants
-"hir-sum-scores", "hir-balanced", "hir-contrast-first", and the InstructGPT pipeline ending in
-each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
-"instructgpt-hir", "instructgpt-farl". Any of them takes settings of its own after "+":
-"hir+contrastive_weight=10+balance_instructions=true".
+each run in its own folder (`METHOD/seed-N`), then one table and two plots
+(`hir.recipes.comparison_table`). What can be compared, and how the methods' configs are made:
+`hir.recipes.compared_methods`. A comparison resumes, and several processes can share one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,58 +23,18 @@ from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
-from hir.recipes.instructgpt import (
-    FINAL_METHODS,
-    InstructGPTStages,
-    instructgpt_start,
-    run_final_method,
-)
-from hir.recipes.transfer import (
-    screen_run,
-    transfer_markdown,
-    transfer_rows,
-    transfer_settings,
-)
-from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
-from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
+from hir.recipes.compared_methods import method_variant, start_rows, variant_base
+from hir.recipes.comparison_table import summarize, write_comparison
+from hir.recipes.instructgpt import InstructGPTStages, instructgpt_start, run_final_method
+from hir.recipes.transfer import screen_run, transfer_settings
+from hir.runs.fileio import atomic_write_json, read_jsonl
 from hir.runs.lock import folder_lock, live_holder, unless_locked
-from hir.runs.report import evaluated_records, mean_and_std, plot_comparison
-from hir.runs.versions import library_versions
+from hir.runs.report import evaluated_records
 from hir.tasks.base import Task
 from hir.trainers import get_method
 from hir.trainers.online import evaluate_with_config
 from hir.trainers.online_config import RunConfig
 
-# A compared method: a registered method, with config overrides for variants and ablations.
-METHODS: dict[str, tuple[str, dict]] = {
-    "hir": ("hir", {}),
-    "farl": ("farl", {}),
-    "sft": ("sft", {}),
-    # What makes PPO and PPO-ptx, as the pipeline's final methods define them: PPO is without
-    # the ptx term whatever the shared settings say (a YAML's ptx_coef is PPO-ptx's).
-    "ppo": FINAL_METHODS["ppo"],
-    "ppo-ptx": FINAL_METHODS["ppo-ptx"],
-    "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
-    "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
-    "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
-    "hir-no-label-smoothing": ("hir", {"label_smoothing": 0.0}),
-    # For tuning the baselines' smoothing on the same budget as HIR's.
-    "farl-no-label-smoothing": ("farl", {"label_smoothing": 0.0}),
-    "sft-no-label-smoothing": ("sft", {"label_smoothing": 0.0}),
-    # HIR with more of the update on its contrastive term (one option each).
-    "hir-sum-scores": ("hir", {"contrastive_score": "sum"}),
-    "hir-balanced": ("hir", {"balance_instructions": True}),
-    "hir-contrast-first": ("hir", {"contrast_first_epochs": 1}),
-    # Each distinct answer's items weigh the same within an instruction (against learning the
-    # answer most of the right samples give).
-    "hir-answer-balanced": ("hir", {"balance_answers": True}),
-    "farl-answer-balanced": ("farl", {"balance_answers": True}),
-    # The InstructGPT pipeline (SFT -> reward model -> the method against the reward model),
-    # one SFT model and reward model per seed for all three (hir.recipes.instructgpt).
-    **{f"instructgpt-{name}": method for name, method in FINAL_METHODS.items()},
-}
-# Any of the above with settings of its own: "hir+contrastive_weight=10+balance_instructions=true".
-VARIANT_SEPARATOR = "+"
 # A finished run's record in its folder, written last.
 RUN_RECORD = "compare_run.json"
 # Held while a table is written, so that processes sharing a comparison write one at a time.
@@ -105,113 +55,6 @@ class Start:
 
 
 StartFn = Callable[[int], Start]  # seed -> Start
-
-
-def parse_methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m != "start" and variant_base(m) not in METHODS]
-    if unknown or not methods:
-        raise HIRError(
-            f"unknown method(s) {', '.join(unknown) or '(none)'}: choose from start, {', '.join(METHODS)}"
-            f" (with settings of its own: METHOD{VARIANT_SEPARATOR}field=value)"
-        )
-    for method in methods:
-        if method != "start":
-            method_variant(method)  # a bad setting fails here, before any run
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise HIRError(
-            f"--methods names {', '.join(repeated)} more than once: name each method once"
-        )
-    return methods
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
-    except ValueError as exc:
-        raise HIRError(f"--seeds must be comma-separated integers, got {text!r}") from exc
-    if not seeds:
-        raise HIRError("--seeds names no seed")
-    if len(set(seeds)) < len(seeds):
-        raise HIRError(
-            f"--seeds {text} repeats a seed: a repeated run would count twice in the mean"
-        )
-    return seeds
-
-
-def variant_base(method: str) -> str:
-    """ "hir-balanced+contrastive_weight=10" -> "hir-balanced"."""
-    return method.split(VARIANT_SEPARATOR, 1)[0]
-
-
-def method_variant(method: str) -> tuple[str, dict[str, Any]]:
-    """(registered method, config overrides) of a compared method: a name of `METHODS`,
-    optionally followed by its own settings, each `+field=value` (values read as the field's
-    flag would read them)."""
-    from hir.options import OptionParser
-
-    base, *settings = method.split(VARIANT_SEPARATOR)
-    registered, overrides = METHODS[base]
-    if not settings:
-        return registered, overrides
-    pairs = [setting.partition("=") for setting in settings]
-    if any(not name or not equals for name, equals, _ in pairs):
-        raise HIRError(
-            f"method {method!r}: each setting after {VARIANT_SEPARATOR!r} must be field=value, "
-            f"e.g. hir{VARIANT_SEPARATOR}contrastive_weight=10"
-        )
-    config_class = get_method(registered)[1]
-    parser = OptionParser([config_class], prog=f"hir compare (method {method})")
-    (parsed,) = parser.parse([part for name, _, value in pairs for part in (f"--{name}", value)])
-    names = [name.replace("-", "_") for name, _, _ in pairs]
-    return registered, {**overrides, **{name: getattr(parsed, name) for name in names}}
-
-
-def config_class_of(method: str) -> type[RunConfig]:
-    """The config a compared method is set by: its registered method's (`RunConfig` for the
-    untrained start, which is only evaluated)."""
-    return RunConfig if method == "start" else get_method(method_variant(method)[0])[1]
-
-
-def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict[str, RunConfig]:
-    """Each method's config: the `settings` its config declares, then its variant's overrides
-    (e.g. ppo-ptx's ptx_coef), its own defaults for the rest. A setting that no method
-    declares (a typo) is refused."""
-    declared = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
-    unknown = sorted(set(settings) - declared)
-    if unknown:
-        raise HIRError(f"no method has the setting(s) {', '.join(unknown)}")
-    configs = {}
-    for method in methods:
-        config_class = config_class_of(method)
-        own = {f.name for f in fields(config_class)}
-        given = config_class(**{k: v for k, v in settings.items() if k in own})
-        configs[method] = as_variant(method, given)
-    return configs
-
-
-def as_variant(method: str, config: RunConfig) -> RunConfig:
-    """`config` with what defines the compared method applied (e.g. ppo-ptx's ptx_coef)."""
-    return config if method == "start" else dataclasses.replace(config, **method_variant(method)[1])
-
-
-def start_rows(configs: Mapping[str, RunConfig], task: Task) -> list[tuple[str, str]]:
-    """(row name, instruction) of the start's rows: one per instruction that the compared
-    methods evaluate under (HIR with quantile relabeling asks for its top bucket, FARL for a
-    correct answer), so that each method's iteration 0 equals the start row under its
-    instruction. "start" is the correct-answer instruction's row (or the only one); another is
-    "start@METHOD", after the first method that evaluates under it."""
-    correct = configs["start"].correct_instruction or task.correct_instruction
-    instructions = {}
-    for method in (m for m in configs if m != "start"):
-        trainer_class = get_method(method_variant(method)[0])[0]
-        instructions.setdefault(trainer_class.evaluation_instruction(configs[method], task), method)
-    others = [(f"start@{method}", instruction) for instruction, method in instructions.items()
-              if instruction != correct]  # fmt: skip
-    if correct in instructions or not instructions:
-        return [("start", correct), *others]
-    return [("start", others[0][1]), *others[1:]]
 
 
 def run_comparison(
@@ -472,89 +315,6 @@ def _evaluated_history(config: RunConfig) -> list[dict]:
     the commonest answer was lack it)."""
     records = evaluated_records(read_jsonl(Path(config.output_dir) / "metrics.jsonl"))
     return [{key: record[key] for key in EVALUATED_KEYS if key in record} for record in records]
-
-
-def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
-    rows = []
-    for method in methods:
-        mine = [r for r in runs if r["method"] == method]
-        if not mine:
-            continue
-        accuracy_mean, accuracy_std = mean_and_std([r["final_accuracy"] for r in mine])
-        score_mean, score_std = mean_and_std(
-            [r.get("final_mean_score", r["final_accuracy"]) for r in mine]
-        )
-        rows.append({
-            "method": method,
-            "seeds": len(mine),
-            "accuracy_mean": accuracy_mean,
-            "accuracy_std": accuracy_std,
-            "mean_score_mean": score_mean,
-            "mean_score_std": score_std,
-            "wall_seconds_mean": statistics.mean(run_wall_seconds(r) for r in mine),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
-            "instruction": mine[0].get("instruction", ""),
-        })  # fmt: skip
-    return rows
-
-
-def run_wall_seconds(run: dict) -> float:
-    """A trained run's own clock, which a resumed run continues (the process that resumed it
-    saw only the rest); for the start row, the time of its evaluation."""
-    history = run.get("history", [])
-    return history[-1]["wall_seconds"] if len(history) > 1 else run["wall_seconds"]
-
-
-def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| method | final accuracy (mean ± std) | final mean score (mean ± std) | seeds | "
-        "wall time (s, mean) | peak RSS (MiB) | evaluated under |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} | "
-            f"{r['mean_score_mean']:.3f} ± {r['mean_score_std']:.3f} | {r['seeds']} | "
-            f"{r['wall_seconds_mean']:.0f} | {r['peak_rss_mib']:.0f} | {r.get('instruction', '')} |"
-        )
-    return "\n".join(lines)
-
-
-def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], record: dict) -> None:
-    """comparison.md / .csv (the table), comparison.json (what was compared: model, task,
-    seeds, each method's config, the start rows' instructions; the table, every run, versions),
-    diagnostics.md, the two plots, and transfer.md where runs were screened."""
-    markdown = markdown_table(rows)
-    transfer = transfer_rows(output_dir, runs, [r["method"] for r in rows])
-    if transfer:
-        atomic_write_text(output_dir / "transfer.md", transfer_markdown(transfer))
-    atomic_write_text(output_dir / "comparison.md", markdown + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
-    atomic_write_json(output_dir / "comparison.json", {**record, "table": rows, "runs": runs,
-                                                        "transfer": transfer,
-                                                        "versions": library_versions()})  # fmt: skip
-    plot_comparison(runs, output_dir)
-    atomic_write_text(output_dir / "diagnostics.md", diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip
-    print(
-        "\n"
-        + markdown
-        + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, diagnostics.md, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
-        + (", transfer.md" if transfer else "")
-    )
-
-
-def training_histories(output_dir: Path, runs: list[dict]) -> dict[str, list[list[dict]]]:
-    """Each trained method's full per-iteration logs (`metrics.jsonl`), one list per seed."""
-    histories: dict[str, list[list[dict]]] = {}
-    for run in runs:
-        path = output_dir / run["method"] / f"seed-{run['seed']}" / "metrics.jsonl"
-        if run["method"] != "start" and path.is_file():
-            histories.setdefault(run["method"], []).append(list(read_jsonl(path)))
-    return histories
 
 
 class PeakMemory:
