@@ -201,7 +201,8 @@ class CompareArguments:
     )  # fmt: skip
     resume: bool = field(
         default=False,
-        metadata={"help": "keep the runs that finished, continue an interrupted one from its checkpoint"},
+        metadata={"help": "keep the runs that finished, continue an interrupted one from its checkpoint; "
+                          "the same command in several processes shares the runs out"},
     )  # fmt: skip
     screen_trained: int = field(
         default=0,
