@@ -81,6 +81,13 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_taken_over(tiny_gpt2
             pass
         assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert not (out / LOCK_NAME).exists()
+    # A lock that names this process but that it does not hold: left by an earlier process of
+    # the same pid, taken over (a wait for it would never end).
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": "then"}))  # fmt: skip
+    capsys.readouterr()
+    with folder_lock(out, wait=True):
+        pass
+    assert f"the lock of process {os.getpid()}, which is gone" in capsys.readouterr().err
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     lock = json.loads(

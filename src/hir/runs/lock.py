@@ -84,7 +84,7 @@ def _take(path: Path) -> dict | None:
             holder = _read(path)
             if holder == {}:  # released meanwhile
                 continue
-            if holder is not None and not _is_dead(holder):
+            if holder is not None and not _is_dead(holder) and not _is_stale_mine(holder):
                 return holder
             what = (
                 "an unreadable lock"
@@ -108,6 +108,12 @@ def _read(path: Path) -> dict | None:
         except (OSError, ValueError):
             time.sleep(0.1)
     return None
+
+
+def _is_stale_mine(holder: dict) -> bool:
+    """A lock naming this process that it does not hold (`_take` runs only for those): left by
+    an earlier process of the same pid."""
+    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
 
 
 def _is_dead(holder: dict) -> bool:
