@@ -226,8 +226,8 @@ def _run_comparison(
                 "peak_rss_mib": memory.peak_mib, "history": history}  # fmt: skip
 
     def finished_runs(row_names: list[str]) -> list[dict]:
-        """This process's runs; with `resume`, every finished run of the comparison in the
-        folder, other processes' too."""
+        """The runs this process made; with `resume`, every finished run of the comparison in
+        the folder (kept ones, other processes' too)."""
         if not resume or not main:
             return runs
         return [json.loads(path.read_text(encoding="utf-8"))
@@ -275,10 +275,8 @@ def _run_comparison(
                 try:
                     if holder is not None:
                         raise _HeldElsewhere(folder, holder)
-                    if kept:
+                    if kept:  # (its record is read with the others by `finished_runs`)
                         say(f"hir compare: {name}, seed {seed}: finished before, kept")
-                        if main:
-                            runs.append(json.loads(record_path.read_text(encoding="utf-8")))
                         if screened(name, start_instruction):
                             screen_trained(name, seed, task, start_model)
                         table_is_current = False

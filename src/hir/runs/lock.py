@@ -68,9 +68,7 @@ def unless_locked(folder: str | os.PathLike, name: str = LOCK_NAME) -> Iterator[
 def live_holder(folder: str | os.PathLike, name: str = LOCK_NAME) -> dict | None:
     """The live process other than this one that holds `folder`'s lock, if any (takes nothing)."""
     holder = _read(Path(folder) / name)
-    if not holder or holder.get("pid") == os.getpid() or _is_dead(holder):
-        return None
-    return holder
+    return holder if holder and _is_live_other(holder) else None
 
 
 def _take(path: Path) -> dict | None:
@@ -84,7 +82,7 @@ def _take(path: Path) -> dict | None:
             holder = _read(path)
             if holder == {}:  # released meanwhile
                 continue
-            if holder is not None and not _is_dead(holder) and not _is_stale_mine(holder):
+            if holder is not None and _is_live_other(holder):
                 return holder
             what = (
                 "an unreadable lock"
@@ -110,10 +108,12 @@ def _read(path: Path) -> dict | None:
     return None
 
 
-def _is_stale_mine(holder: dict) -> bool:
-    """A lock naming this process that it does not hold (`_take` runs only for those): left by
-    an earlier process of the same pid."""
-    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+def _is_live_other(holder: dict) -> bool:
+    """Whether the holder is a running process other than this one. A lock that names this
+    process is one it does not hold (held ones are in `_HELD` and never read back): left by an
+    earlier process of the same pid."""
+    mine = holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+    return not mine and not _is_dead(holder)
 
 
 def _is_dead(holder: dict) -> bool:

@@ -169,7 +169,8 @@ class PPOTrainer(OnlineTrainer):
         state = torch.load(folder / VALUE_STATE, weights_only=True)
         value_model = self.accelerator.unwrap_model(self.value_model)
         missing, unexpected = load_state(value_model, state["value_model"])
-        missing = [name for name in missing if name in trained_names(value_model)]
+        trained = trained_names(value_model)  # the frozen rest is the start's, already there
+        missing = [name for name in missing if name in trained]
         if missing or unexpected:
             raise HIRError(f"{folder / VALUE_STATE} does not fit this run's value model "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")  # fmt: skip
