@@ -51,6 +51,44 @@ def test_kept_activations_give_the_same_loss_and_gradients(fixture, share, lora_
     assert cache.misses == len(set(zip(PROMPTS, OUTPUTS))) and cache.hits > 0
 
 
+@pytest.mark.parametrize("lora_r", [0, 4])
+@pytest.mark.parametrize("fixture", ["tiny_llama_chat_dir", "tiny_gpt2_dir"])
+def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations(
+    fixture, lora_r, request
+):
+    """PPO's value model: its frozen layers are the policy's, so its passes are handed the
+    activations the policy keeps (no new ones computed) and give the values and gradients of
+    running every layer."""
+    from hir.models.scalar_head import ScalarHeadModel
+
+    policy = _policy(request.getfixturevalue(fixture), lora_r=lora_r)
+    value_model = ScalarHeadModel(policy, share_frozen_layers=True)
+    torch.nn.init.normal_(value_model.head.weight)  # nonzero gradients into the body
+    batch = policy.encode(PROMPTS, OUTPUTS)
+
+    def values_and_grads():
+        values, labels = value_model(batch)
+        values = values * (labels != -100)  # what PPO reads: the output positions
+        values.sum().backward()
+        grads = {n: p.grad.clone() for n, p in value_model.named_parameters() if p.grad is not None}
+        value_model.zero_grad()
+        return values.detach(), grads
+
+    twins, policy.frozen_twins = policy.frozen_twins, []
+    expected_values, expected_grads = values_and_grads()  # every layer runs
+    policy.frozen_twins = twins
+    assert any(n.startswith("body.") for n in expected_grads)
+    policy.output_logits(batch)  # the policy's pass keeps the activations
+    cache, computed = policy.frozen_cache, policy.frozen_cache.misses
+    for _ in range(2):
+        values, grads = values_and_grads()
+        torch.testing.assert_close(values, expected_values, atol=1e-5, rtol=1e-4)
+        assert grads.keys() == expected_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4)
+    assert twins[0].enabled and cache.misses == computed and cache.hits > 0
+
+
 def _distinct_blocks(policy, prompts, outputs) -> dict[tuple, int]:
     """Each distinct block key of the (prompt, output) sequences, with its length in tokens."""
     batch = policy.encode(prompts, outputs)

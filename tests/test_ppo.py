@@ -59,21 +59,25 @@ def _history(output_dir):
     return [{k: v for k, v in json.loads(line).items() if "seconds" not in k} for line in lines]
 
 
-@pytest.mark.parametrize("lora_r", [0, 4])
+@pytest.mark.parametrize("scope", [TrainingScope(), TrainingScope(lora_r=4, train_last_layers=1)])
 def test_a_killed_ppo_run_resumes_to_the_unbroken_runs_numbers(
-    tiny_gpt2_dir, tmp_path, monkeypatch, lora_r
+    tiny_gpt2_dir, tmp_path, monkeypatch, scope
 ):
     """Fails if the value head is built after the RNG state is restored, or if the reference
     is read from anything but the model the run started from. With LoRA, the checkpoints keep
-    only the value model's trained weights (its adapter and head), and that is enough."""
+    only the value model's trained weights (its adapter and head), and that is enough. With
+    the top layer trained, the value model reads the policy's kept frozen-layer activations."""
     task = load_task("synthetic/sort", num_examples=40, feedback=share_of_a)
     settings = dict(iterations=3, kl_coef=0.05, num_samples=2)
+    lora_r = scope.lora_r
 
     def start():
-        return load_policy(tiny_gpt2_dir).set_training_scope(TrainingScope(lora_r=lora_r))
+        return load_policy(tiny_gpt2_dir).set_training_scope(scope)
 
     whole = PPOTrainer(start(), task, _config(tiny_gpt2_dir, tmp_path / "whole", **settings))
     whole.train()
+    if scope.train_last_layers:
+        assert [twin.enabled for twin in whole.policy.frozen_twins] == [True]
     saved = torch.load(tmp_path / "whole" / "checkpoints" / "iteration-0003" / VALUE_STATE)
     value_model = whole.accelerator.unwrap_model(whole.value_model)
     trained = {n for n, p in value_model.named_parameters() if p.requires_grad}

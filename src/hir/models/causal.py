@@ -96,8 +96,9 @@ class CausalPolicy(Policy):
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         model = model if model is not None else self.model
-        if self.frozen_cache is not None and model is self.frozen_cache.model:
-            return self.frozen_cache.output_logits(model, batch, self._output_logits)
+        cache = self.frozen_cache_for(model)
+        if cache is not None:
+            return cache.run(model, batch, self._output_logits)
         return self._output_logits(batch, model)
 
     def _output_logits(
@@ -128,12 +129,19 @@ class CausalPolicy(Policy):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         require_flat(batch)
         model = model if model is not None else self.model
+        cache = self.frozen_cache_for(model)
+        if cache is not None:
+            return cache.run(model, batch, self._output_hidden_states)
+        return self._output_hidden_states(batch, model)
+
+    def _output_hidden_states(
+        self, batch: EncodedBatch, model, around_pass: PassContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         width = longest_output_width(batch.labels)
-        hidden = model(**batch.inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[
-            -1
-        ]
+        with around_pass(None) if around_pass else contextlib.nullcontext():
+            outputs = model(**batch.inputs, output_hidden_states=True, logits_to_keep=1)
         # As in output_logits: the state one position before output token t predicts it.
-        return hidden[:, -width - 1 : -1], batch.labels[:, -width:]
+        return outputs.hidden_states[-1][:, -width - 1 : -1], batch.labels[:, -width:]
 
     def all_position_logits(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         require_flat(batch)

@@ -21,6 +21,11 @@ once (shared prompts) takes the prompt's positions from its rows' blocks. A samp
 the head of its output read as context (HIR's sub-output) is the same token sequence, cut
 elsewhere: it is served from the same blocks.
 
+A copy of the model whose frozen layers stay frozen (PPO's value model, a copy of the starting
+policy) computes the same activations below its first trained layer: `twin` gives it a cache of
+its own layers that is handed this one's kept activations, so that the frozen layers run once
+for both networks and the copy's passes run its trained layers only.
+
 The stand-ins imitate what a transformers decoder layer does (return the hidden states, grow
 the KV cache); the first use checks the result against the ordinary forward pass, and on any
 difference the cache switches itself off and says so.
@@ -39,7 +44,8 @@ from transformers import Cache, DynamicCache
 from hir.models.blocks import BLOCK_TOKENS, block_ends, block_start
 from hir.models.kv_cache import cache_argument
 
-# The first check compares logits of the cached and the ordinary forward pass.
+# The first check compares the outputs (logits or hidden states) of the cached and the ordinary
+# forward pass.
 CHECK_TOLERANCE = 1e-3
 
 
@@ -83,6 +89,17 @@ class FrozenLayerCache:
         self.misses = 0
         self.enabled = True
         self.checked: set[str] = set()  # "flat", "shared": forms already checked
+        # A twin's (see `twin`): the cache whose kept activations it reads.
+        self.source: FrozenLayerCache | None = None
+
+    def twin(self, model: torch.nn.Module, layers: torch.nn.ModuleList) -> FrozenLayerCache:
+        """A cache for `model`, a copy of this one's model whose layers below `first_trained`
+        are frozen too (`layers`, its transformer blocks): its passes are handed the activations
+        this cache keeps, computed once for both. Its first use checks them against its own
+        ordinary pass, as any cache's does."""
+        twin = FrozenLayerCache(model, layers, self.first_trained, 0)
+        twin.source = self
+        return twin
 
     def clear(self) -> None:
         """Forget every kept activation (the frozen weights changed, e.g. loaded anew)."""
@@ -91,8 +108,9 @@ class FrozenLayerCache:
 
     # -- the forward pass ---------------------------------------------------------------------
 
-    def output_logits(self, model, batch, ordinary: Callable) -> tuple[torch.Tensor, torch.Tensor]:
-        """`ordinary(batch, model)`'s (logits, labels), with the frozen layers' work kept.
+    def run(self, model, batch, ordinary: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+        """`ordinary(batch, model)`'s (outputs, labels) (logits or the last hidden states),
+        with the frozen layers' work kept.
         `ordinary` takes `around_pass`, a context around each of its forward passes (over the
         shared prompt blocks at a level, or over the rows), which is where the kept
         activations are handed over. The first call of each form (flat, shared prompts) checks
@@ -159,6 +177,8 @@ class FrozenLayerCache:
     def _kept(self, sequences: list[tuple[int, ...]], model) -> list[torch.Tensor]:
         """The last frozen layer's output [length, hidden] for each token sequence, assembled
         from its blocks (`block_ends`)."""
+        if self.source is not None:  # a twin: its source keeps (and computes) them for both
+            return self.source._kept(sequences, self.source.model)
         found: dict[tuple, torch.Tensor] = {}
         needed: set[tuple] = set()  # blocks to run: the missing ones and the blocks before them
         for sequence in dict.fromkeys(sequences):
@@ -250,12 +270,13 @@ class FrozenLayerCache:
                 got, _ = self._cached(model, batch, ordinary)
             real = (labels != -100).unsqueeze(-1)
             difference = ((got - expected).abs() * real).max().item()
-            problem = None if difference <= CHECK_TOLERANCE else f"logits differ by {difference:.2g}"  # fmt: skip
+            problem = None if difference <= CHECK_TOLERANCE else f"outputs differ by {difference:.2g}"  # fmt: skip
         except Exception as exc:  # an architecture whose layers the stand-ins do not fit
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
         if problem:
             self.enabled = False
-            self.clear()
+            if self.source is None:  # a twin's source keeps what its own model still reads
+                self.clear()
             print(f"hir: not caching the frozen layers' activations for {type(model).__name__} ({problem}); training runs every layer", file=sys.stderr)  # fmt: skip
 
 

@@ -123,6 +123,8 @@ class Policy:
         self.training_scope = TrainingScope()
         # The frozen lower layers' activations, kept when only the top layers are trained.
         self.frozen_cache: FrozenLayerCache | None = None
+        # Its twins, for copies of the model whose frozen layers stay frozen (`share_frozen_layers`).
+        self.frozen_twins: list[FrozenLayerCache] = []
         # model -> (its output layer, that layer if the loss may run it itself, else None).
         self._checked_output_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -152,8 +154,27 @@ class Policy:
         self.model, self.frozen_cache = apply_training_scope(
             self.model, scope, self.is_encoder_decoder
         )
+        self.frozen_twins = []
         self.training_scope = scope
         return self
+
+    def share_frozen_layers(self, copy: torch.nn.Module) -> bool:
+        """Hand `copy`, a copy of this policy's model made with its frozen layers frozen (PPO's
+        value model), the frozen layers' kept activations in `output_hidden_states`, so that
+        they run once for both networks. False where no cache is kept (every layer trains, or
+        the cache is off)."""
+        from hir.models.adapters import transformer_layers
+
+        if self.frozen_cache is None or not self.frozen_cache.enabled:
+            return False
+        self.frozen_twins.append(self.frozen_cache.twin(copy, transformer_layers(copy)[1]))
+        return True
+
+    def frozen_cache_for(self, model) -> FrozenLayerCache | None:
+        """The cache that serves `model`'s passes: the policy's own for its model, a twin's for
+        a copy that shares the frozen layers, else None."""
+        caches = [self.frozen_cache, *self.frozen_twins] if self.frozen_cache else []
+        return next((cache for cache in caches if cache.model is model), None)
 
     # -- text -> tensors ------------------------------------------------------------------------
 
@@ -345,6 +366,8 @@ class Policy:
             load_weights_into(self.model, Path(folder))
         if self.frozen_cache is not None:
             self.frozen_cache.clear()
+        for twin in self.frozen_twins:  # a copy's frozen layers may differ now: check again
+            twin.checked.clear()
 
     def save(self, path: str | os.PathLike, merge: bool = True) -> None:
         """An ordinary model folder; a LoRA adapter is merged into the weights (unless

@@ -14,11 +14,16 @@ from hir.models import EncodedBatch, Policy
 
 
 class ScalarHeadModel(nn.Module):
-    def __init__(self, policy: Policy, zero_init: bool = False, copy_body: bool = True) -> None:
-        """`copy_body=False` takes the policy's network itself (a loaded reward model's)."""
+    def __init__(self, policy: Policy, zero_init: bool = False, copy_body: bool = True,
+                 share_frozen_layers: bool = False) -> None:  # fmt: skip
+        """`copy_body=False` takes the policy's network itself (a loaded reward model's).
+        `share_frozen_layers`: the copied body's frozen lower layers, the policy's as long as
+        both stay frozen, read the policy's kept activations (`Policy.share_frozen_layers`)."""
         super().__init__()
         self.policy = policy  # for encoding and the model kind; its weights are not ours
         self.body = copy.deepcopy(policy.model) if copy_body else policy.model
+        if share_frozen_layers and copy_body:
+            policy.share_frozen_layers(self.body)
         self.head = nn.Linear(policy.hidden_size, 1)
         if zero_init:  # a value model that starts at V = 0 does not bias the first advantages
             nn.init.zeros_(self.head.weight)

@@ -151,7 +151,9 @@ class PPOTrainer(OnlineTrainer):
                 copy.deepcopy(self.policy.model).eval().requires_grad_(False),
                 self.policy.tokenizer,
             )
-        self.value_model = ScalarHeadModel(self.policy, zero_init=True).to(self.accelerator.device)
+        # Its frozen lower layers are the policy's: it reads the activations the policy keeps.
+        self.value_model = ScalarHeadModel(self.policy, zero_init=True, share_frozen_layers=True)
+        self.value_model.to(self.accelerator.device)
 
     def extra_state(self) -> dict[str, dict]:
         value_model = self.accelerator.unwrap_model(self.value_model)
