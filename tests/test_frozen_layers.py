@@ -51,8 +51,7 @@ def test_kept_activations_give_the_same_loss_and_gradients(fixture, share, lora_
     assert cache.misses == len(set(zip(PROMPTS, OUTPUTS))) and cache.hits > 0
 
 
-@pytest.mark.parametrize("lora_r", [0, 4])
-@pytest.mark.parametrize("fixture", ["tiny_llama_chat_dir", "tiny_gpt2_dir"])
+@pytest.mark.parametrize(("fixture", "lora_r"), [("tiny_llama_chat_dir", 4), ("tiny_gpt2_dir", 0)])
 def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations(
     fixture, lora_r, request
 ):
