@@ -48,7 +48,7 @@ def run_case(args) -> dict:
     torch.manual_seed(0)
     scope = json.loads(args.case)
     if not scope.pop("value_model_shares", True):  # the value model as before: every layer runs
-        Policy.share_frozen_layers = lambda self, copy: False
+        Policy.share_frozen_layers = lambda self, copy: None
     policy = ModelArguments(model=args.model, **scope).load_policy()
     task = load_task(f"bigbench/{args.task}", bigbench_dir=args.bigbench_dir)
     settings = dict(

@@ -2,6 +2,7 @@
 `--activation_cache_mb`): the same logits and gradients as running every layer, each block's
 frozen layers run once, and a run that uses them resumes exactly."""
 
+import gc
 import json
 
 import pytest
@@ -63,9 +64,11 @@ def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations
     policy = _policy(request.getfixturevalue(fixture), lora_r=lora_r)
     value_model = ScalarHeadModel(policy, share_frozen_layers=True)
     torch.nn.init.normal_(value_model.head.weight)  # nonzero gradients into the body
+    every_layer = ScalarHeadModel(policy)  # the same weights, not sharing
+    every_layer.load_state_dict(value_model.state_dict())
     batch = policy.encode(PROMPTS, OUTPUTS)
 
-    def values_and_grads():
+    def values_and_grads(value_model):
         values, labels = value_model(batch)
         values = values * (labels != -100)  # what PPO reads: the output positions
         values.sum().backward()
@@ -73,19 +76,23 @@ def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations
         value_model.zero_grad()
         return values.detach(), grads
 
-    twins, policy.frozen_twins = policy.frozen_twins, []
-    expected_values, expected_grads = values_and_grads()  # every layer runs
-    policy.frozen_twins = twins
+    expected_values, expected_grads = values_and_grads(every_layer)
     assert any(n.startswith("body.") for n in expected_grads)
     policy.output_logits(batch)  # the policy's pass keeps the activations
     cache, computed = policy.frozen_cache, policy.frozen_cache.misses
     for _ in range(2):
-        values, grads = values_and_grads()
+        values, grads = values_and_grads(value_model)
         torch.testing.assert_close(values, expected_values, atol=1e-5, rtol=1e-4)
         assert grads.keys() == expected_grads.keys()
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4)
-    assert twins[0].enabled and cache.misses == computed and cache.hits > 0
+    assert value_model.frozen_twin.enabled and cache.misses == computed and cache.hits > 0
+    assert every_layer.frozen_twin is None and list(policy.frozen_twins) == [
+        value_model.frozen_twin
+    ]
+    del value_model, every_layer  # the policy does not keep a dropped copy's twin alive
+    gc.collect()
+    assert not policy.frozen_twins
 
 
 def _distinct_blocks(policy, prompts, outputs) -> dict[tuple, int]:

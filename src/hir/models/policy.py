@@ -123,8 +123,9 @@ class Policy:
         self.training_scope = TrainingScope()
         # The frozen lower layers' activations, kept when only the top layers are trained.
         self.frozen_cache: FrozenLayerCache | None = None
-        # Its twins, for copies of the model whose frozen layers stay frozen (`share_frozen_layers`).
-        self.frozen_twins: list[FrozenLayerCache] = []
+        # Its twins, for copies of the model whose frozen layers stay frozen (`share_frozen_layers`);
+        # each lives as long as the copy that holds it.
+        self.frozen_twins: weakref.WeakSet[FrozenLayerCache] = weakref.WeakSet()
         # model -> (its output layer, that layer if the loss may run it itself, else None).
         self._checked_output_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -154,21 +155,23 @@ class Policy:
         self.model, self.frozen_cache = apply_training_scope(
             self.model, scope, self.is_encoder_decoder
         )
-        self.frozen_twins = []
+        self.frozen_twins = weakref.WeakSet()
         self.training_scope = scope
         return self
 
-    def share_frozen_layers(self, copy: torch.nn.Module) -> bool:
+    def share_frozen_layers(self, copy: torch.nn.Module) -> FrozenLayerCache | None:
         """Hand `copy`, a copy of this policy's model made with its frozen layers frozen (PPO's
         value model), the frozen layers' kept activations in `output_hidden_states`, so that
-        they run once for both networks. False where no cache is kept (every layer trains, or
-        the cache is off)."""
+        they run once for both networks. Returns the twin cache that does it, for the caller to
+        hold (the policy keeps it only as long as the caller does); None where no cache is kept
+        (every layer trains, or the cache is off)."""
         from hir.models.adapters import transformer_layers
 
         if self.frozen_cache is None or not self.frozen_cache.enabled:
-            return False
-        self.frozen_twins.append(self.frozen_cache.twin(copy, transformer_layers(copy)[1]))
-        return True
+            return None
+        twin = self.frozen_cache.twin(copy, transformer_layers(copy)[1])
+        self.frozen_twins.add(twin)
+        return twin
 
     def frozen_cache_for(self, model) -> FrozenLayerCache | None:
         """The cache that serves `model`'s passes: the policy's own for its model, a twin's for

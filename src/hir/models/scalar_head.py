@@ -22,8 +22,9 @@ class ScalarHeadModel(nn.Module):
         super().__init__()
         self.policy = policy  # for encoding and the model kind; its weights are not ours
         self.body = copy.deepcopy(policy.model) if copy_body else policy.model
+        self.frozen_twin = None  # held here: the policy holds it only while the copy lives
         if share_frozen_layers and copy_body:
-            policy.share_frozen_layers(self.body)
+            self.frozen_twin = policy.share_frozen_layers(self.body)
         self.head = nn.Linear(policy.hidden_size, 1)
         if zero_init:  # a value model that starts at V = 0 does not bias the first advantages
             nn.init.zeros_(self.head.weight)
