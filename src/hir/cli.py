@@ -215,7 +215,7 @@ class CompareArguments:
 def run_compare(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
     from hir.recipes.compare import Start, run_comparison
-    from hir.recipes.compared_methods import parse_methods, parse_seeds
+    from hir.recipes.compared_methods import parse_methods, parse_seeds, run_folder
     from hir.recipes.instructgpt import InstructGPTStages
 
     parser = _parser("hir compare", CompareArguments, ModelArguments, TaskArguments, InstructGPTStages,
@@ -251,7 +251,7 @@ def run_compare(args: list[str]) -> None:
         from hir.recipes.demo import prepare_start_policy
 
         def start(seed: int) -> Start:
-            begin = prepare_start_policy(output_dir / "start" / f"seed-{seed}", seed)
+            begin = prepare_start_policy(run_folder(output_dir, "start", seed), seed)
             return Start(begin.task, str(begin.model_dir), begin.pretraining_pairs)
     elif compare_args.warm_start:
         from hir.recipes.small_start import WarmStart, warm_start_from_split
@@ -261,7 +261,7 @@ def run_compare(args: list[str]) -> None:
         full_task = task_args.load()
 
         def start(seed: int) -> Start:
-            folder = output_dir / "start" / f"seed-{seed}"
+            folder = run_folder(output_dir, "start", seed)
             task, model_dir, pairs = warm_start_from_split(full_task, folder, warm, seed)
             return Start(task, str(model_dir), pairs)
     else:

@@ -23,7 +23,7 @@ from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
-from hir.recipes.compared_methods import method_variant, start_rows, variant_base
+from hir.recipes.compared_methods import method_variant, run_folder, start_rows, variant_base
 from hir.recipes.comparison_table import summarize, write_comparison
 from hir.recipes.instructgpt import InstructGPTStages, instructgpt_start, run_final_method
 from hir.recipes.transfer import screen_run, transfer_settings
@@ -154,12 +154,12 @@ def _run_comparison(
 
     def run_config(method: str, seed: int) -> RunConfig:
         return dataclasses.replace(configs[method], seed=seed, resume=resume,
-                                   output_dir=str(output_dir / method / f"seed-{seed}"),
+                                   output_dir=str(run_folder(output_dir, method, seed)),
                                    overwrite_output_dir=not resume)  # fmt: skip
 
     def screen_trained(name: str, seed: int, task: Task, start_model: str) -> None:
         """The screen of a run's model: its final checkpoint, or the start for "start"."""
-        folder = output_dir / name / f"seed-{seed}"
+        folder = run_folder(output_dir, name, seed)
         record = {"model": start_model, "tasks": [task.name],
                   "model_arguments": dataclasses.asdict(model_options)}  # fmt: skip
         settings = transfer_settings(configs, screen_limit, seed)
@@ -195,7 +195,7 @@ def _run_comparison(
                 history = [{key: evaluated[key] for key in EVALUATED_KEYS}]
             elif name.startswith("instructgpt-"):
                 config = run_config(name, seed)
-                shared = output_dir / "instructgpt-start" / f"seed-{seed}"
+                shared = run_folder(output_dir, "instructgpt-start", seed)
                 # The first instructgpt-* method of a seed makes the start, the others reuse it.
                 reuse = resume or any(
                     m.startswith("instructgpt-") for m in row_names[: row_names.index(name)]
@@ -232,7 +232,7 @@ def _run_comparison(
             return runs
         return [json.loads(path.read_text(encoding="utf-8"))
                 for seed in seeds for name in row_names
-                if (path := output_dir / name / f"seed-{seed}" / RUN_RECORD).is_file()]  # fmt: skip
+                if (path := run_folder(output_dir, name, seed) / RUN_RECORD).is_file()]  # fmt: skip
 
     def write_table(row_names: list[str]) -> None:
         # One process at a time, each reading the runs as they are then: the last has them all.
@@ -268,7 +268,7 @@ def _run_comparison(
             rows[at:at] = starts
         row_names = [name for name, _ in rows]
         for name, start_instruction in rows:
-            folder = output_dir / name / f"seed-{seed}"
+            folder = run_folder(output_dir, name, seed)
             record_path = folder / RUN_RECORD
             with _main_locks(folder, launch) as holder:
                 kept = _as_main_has_it(resume and record_path.is_file(), launch)

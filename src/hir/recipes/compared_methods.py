@@ -7,7 +7,8 @@ plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT),
 "hir-sum-scores", "hir-balanced", "hir-contrast-first", and the InstructGPT pipeline ending in
 each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
 "instructgpt-hir", "instructgpt-farl". Any of them takes settings of its own after "+":
-"hir+contrastive_weight=10+balance_instructions=true".
+"hir+contrastive_weight=10+balance_instructions=true". Each run lives in
+OUTPUT_DIR/METHOD/seed-N (`run_folder`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from hir.errors import HIRError
@@ -86,6 +88,12 @@ def parse_seeds(text: str) -> list[int]:
             f"--seeds {text} repeats a seed: a repeated run would count twice in the mean"
         )
     return seeds
+
+
+def run_folder(output_dir: str | Path, method: str, seed: int) -> Path:
+    """Where a comparison keeps `method`'s run with `seed` ("start" for the start's own
+    preparation)."""
+    return Path(output_dir) / method / f"seed-{seed}"
 
 
 def variant_base(method: str) -> str:

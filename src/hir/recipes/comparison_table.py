@@ -9,6 +9,7 @@ import io
 import statistics
 from pathlib import Path
 
+from hir.recipes.compared_methods import run_folder
 from hir.recipes.transfer import transfer_markdown, transfer_rows
 from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
@@ -93,7 +94,7 @@ def training_histories(output_dir: Path, runs: list[dict]) -> dict[str, list[lis
     """Each trained method's full per-iteration logs (`metrics.jsonl`), one list per seed."""
     histories: dict[str, list[list[dict]]] = {}
     for run in runs:
-        path = output_dir / run["method"] / f"seed-{run['seed']}" / "metrics.jsonl"
+        path = run_folder(output_dir, run["method"], run["seed"]) / "metrics.jsonl"
         if run["method"] != "start" and path.is_file():
             histories.setdefault(run["method"], []).append(list(read_jsonl(path)))
     return histories

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hir.errors import HIRError
 from hir.models import Policy
+from hir.recipes.compared_methods import run_folder
 from hir.recipes.export import checkpoint_of
 from hir.recipes.screen import ScreenSettings, commonest_greedy_answer, screen
 from hir.runs.report import mean_and_std
@@ -84,7 +85,7 @@ def transfer_rows(output_dir: Path, runs: Sequence[dict], methods: Sequence[str]
     rows = []
     for method in methods:
         screened = [row for run in runs if run["method"] == method
-                    if (row := screened_row(output_dir / method / f"seed-{run['seed']}"))]  # fmt: skip
+                    if (row := screened_row(run_folder(output_dir, method, run["seed"])))]  # fmt: skip
         if not screened:
             continue
         row = {"method": method, "seeds": len(screened), "k": screened[0]["k"]}
