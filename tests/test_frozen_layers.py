@@ -80,12 +80,12 @@ def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations
     assert any(n.startswith("body.") for n in expected_grads)
     policy.output_logits(batch)  # the policy's pass keeps the activations
     cache, computed = policy.frozen_cache, policy.frozen_cache.misses
-    for _ in range(2):
+    for _ in range(2):  # (float sums in another order: thread counts differ across the suite)
         values, grads = values_and_grads(value_model)
-        torch.testing.assert_close(values, expected_values, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(values, expected_values, atol=1e-4, rtol=1e-3)
         assert grads.keys() == expected_grads.keys()
         for name, grad in grads.items():
-            torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(grad, expected_grads[name], atol=1e-4, rtol=1e-3)
     assert value_model.frozen_twin.enabled and cache.misses == computed and cache.hits > 0
     assert every_layer.frozen_twin is None and list(policy.frozen_twins) == [
         value_model.frozen_twin
