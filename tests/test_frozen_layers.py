@@ -2,6 +2,7 @@
 `--activation_cache_mb`): the same logits and gradients as running every layer, each block's
 frozen layers run once, and a run that uses them resumes exactly."""
 
+import copy
 import gc
 import json
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from hir.losses import label_smoothed_nll
-from hir.models import load_policy
+from hir.models import load_policy, wrap_policy
 from hir.models.adapters import TrainingScope
 from hir.models.blocks import block_ends
 from hir.tasks import load_task
@@ -93,6 +94,25 @@ def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations
     del value_model, every_layer  # the policy does not keep a dropped copy's twin alive
     gc.collect()
     assert not policy.frozen_twins
+
+
+def test_a_frozen_copy_wrapped_as_a_policy_of_its_own_reads_the_kept_activations(
+    tiny_llama_chat_dir,
+):
+    """PPO's reference without LoRA: a frozen copy of the start, a policy of its own, whose
+    cache is a twin of the policy's."""
+    policy = _policy(tiny_llama_chat_dir)
+    reference_model = copy.deepcopy(policy.model).requires_grad_(False)
+    reference = wrap_policy(reference_model, policy.tokenizer)
+    batch = policy.encode(PROMPTS, OUTPUTS)
+    expected, labels = reference.output_logits(batch)  # every layer runs
+    reference.frozen_cache = policy.share_frozen_layers(reference_model)
+    policy.output_logits(batch)
+    computed = policy.frozen_cache.misses
+    got, _ = reference.output_logits(batch)
+    real = (labels != -100).unsqueeze(-1)
+    torch.testing.assert_close(got * real, expected * real, atol=1e-5, rtol=1e-4)
+    assert reference.frozen_cache.enabled and policy.frozen_cache.misses == computed
 
 
 def _distinct_blocks(policy, prompts, outputs) -> dict[tuple, int]:

@@ -145,13 +145,12 @@ class PPOTrainer(OnlineTrainer):
         # restores the policy's and the value model's weights after this, in `restore`), made
         # before accelerate shards it. With a LoRA adapter the reference is the same network
         # with the adapter off: no second copy.
+        # Their frozen lower layers are the policy's: they read the activations the policy keeps.
         self.reference = None
         if not is_adapted(self.policy.model):
-            self.reference = wrap_policy(
-                copy.deepcopy(self.policy.model).eval().requires_grad_(False),
-                self.policy.tokenizer,
-            )
-        # Its frozen lower layers are the policy's: it reads the activations the policy keeps.
+            reference_model = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
+            self.reference = wrap_policy(reference_model, self.policy.tokenizer)
+            self.reference.frozen_cache = self.policy.share_frozen_layers(reference_model)
         self.value_model = ScalarHeadModel(self.policy, zero_init=True, share_frozen_layers=True)
         self.value_model.to(self.accelerator.device)
 
