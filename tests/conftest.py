@@ -22,6 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that pins torch to one thread (so that float sums repeat) does not pin the tests
+    after it: the suite's outcome does not depend on their order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def weighted_ce_by_hand(trainer, items) -> float:
     """The weighted CE a supervised trainer's loss should give for `items`, item by item: each
     item's summed NLL times its weight, over the plain token count (no label smoothing)."""
