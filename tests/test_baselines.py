@@ -9,9 +9,11 @@ import pytest
 from conftest import weighted_ce_by_hand
 
 from hir import HIRError
+from hir.cli import main
 from hir.online.sampling import Sample
 from hir.recipes.compare import Start, run_comparison
 from hir.recipes.compared_methods import compare_configs, parse_methods
+from hir.recipes.comparison_status import comparison_status
 from hir.recipes.comparison_table import markdown_table, summarize
 from hir.recipes.export import checkpoint_of
 from hir.runs.lock import LOCK_NAME
@@ -211,6 +213,10 @@ def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_d
     def held_by_another(folder):  # a live process of this machine, as another `hir compare`
         (folder / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "started": "now"}))  # fmt: skip
 
+    def states(methods=("start", "farl", "sft")):  # what `hir compare --status` reads
+        rows = comparison_status(tmp_path, list(methods), [0, 1])
+        return {(r["method"], r["seed"]): (r["state"], r.get("iteration")) for r in rows}
+
     compare()
     farl = [tmp_path / "farl" / f"seed-{seed}" for seed in (0, 1)]
     # The other process holds seed 0, finished (it is writing the table), and seed 1, running.
@@ -218,6 +224,9 @@ def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_d
     for folder in farl:
         held_by_another(folder)
     logged = (farl[1] / "metrics.jsonl").read_text()
+    assert states() == {("start", 0): ("finished", None), ("farl", 0): ("finished", None),
+                        ("sft", 0): ("not started", None), ("start", 1): ("finished", None),
+                        ("farl", 1): ("running", 1), ("sft", 1): ("not started", None)}  # fmt: skip
     capsys.readouterr()
     result = compare()
     printed = capsys.readouterr().out
@@ -233,6 +242,7 @@ def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_d
     # Once the other process is gone, the next call finishes what it left.
     for folder in farl:
         (folder / LOCK_NAME).unlink()
+    assert states(["farl"])[("farl", 1)] == ("interrupted", 1)
     again = compare()
     assert {r["method"]: r["seeds"] for r in again["table"]} == {"start": 2, "farl": 2}
     assert "farl, seed 1\n" in capsys.readouterr().out
@@ -240,6 +250,12 @@ def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_d
     held_by_another(tmp_path)
     with pytest.raises(HIRError, match="in use by a comparison that starts over"):
         compare()
+    capsys.readouterr()
+    assert main(["compare", "--status", "--methods", "start,farl", "--seeds", "0,1",
+                 "--output_dir", str(tmp_path)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| farl | 1 | finished | " in printed and "4 runs: 4 finished" in printed
+    assert f"The whole comparison is held by pid {os.getppid()}" in printed
 
 
 def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(

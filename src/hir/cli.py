@@ -204,6 +204,11 @@ class CompareArguments:
         metadata={"help": "keep the runs that finished, continue an interrupted one from its checkpoint; "
                           "the same command in several processes shares the runs out"},
     )  # fmt: skip
+    status: bool = field(
+        default=False,
+        metadata={"help": "print where the comparison in --output_dir stands (each run finished, running "
+                          "and where, interrupted or not started) and exit; runs nothing"},
+    )  # fmt: skip
     screen_trained: int = field(
         default=0,
         metadata={"help": "screen each trained model (and the start) on this many evaluated queries, "
@@ -240,6 +245,12 @@ def run_compare(args: list[str]) -> None:
     (compare_args, model_args, task_args, stages), rest = parser.parse_known(args, given)
     methods = parse_methods(compare_args.methods)
     seeds = parse_seeds(compare_args.seeds)
+    if compare_args.status:
+        from hir.recipes.comparison_status import comparison_status, status_markdown
+
+        rows = comparison_status(compare_args.output_dir, methods, seeds)
+        print(status_markdown(rows, compare_args.output_dir))
+        return
     if compare_args.screen_trained < 0:
         raise HIRError(
             f"--screen_trained must be >= 0 (0 = off), got {compare_args.screen_trained}"

@@ -23,7 +23,13 @@ from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
 from hir.errors import HIRError
-from hir.recipes.compared_methods import method_variant, run_folder, start_rows, variant_base
+from hir.recipes.compared_methods import (
+    RUN_RECORD,
+    method_variant,
+    run_folder,
+    start_rows,
+    variant_base,
+)
 from hir.recipes.comparison_table import summarize, write_comparison
 from hir.recipes.instructgpt import InstructGPTStages, instructgpt_start, run_final_method
 from hir.recipes.transfer import screen_run, transfer_settings
@@ -35,8 +41,6 @@ from hir.trainers import get_method
 from hir.trainers.online import evaluate_with_config
 from hir.trainers.online_config import RunConfig
 
-# A finished run's record in its folder, written last.
-RUN_RECORD = "compare_run.json"
 # Held while a table is written, so that processes sharing a comparison write one at a time.
 TABLE_LOCK_NAME = ".hir.table.lock"
 # What the comparison keeps of each evaluated iteration of a run.

@@ -90,6 +90,10 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+# A finished run's record in its folder, written last.
+RUN_RECORD = "compare_run.json"
+
+
 def run_folder(output_dir: str | Path, method: str, seed: int) -> Path:
     """Where a comparison keeps `method`'s run with `seed` ("start" for the start's own
     preparation)."""

@@ -1,0 +1,77 @@
+"""Where a comparison stands, read from its folder alone (`hir compare --status`): each run is
+finished (with its accuracy), running (in which process, how far), interrupted (how far: the
+next `--resume` continues it) or not started. It reads files only: it takes no lock, loads no
+model and changes nothing, so it can run beside the processes that do the work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from hir.recipes.compared_methods import RUN_RECORD, run_folder
+from hir.runs.checkpoint import list_checkpoints
+from hir.runs.fileio import read_jsonl
+from hir.runs.lock import live_holder
+
+STATES = ("finished", "running", "interrupted", "not started")
+
+
+def comparison_status(
+    output_dir: str | Path, methods: Sequence[str], seeds: Sequence[int]
+) -> list[dict]:
+    """One row per (seed, method), in the order the comparison runs them."""
+    return [{"method": method, "seed": seed, **run_state(run_folder(output_dir, method, seed))}
+            for seed in seeds for method in methods]  # fmt: skip
+
+
+def run_state(folder: Path) -> dict:
+    """`state` (one of STATES), and what is known: a finished run's final accuracy (under the
+    comparison's evaluation split) and wall hours; the last iteration logged and of how many,
+    the last checkpoint and the process holding it."""
+    if (folder / RUN_RECORD).is_file():
+        record = json.loads((folder / RUN_RECORD).read_text())
+        return {"state": "finished", "accuracy": record["final_accuracy"],
+                "hours": record["wall_seconds"] / 3600}  # fmt: skip
+    state = {"state": "not started"}
+    metrics = folder / "metrics.jsonl"
+    if metrics.is_file():
+        logged = [record["iteration"] for record in read_jsonl(metrics)]
+        if logged:
+            state.update(state="interrupted", iteration=logged[-1])
+    if (folder / "config.json").is_file():
+        state["iterations"] = json.loads((folder / "config.json").read_text())["config"].get("iterations")  # fmt: skip
+    checkpoints = list_checkpoints(folder / "checkpoints")
+    if checkpoints:
+        state.update(state="interrupted", checkpoint=checkpoints[-1].name)
+    holder = live_holder(folder) if folder.is_dir() else None
+    if holder is not None:
+        state.update(state="running", process=f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}")  # fmt: skip
+    return state
+
+
+def status_markdown(rows: Sequence[dict], output_dir: str | Path) -> str:
+    """A table of `rows` and a line that counts them by state; names a live process that holds
+    the whole comparison (one started without --resume)."""
+    lines = ["| method | seed | state | accuracy | hours | iteration | last checkpoint | held by |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        accuracy = f"{row['accuracy']:.3f}" if "accuracy" in row else ""
+        hours = f"{row['hours']:.2f}" if "hours" in row else ""
+        iteration = ""
+        if "iteration" in row:
+            iteration = f"{row['iteration']} of {row['iterations']}" if row.get("iterations") else str(row["iteration"])  # fmt: skip
+        lines.append(f"| {row['method']} | {row['seed']} | {row['state']} | {accuracy} | {hours} | "
+                     f"{iteration} | {row.get('checkpoint', '')} | {row.get('process', '')} |")  # fmt: skip
+    counts = Counter(row["state"] for row in rows)
+    lines += [
+        "",
+        f"{len(rows)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]),
+    ]
+    holder = live_holder(output_dir) if Path(output_dir).is_dir() else None
+    if holder is not None:
+        lines.append(f"The whole comparison is held by pid {holder.get('pid')} on {holder.get('host')} "
+                     f"(started without --resume, since {holder.get('started')}).")  # fmt: skip
+    return "\n".join(lines)
