@@ -152,10 +152,28 @@ def run(method: str, model_dir: str, output_dir: str, iterations: int, lora_r: i
                           **{k: v for k, v in settings.items() if k in fields})  # fmt: skip
     # PPO's reward: the output's length, so that its losses are not all zero on a tiny model.
     reward = {"reward": lambda answer, example: len(answer) / 10}
-    policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(lora_r=lora_r))
+    # HIR_TEST_SCOPE: the training scope's fields as JSON, in place of LORA_R alone.
+    scope = json.loads(os.environ.get("HIR_TEST_SCOPE", "null")) or {"lora_r": lora_r}
+    policy = load_policy(model_dir, device="cpu").set_training_scope(TrainingScope(**scope))
     trainer = trainer_class(policy, task, config, **(reward if method == "ppo" else {}))
     record_sharding(trainer.policy.model, output_dir)
     trainer.train()
+    record_frozen_cache(policy, trainer.model, output_dir)
+
+
+def record_frozen_cache(policy, trained_model, folder) -> None:
+    """`cache-RANK.json`: whether the frozen-layer cache (and each twin) stayed on, what it
+    served, and whether it serves the passes of the model as the trainer runs it (`wrapper`)."""
+    import torch.distributed as dist
+
+    cache = policy.frozen_cache
+    record = None if cache is None else {
+        "enabled": cache.enabled, "hits": cache.hits, "misses": cache.misses,
+        "twins_enabled": [twin.enabled for twin in policy.frozen_twins],
+        "wrapper": type(trained_model).__name__,
+        "serves_the_wrapper": policy.frozen_cache_for(trained_model) is cache,
+    }  # fmt: skip
+    (Path(folder) / f"cache-{dist.get_rank()}.json").write_text(json.dumps(record))
 
 
 def run_compare(model_dir: str, output_dir: str, iterations: int) -> None:

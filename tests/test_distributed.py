@@ -164,6 +164,27 @@ def test_fsdp2_every_method_trains_as_data_parallel(method, model, request, tmp_
     assert_same_run(sharded, launched("ddp", method, model_dir, tmp_path / "ddp"))
 
 
+def test_ddp_serves_the_frozen_layers_from_the_cache_and_runs_as_without(tiny_gpt2_dir, tmp_path):
+    """The frozen-layer cache under DDP: each process's passes (the policy's through DDP's
+    wrapper, which syncs the trained gradients; the value model's twin) are served from its own
+    cache, and PPO's run is the one without the cache."""
+    scope = {"lora_r": 4, "train_last_layers": 1}
+
+    def with_scope(**overrides):
+        return {**os.environ, "HIR_TEST_SCOPE": json.dumps({**scope, **overrides})}
+
+    cached = launched("ddp", "ppo", tiny_gpt2_dir, tmp_path / "cached", env=with_scope())
+    plain = launched("ddp", "ppo", tiny_gpt2_dir, tmp_path / "plain", env=with_scope(activation_cache_mb=0))  # fmt: skip
+    assert_same_run(cached, plain)
+    for rank in (0, 1):
+        cache = json.loads((cached / f"cache-{rank}.json").read_text())
+        assert cache["enabled"] and cache["twins_enabled"] == [True]
+        assert cache["wrapper"] == "DistributedDataParallel" and cache["serves_the_wrapper"]
+        # Every sample's frozen layers ran once: its scoring passes and PPO's epochs were served.
+        assert cache["hits"] > 2 * cache["misses"] > 0
+        assert json.loads((plain / f"cache-{rank}.json").read_text()) is None
+
+
 def test_fsdp2_instructgpt_pipeline_trains_as_data_parallel(tiny_gpt2_dir, tmp_path):
     """SFT, the reward model and PPO-ptx, each sharded; the samples ranked for the reward model
     and the reward model's scores come from whole models. Each stage computes what data

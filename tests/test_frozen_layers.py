@@ -155,7 +155,7 @@ def test_a_prefix_that_sequences_share_runs_through_the_frozen_layers_once(tiny_
     )
     sequences = _rows_of(policy, prompts, outputs)
     with torch.no_grad():
-        policy.frozen_cache._kept(sequences, policy.model)
+        policy.frozen_cache._kept(sequences)
     # One row per distinct block, one pass per block position.
     assert sum(r for r, _ in shapes) == len(_distinct_blocks(policy, prompts, outputs))
     assert len(shapes) == len(block_ends(max(len(s) for s in sequences)))
@@ -176,8 +176,8 @@ def test_kept_blocks_do_not_depend_on_the_company_they_were_computed_in(tiny_lla
     together = _policy(tiny_llama_chat_dir)
     rows = _rows_of(alone, prompts, outputs)
     with torch.no_grad():
-        first = alone.frozen_cache._kept(rows[:1], alone.model)[0]
-        both = together.frozen_cache._kept(rows[::-1], together.model)[1]
+        first = alone.frozen_cache._kept(rows[:1])[0]
+        both = together.frozen_cache._kept(rows[::-1])[1]
     assert torch.equal(first, both)
 
 

@@ -123,7 +123,7 @@ class FrozenLayerCache:
             return ordinary(batch, model)
         return self._cached(model, batch, ordinary)
 
-    def precompute(self, inputs: dict[str, torch.Tensor], model, chunk: int = 64) -> None:
+    def precompute(self, inputs: dict[str, torch.Tensor], chunk: int = 64) -> None:
         """Run the frozen layers for the rows of `inputs` (a flat batch's) ahead of training:
         many at once, their block passes are larger and fewer than batch by batch. `chunk`
         bounds the KV cache held."""
@@ -133,13 +133,13 @@ class FrozenLayerCache:
         distinct = sorted(set(sequences))  # neighbours share prefixes
         with torch.no_grad():
             for begin in range(0, len(distinct), chunk):
-                self._kept(distinct[begin : begin + chunk], model)
+                self._kept(distinct[begin : begin + chunk])
 
     def _cached(self, model, batch, ordinary: Callable):
         rows = _rows(batch.inputs["input_ids"], batch.inputs["attention_mask"])
         width = batch.inputs["input_ids"].shape[1]
         if batch.prefix is None:
-            hidden = _pad_left(self._kept(rows, model), width)
+            hidden = _pad_left(self._kept(rows), width)
             return ordinary(batch, model, around_pass=lambda level: self._handing_over(hidden))
         # A row is its shared blocks, then its own tokens: its kept activations are cut the same.
         blocks = [level.tolist() for level in batch.prefix.levels]
@@ -147,7 +147,7 @@ class FrozenLayerCache:
         counts = [sum(node >= 0 for node in nodes) for nodes in of_row]
         sequences = [tuple(t for level in range(count) for t in blocks[level][nodes[level]]) + row
                      for nodes, count, row in zip(of_row, counts, rows)]  # fmt: skip
-        kept = self._kept(sequences, model)
+        kept = self._kept(sequences)
         level_hidden = []
         for level, level_blocks in enumerate(blocks):
             row_of_node = {}
@@ -174,11 +174,13 @@ class FrozenLayerCache:
 
     # -- kept activations ---------------------------------------------------------------------
 
-    def _kept(self, sequences: list[tuple[int, ...]], model) -> list[torch.Tensor]:
+    def _kept(self, sequences: list[tuple[int, ...]]) -> list[torch.Tensor]:
         """The last frozen layer's output [length, hidden] for each token sequence, assembled
-        from its blocks (`block_ends`)."""
+        from its blocks (`block_ends`). Missing blocks run on the cache's model itself, never
+        through a DDP wrapper: each pass of one is a collective step, and processes miss
+        different blocks."""
         if self.source is not None:  # a twin: its source keeps (and computes) them for both
-            return self.source._kept(sequences, self.source.model)
+            return self.source._kept(sequences)
         found: dict[tuple, torch.Tensor] = {}
         needed: set[tuple] = set()  # blocks to run: the missing ones and the blocks before them
         for sequence in dict.fromkeys(sequences):
@@ -194,7 +196,7 @@ class FrozenLayerCache:
                     self.entries.move_to_end(key)
                     found[key] = self.entries[key]
         if needed:
-            for key, hidden in self._run_blocks(model, needed).items():
+            for key, hidden in self._run_blocks(self.model, needed).items():
                 if key not in found:
                     found[key] = hidden
                     self._keep(key, hidden)

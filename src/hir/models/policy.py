@@ -176,7 +176,10 @@ class Policy:
 
     def frozen_cache_for(self, model) -> FrozenLayerCache | None:
         """The cache that serves `model`'s passes: the policy's own for its model, a twin's for
-        a copy that shares the frozen layers, else None."""
+        a copy that shares the frozen layers, else None. Also through DDP's wrapper: the pass
+        still runs through it, so that it synchronizes the trained layers' gradients."""
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
         caches = [self.frozen_cache, *self.frozen_twins] if self.frozen_cache else []
         return next((cache for cache in caches if cache.model is model), None)
 
@@ -255,7 +258,7 @@ class Policy:
         pairs now, all together, rather than batch by batch in training."""
         if self.frozen_cache is None or not self.frozen_cache.enabled:
             return
-        self.frozen_cache.precompute(self.encode(prompts, outputs).inputs, self.frozen_cache.model)
+        self.frozen_cache.precompute(self.encode(prompts, outputs).inputs)
 
     # -- the model-kind specific part ------------------------------------------------------
 
