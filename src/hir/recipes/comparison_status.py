@@ -42,7 +42,8 @@ def run_state(folder: Path) -> dict:
         if logged:
             state.update(state="interrupted", iteration=logged[-1])
     if (folder / "config.json").is_file():
-        state["iterations"] = json.loads((folder / "config.json").read_text())["config"].get("iterations")  # fmt: skip
+        record = json.loads((folder / "config.json").read_text())
+        state["iterations"] = record.get("config", {}).get("iterations")
     checkpoints = list_checkpoints(folder / "checkpoints")
     if checkpoints:
         state.update(state="interrupted", checkpoint=checkpoints[-1].name)
