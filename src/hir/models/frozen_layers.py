@@ -196,7 +196,7 @@ class FrozenLayerCache:
                     self.entries.move_to_end(key)
                     found[key] = self.entries[key]
         if needed:
-            for key, hidden in self._run_blocks(self.model, needed).items():
+            for key, hidden in self._run_blocks(needed).items():
                 if key not in found:
                     found[key] = hidden
                     self._keep(key, hidden)
@@ -213,13 +213,14 @@ class FrozenLayerCache:
             self.bytes -= old.numel() * old.element_size()
 
     @torch.no_grad()
-    def _run_blocks(self, model, blocks: set[tuple]) -> dict[tuple, torch.Tensor]:
+    def _run_blocks(self, blocks: set[tuple]) -> dict[tuple, torch.Tensor]:
         """The last frozen layer's output [block length, hidden] for each block (keyed by the
         tokens up to its end; every block before it is in `blocks` too). One forward pass per
         block position: the blocks that start at token j * BLOCK_TOKENS run together, each after
         the frozen layers' KV cache of its own prefix, copied out from the pass before. Every
         row of a pass has the same shape (a last, shorter block is padded at its end, where no
         real token reads it), so a block's numbers do not depend on the other rows."""
+        model = self.model
         device = next(model.parameters()).device
         by_start: dict[int, list[tuple]] = {}
         for key in sorted(blocks):
@@ -277,8 +278,7 @@ class FrozenLayerCache:
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
         if problem:
             self.enabled = False
-            if self.source is None:  # a twin's source keeps what its own model still reads
-                self.clear()
+            self.clear()
             print(f"hir: not caching the frozen layers' activations for {type(model).__name__} ({problem}); training runs every layer", file=sys.stderr)  # fmt: skip
 
 

@@ -163,9 +163,9 @@ class Policy:
         """Hand `copy`, a copy of this policy's model made with its frozen layers frozen (PPO's
         value model, or its reference), the frozen layers' kept activations in its passes
         (`output_logits`, `output_hidden_states`), so that they run once for both networks.
-        Returns the twin cache that does it, for the caller to
-        hold (the policy keeps it only as long as the caller does); None where no cache is kept
-        (every layer trains, or the cache is off)."""
+        Returns the twin cache that does it, for the caller to hold (the policy keeps it only
+        as long as the caller does); None where no cache is kept (every layer trains, or the
+        cache is off)."""
         from hir.models.adapters import transformer_layers
 
         if self.frozen_cache is None or not self.frozen_cache.enabled:
