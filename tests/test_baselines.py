@@ -13,7 +13,7 @@ from hir.cli import main
 from hir.online.sampling import Sample
 from hir.recipes.compare import Start, run_comparison
 from hir.recipes.compared_methods import compare_configs, parse_methods
-from hir.recipes.comparison_status import comparison_status
+from hir.recipes.comparison_status import comparison_status, hours_left
 from hir.recipes.comparison_table import markdown_table, summarize
 from hir.recipes.export import checkpoint_of
 from hir.runs.lock import LOCK_NAME
@@ -256,6 +256,15 @@ def test_processes_sharing_a_comparison_each_run_what_no_other_holds(tiny_gpt2_d
     printed = capsys.readouterr().out
     assert "| farl | 1 | finished | " in printed and "4 runs: 4 finished" in printed
     assert f"The whole comparison is held by pid {os.getppid()}" in printed
+
+
+def test_status_estimates_a_runs_hours_left_at_its_pace_so_far():
+    # Evaluation before training at 50 s, then two iterations of 360 s each: 8 more take 0.8 h.
+    logged = [{"iteration": 0, "wall_seconds": 50.0}, {"iteration": 1, "wall_seconds": 410.0},
+              {"iteration": 2, "wall_seconds": 770.0}]  # fmt: skip
+    assert hours_left(logged, 10) == pytest.approx(8 * 360 / 3600)
+    assert hours_left(logged, 2) == 0.0
+    assert hours_left(logged[:1], 10) is None  # no iteration yet: no pace
 
 
 def test_compare_screens_each_trained_model_and_averages_the_screens_over_seeds(

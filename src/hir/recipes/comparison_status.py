@@ -30,7 +30,8 @@ def comparison_status(
 def run_state(folder: Path) -> dict:
     """`state` (one of STATES), and what is known: a finished run's final accuracy (under the
     comparison's evaluation split) and wall hours; the last iteration logged and of how many,
-    the last checkpoint and the process holding it."""
+    the hours its other iterations will take at the pace so far, the last checkpoint and the
+    process holding it."""
     if (folder / RUN_RECORD).is_file():
         record = json.loads((folder / RUN_RECORD).read_text())
         return {"state": "finished", "accuracy": record["final_accuracy"],
@@ -38,12 +39,16 @@ def run_state(folder: Path) -> dict:
     state = {"state": "not started"}
     metrics = folder / "metrics.jsonl"
     if metrics.is_file():
-        logged = [record["iteration"] for record in read_jsonl(metrics)]
+        logged = list(read_jsonl(metrics))
         if logged:
-            state.update(state="interrupted", iteration=logged[-1])
+            state.update(state="interrupted", iteration=logged[-1]["iteration"])
     if (folder / "config.json").is_file():
         record = json.loads((folder / "config.json").read_text())
         state["iterations"] = record.get("config", {}).get("iterations")
+        if "iteration" in state and state["iterations"]:
+            seconds = hours_left(logged, state["iterations"])
+            if seconds is not None:
+                state["hours_left"] = seconds
     checkpoints = list_checkpoints(folder / "checkpoints")
     if checkpoints:
         state.update(state="interrupted", checkpoint=checkpoints[-1].name)
@@ -53,19 +58,32 @@ def run_state(folder: Path) -> dict:
     return state
 
 
+def hours_left(logged: Sequence[dict], iterations: int) -> float | None:
+    """The hours the iterations after the last logged one will take, at the mean pace of those
+    logged so far (the log's iteration 0 is the evaluation before training; its wall_seconds
+    count from the run's start, across resumes). None before the first iteration is logged."""
+    last, first = logged[-1], logged[0]
+    done = last["iteration"] - first["iteration"]
+    if done < 1 or "wall_seconds" not in last or "wall_seconds" not in first:
+        return None
+    pace = (last["wall_seconds"] - first["wall_seconds"]) / done
+    return max(iterations - last["iteration"], 0) * pace / 3600
+
+
 def status_markdown(rows: Sequence[dict], output_dir: str | Path) -> str:
     """A table of `rows` and a line that counts them by state; names a live process that holds
     the whole comparison (one started without --resume)."""
-    lines = ["| method | seed | state | accuracy | hours | iteration | last checkpoint | held by |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| method | seed | state | accuracy | hours | iteration | hours left (est.) | last checkpoint | held by |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
         accuracy = f"{row['accuracy']:.3f}" if "accuracy" in row else ""
         hours = f"{row['hours']:.2f}" if "hours" in row else ""
         iteration = ""
         if "iteration" in row:
             iteration = f"{row['iteration']} of {row['iterations']}" if row.get("iterations") else str(row["iteration"])  # fmt: skip
+        left = f"{row['hours_left']:.2f}" if "hours_left" in row else ""
         lines.append(f"| {row['method']} | {row['seed']} | {row['state']} | {accuracy} | {hours} | "
-                     f"{iteration} | {row.get('checkpoint', '')} | {row.get('process', '')} |")  # fmt: skip
+                     f"{iteration} | {left} | {row.get('checkpoint', '')} | {row.get('process', '')} |")  # fmt: skip
     counts = Counter(row["state"] for row in rows)
     lines += [
         "",
