@@ -17,6 +17,7 @@ FLOORS = [
     {"trainers"},
     {"arguments"},
     {"recipes"},
+    {"commands"},
     {"cli", "__init__", "__main__"},
 ]
 FLOOR = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
@@ -52,7 +53,7 @@ def test_the_package_root_holds_a_few_modules_and_packages_with_one_job_each():
     root_modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root_modules) <= 12, root_modules
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
-    assert packages == ["losses", "models", "online", "recipes", "runs", "tasks", "trainers"]
+    assert packages == ["commands", "losses", "models", "online", "recipes", "runs", "tasks", "trainers"]
     assert set(FLOOR) >= {p.stem for p in PACKAGE.glob("*.py")} | set(packages)
 
 
