@@ -121,6 +121,15 @@ def test_a_killed_compare_resumes_without_redoing_finished_runs(tiny_gpt2_dir, t
     assert finished.stat().st_mtime_ns == before  # kept, not run again
     for run in ("hir/seed-0", "hir/seed-1", "farl/seed-0", "farl/seed-1"):
         assert outcome(tmp_path / "split" / run) == outcome(tmp_path / "unbroken" / run), run
+    # The resumed run's time is its whole time, on its trainer's clock, not the resumed part's.
+    resumed_run = tmp_path / "split" / "farl" / "seed-1"
+    logged = [
+        r
+        for line in (resumed_run / "metrics.jsonl").read_text().splitlines()
+        if "accuracy" in (r := json.loads(line))
+    ]
+    record = json.loads((resumed_run / "compare_run.json").read_text())
+    assert record["wall_seconds"] == logged[-1]["wall_seconds"] > logged[1]["wall_seconds"]
     tables = [[(r["method"], r["accuracy_mean"], r["accuracy_std"]) for r in
                json.loads((tmp_path / d / "comparison.json").read_text())["table"]]
               for d in ("unbroken", "split")]  # fmt: skip

@@ -53,7 +53,16 @@ def test_the_package_root_holds_a_few_modules_and_packages_with_one_job_each():
     root_modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root_modules) <= 12, root_modules
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
-    assert packages == ["commands", "losses", "models", "online", "recipes", "runs", "tasks", "trainers"]
+    assert packages == [
+        "commands",
+        "losses",
+        "models",
+        "online",
+        "recipes",
+        "runs",
+        "tasks",
+        "trainers",
+    ]
     assert set(FLOOR) >= {p.stem for p in PACKAGE.glob("*.py")} | set(packages)
 
 

@@ -223,7 +223,13 @@ def _run_comparison(
                 instruction = trainer.target_instruction
                 trainer.train()
                 history = _evaluated_history(config)
-            seconds = time.perf_counter() - began
+            # A trained run's time is its trainer's clock, which counts across resumes; this
+            # process's own time would count only what it ran after the last one.
+            seconds = (
+                history[-1]["wall_seconds"]
+                if history[-1]["iteration"]
+                else time.perf_counter() - began
+            )
         return {"method": name, "seed": seed, "instruction": instruction,
                 "final_accuracy": history[-1]["accuracy"],
                 "final_mean_score": history[-1]["mean_score"], "wall_seconds": seconds,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hir.recipes.compared_methods import RUN_RECORD, run_folder
+from hir.recipes.comparison_table import run_wall_seconds
 from hir.runs.checkpoint import list_checkpoints
 from hir.runs.fileio import read_jsonl
 from hir.runs.lock import live_holder
@@ -35,7 +36,7 @@ def run_state(folder: Path) -> dict:
     if (folder / RUN_RECORD).is_file():
         record = json.loads((folder / RUN_RECORD).read_text())
         return {"state": "finished", "accuracy": record["final_accuracy"],
-                "hours": record["wall_seconds"] / 3600}  # fmt: skip
+                "hours": run_wall_seconds(record) / 3600}  # fmt: skip
     state = {"state": "not started"}
     metrics = folder / "metrics.jsonl"
     if metrics.is_file():

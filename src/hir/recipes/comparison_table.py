@@ -42,8 +42,9 @@ def summarize(runs: list[dict], methods: list[str]) -> list[dict]:
 
 
 def run_wall_seconds(run: dict) -> float:
-    """A trained run's own clock, which a resumed run continues (the process that resumed it
-    saw only the rest); for the start row, the time of its evaluation."""
+    """A trained run's own clock, which a resumed run continues (records written before it
+    was their `wall_seconds` hold only what the last process ran); for the start row, the time
+    of its evaluation."""
     history = run.get("history", [])
     return history[-1]["wall_seconds"] if len(history) > 1 else run["wall_seconds"]
 
