@@ -47,7 +47,7 @@ class CompareArguments:
     status: bool = field(
         default=False,
         metadata={"help": "print where the comparison in --output_dir stands (each run finished, running "
-                          "and where, interrupted or not started) and exit; runs nothing"},
+                          "and where, with its hours left at its pace so far; interrupted or not started) and exit; runs nothing"},
     )  # fmt: skip
     screen_trained: int = field(
         default=0,
