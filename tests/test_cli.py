@@ -1,4 +1,6 @@
 import json
+import sys
+import tempfile
 
 import pytest
 
@@ -50,3 +52,19 @@ def test_bad_task_file_through_the_cli(tmp_path, capsys):
         main(["tasks", "export", "bigbench/object_counting", "--bigbench-dir", str(tmp_path)]) == 2
     )
     assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_closed_output_pipe_ends_quietly_without_an_error_log(tmp_path, monkeypatch, capsys):
+    class ClosedPipe:  # as stdout is once `hir ... | head` has read its lines
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["tasks", "list"]) == 141
+    assert capsys.readouterr().err == ""
+    assert not list(tmp_path.glob("hir-error-*.log"))

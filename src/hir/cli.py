@@ -39,7 +39,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Every way out says why, in one line: bad input (exit 2), Ctrl-C (130), SIGTERM (143),
-    anything unexpected (1, the traceback in a log file; `--debug` prints it)."""
+    anything unexpected (1, the traceback in a log file; `--debug` prints it); a closed output
+    pipe ends quietly (141, as a shell reports SIGPIPE)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except HIRError as exc:
         print(f"hir: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Whoever read the output stopped reading (`hir ... | head`): nothing went wrong here.
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # nor one at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print(
             "hir: interrupted; the last checkpoint is intact (--resume continues)", file=sys.stderr
