@@ -30,7 +30,7 @@ from hir.recipes.compared_methods import (
     start_rows,
     variant_base,
 )
-from hir.recipes.comparison_table import summarize, write_comparison
+from hir.recipes.comparison_table import run_wall_seconds, summarize, write_comparison
 from hir.recipes.instructgpt import InstructGPTStages, instructgpt_start, run_final_method
 from hir.recipes.transfer import screen_run, transfer_settings
 from hir.runs.fileio import atomic_write_json, read_jsonl
@@ -225,10 +225,8 @@ def _run_comparison(
                 history = _evaluated_history(config)
             # A trained run's time is its trainer's clock, which counts across resumes; this
             # process's own time would count only what it ran after the last one.
-            seconds = (
-                history[-1]["wall_seconds"]
-                if history[-1]["iteration"]
-                else time.perf_counter() - began
+            seconds = run_wall_seconds(
+                {"history": history, "wall_seconds": time.perf_counter() - began}
             )
         return {"method": name, "seed": seed, "instruction": instruction,
                 "final_accuracy": history[-1]["accuracy"],

@@ -47,9 +47,9 @@ def run_state(folder: Path) -> dict:
         record = json.loads((folder / "config.json").read_text())
         state["iterations"] = record.get("config", {}).get("iterations")
         if "iteration" in state and state["iterations"]:
-            seconds = hours_left(logged, state["iterations"])
-            if seconds is not None:
-                state["hours_left"] = seconds
+            left = hours_left(logged, state["iterations"])
+            if left is not None:
+                state["hours_left"] = left
     checkpoints = list_checkpoints(folder / "checkpoints")
     if checkpoints:
         state.update(state="interrupted", checkpoint=checkpoints[-1].name)
