@@ -1,10 +1,11 @@
-# One command each for a fresh machine: `make demo` (the built-in HIR run) and `make test`.
+# One command each for a fresh machine: `make demo` (the built-in HIR run), `make test` (the
+# fast tier, for every change) and `make test-all` (everything, as CI runs it).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # torch first and pinned: an unpinned torch can pull several GB of CUDA packages.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench-tasks gpu-bundle
+.PHONY: setup demo test test-all lint bench-tasks gpu-bundle
 
 setup: $(VENV)/.installed
 
@@ -18,6 +19,10 @@ demo: setup
 	$(VENV)/bin/hir demo --output_dir runs/demo
 
 test: setup
+	$(PYTHON) -m pytest tests -m "not slow" --durations=10
+
+# The tests that start processes (launches, kills, signals) too.
+test-all: setup
 	$(PYTHON) -m pytest tests --durations=10
 
 lint: setup

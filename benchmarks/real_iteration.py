@@ -40,8 +40,8 @@ def run_case(args) -> dict:
     import torch
 
     from hir.arguments import ModelArguments, TaskArguments
+    from hir.online.evaluate import evaluate_with_config
     from hir.trainers.hir import HIRConfig, HIRTrainer
-    from hir.trainers.online import evaluate_with_config
 
     torch.manual_seed(0)
     policy = ModelArguments(model=args.model, lora_r=8, lora_target_modules="all-linear",

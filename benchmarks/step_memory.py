@@ -38,7 +38,7 @@ def run_case(method: str, path: str, args) -> dict:
     from hir.arguments import ModelArguments, TaskArguments
     from hir.trainers.farl import FARLConfig, FARLTrainer
     from hir.trainers.hir import HIRConfig, HIRTrainer
-    from hir.trainers.online import TrainItem
+    from hir.trainers.loop import TrainItem
 
     torch.manual_seed(0)
     policy = ModelArguments(model=args.model, lora_r=8, lora_target_modules="all-linear",

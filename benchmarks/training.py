@@ -26,7 +26,7 @@ from public_code import public_code_hir_step
 
 from hir.trainers.epochs import train_epochs
 from hir.trainers.hir import HIRConfig, HIRTrainer
-from hir.trainers.online import TrainItem
+from hir.trainers.loop import TrainItem
 
 
 def make_items(task, relabeler, samples: int = 4, seed: int = 0) -> list[TrainItem]:

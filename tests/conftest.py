@@ -6,7 +6,6 @@ config and saved to a temporary folder, and `HF_HUB_OFFLINE` is set for the whol
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The public HIR code's loops live with the benchmarks they serve (benchmarks/public_code.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
+from helpers import write_task
 
 
 @pytest.fixture(autouse=True)
@@ -31,18 +30,6 @@ def _torch_threads_restored():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def weighted_ce_by_hand(trainer, items) -> float:
-    """The weighted CE a supervised trainer's loss should give for `items`, item by item: each
-    item's summed NLL times its weight, over the plain token count (no label smoothing)."""
-    nll, tokens = 0.0, 0
-    for item in items:
-        prompt = trainer.task.prompt(item.example.query, item.instruction)
-        statistics = trainer.policy.statistics_for([prompt], [item.output])
-        nll += item.weight * -statistics.logprob.sum().item()
-        tokens += statistics.mask.sum().item()
-    return nll / tokens
 
 
 # The first example of BIG-bench tracking_shuffled_objects/three_objects, verbatim, and two more.
@@ -60,13 +47,6 @@ TRACKING_EXAMPLES = [
         "target_scores": {"red ball.": 0, "green ball.": 1, "pink ball.": 0},
     },
 ]
-
-
-def write_task(root: Path, folder: str, data: dict) -> Path:
-    path = root / folder / "task.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-    return path
 
 
 @pytest.fixture

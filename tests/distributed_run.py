@@ -19,7 +19,7 @@ import yaml
 
 from hir.models import load_policy
 from hir.models.adapters import TrainingScope
-from hir.models.sharding import is_sharded
+from hir.models.speed.sharding import is_sharded
 from hir.tasks import load_task
 from hir.trainers.farl import FARLConfig, FARLTrainer
 from hir.trainers.hir import HIRConfig, HIRTrainer
@@ -47,7 +47,7 @@ def shard_by_hand(kind, attach_plugin) -> None:
     `attach_plugin(accelerator)` giving it the plugin a shipped config describes; from there on,
     accelerate's preparation and hir's code run as they do on GPUs."""
     import hir.recipes.instructgpt as instructgpt
-    import hir.trainers.online as online
+    import hir.trainers.loop as online
 
     build_accelerator = online.build_accelerator
 
@@ -118,7 +118,7 @@ def run_instructgpt(model_dir: str, output_dir: str, iterations: int, lora_r: in
     """The pipeline ending in PPO-ptx; each stage's model records its sharding (the SFT and
     PPO runs in their folders, the reward model in OUTPUT_DIR)."""
     import hir.recipes.instructgpt as instructgpt
-    from hir.trainers.online import OnlineTrainer
+    from hir.trainers.loop import OnlineTrainer
 
     train, save_reward_model = OnlineTrainer.train, instructgpt.save_reward_model
 
@@ -169,9 +169,9 @@ def record_frozen_cache(policy, trained_model, folder) -> None:
     cache = policy.frozen_cache
     record = None if cache is None else {
         "enabled": cache.enabled, "hits": cache.hits, "misses": cache.misses,
-        "twins_enabled": [twin.enabled for twin in policy.frozen_twins],
+        "twins_enabled": [twin.enabled for twin in policy.frozen.twins],
         "wrapper": type(trained_model).__name__,
-        "serves_the_wrapper": policy.frozen_cache_for(trained_model) is cache,
+        "serves_the_wrapper": policy.frozen.serving(trained_model) is cache,
     }  # fmt: skip
     (Path(folder) / f"cache-{dist.get_rank()}.json").write_text(json.dumps(record))
 
@@ -179,8 +179,8 @@ def record_frozen_cache(policy, trained_model, folder) -> None:
 def run_compare(model_dir: str, output_dir: str, iterations: int) -> None:
     """`hir compare`'s start and HIR rows, seed 0, with `resume`: the launch's main process
     takes the locks, decides for both processes and writes the records and the table."""
-    from hir.recipes.compare import Start, run_comparison
-    from hir.recipes.compared_methods import compare_configs
+    from hir.compare.methods import compare_configs
+    from hir.compare.run import Start, run_comparison
 
     task = load_task("synthetic/sort", num_examples=40)
     settings = {**SETTINGS, "epochs_per_iteration": 1, "iterations": iterations}

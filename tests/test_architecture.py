@@ -11,20 +11,23 @@ from hir.losses import ppo_policy_loss
 from hir.tasks import load_task
 from hir.trainers import METHODS, get_method
 from hir.trainers.hir import HIRConfig, HIRTrainer
-from hir.trainers.online import TrainItem
+from hir.trainers.loop import TrainItem
 from hir.trainers.ppo import PPOConfig, PPOTrainer
+from hir.trainers.run_config import SamplingConfig
 
 TASK = load_task("synthetic/sort", num_examples=40)
 QUICK = dict(iterations=1, batch_size=16, max_new_tokens=4, report_to="none", seed=0)
 
 
 def test_methods_are_siblings_with_their_own_configs():
-    from hir.trainers.online import OnlineTrainer
+    from hir.trainers.loop import OnlineTrainer
 
     for name in METHODS:
         trainer_class, config_class = get_method(name)
         assert trainer_class.__bases__[0].__name__ in ("OnlineTrainer", "SupervisedTrainer")
         assert issubclass(trainer_class, OnlineTrainer) and trainer_class.method == name
+        # What the loop reads of a method is declared, not probed from its config's type.
+        assert trainer_class.samples == issubclass(config_class, SamplingConfig)
     ppo_fields = set(PPOConfig.__dataclass_fields__)
     assert "contrastive_weight" not in ppo_fields and "relabel" not in ppo_fields
     assert "kl_coef" not in HIRConfig.__dataclass_fields__
@@ -98,13 +101,13 @@ def test_ppo_steps_its_scheduler_once_per_accumulated_step(tiny_gpt2_dir, tmp_pa
 def test_the_compare_start_row_uses_the_runs_evaluation_settings(
     tiny_gpt2_dir, tmp_path, monkeypatch
 ):
-    from hir.recipes.compare import Start, run_comparison
-    from hir.recipes.compared_methods import compare_configs
-    from hir.trainers import online
+    from hir.compare.methods import compare_configs
+    from hir.compare.run import Start, run_comparison
+    from hir.online import evaluate as evaluation
 
     calls = []
-    real = online.evaluate
-    monkeypatch.setattr(online, "evaluate", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = evaluation.evaluate
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(k) or real(*a, **k))
     settings = {**QUICK, "eval_limit": 3, "eval_batch_size": 2, "correct_instruction": "Be right."}
     run_comparison(compare_configs(["start"], settings), [0], lambda seed: Start(TASK, tiny_gpt2_dir),
                    tmp_path)  # fmt: skip

@@ -6,15 +6,15 @@ import shutil
 import statistics
 
 import pytest
-from conftest import weighted_ce_by_hand
+from helpers import weighted_ce_by_hand
 
 from hir import HIRError
 from hir.cli import main
+from hir.compare.methods import compare_configs, parse_methods
+from hir.compare.run import Start, run_comparison
+from hir.compare.status import comparison_status, hours_left
+from hir.compare.table import markdown_table, summarize
 from hir.online.sampling import Sample
-from hir.recipes.compare import Start, run_comparison
-from hir.recipes.compared_methods import compare_configs, parse_methods
-from hir.recipes.comparison_status import comparison_status, hours_left
-from hir.recipes.comparison_table import markdown_table, summarize
 from hir.recipes.export import checkpoint_of
 from hir.runs.lock import LOCK_NAME
 from hir.tasks import load_task
@@ -56,7 +56,9 @@ def test_balance_answers_weighs_each_distinct_answer_the_same(tiny_gpt2_dir, tmp
     samples[3] = Sample(1, second.id, "x", "kiwi", 0.0, answer="kiwi")
     trainer.buffer.add(samples)
     trained = []
-    trainer.run_epochs = lambda items, iteration: trained.extend(items) or {"train_steps": 1}
+    trainer.train_epochs = lambda items, loss, epochs, iteration: (
+        trained.extend(items) or {"train_steps": 1}
+    )
     trainer.update(trainer.training_items(1), 1)
     # N / (A * N_answer) within the one instruction: 3 / (2 * 2) twice, 3 / (2 * 1) once.
     assert [i.weight for i in trained] == pytest.approx([0.75, 0.75, 1.5])
@@ -64,8 +66,8 @@ def test_balance_answers_weighs_each_distinct_answer_the_same(tiny_gpt2_dir, tmp
     assert terms["loss_sft"] == pytest.approx(weighted_ce_by_hand(trainer, trained), rel=1e-4)
     # Off (the default), every item counts once.
     plain = FARLTrainer(tiny_gpt2_dir, TASK, _config(tiny_gpt2_dir, tmp_path / "plain"))
-    assert [i.weight for i in plain.weighed(trained)] == [0.75, 0.75, 1.5]
-    assert [i.weight for i in plain.weighed(trainer.training_items(1))] == [1.0] * 3
+    assert [i.weight for i in plain.weighted(trained)] == [0.75, 0.75, 1.5]
+    assert [i.weight for i in plain.weighted(trainer.training_items(1))] == [1.0] * 3
 
 
 def test_sft_trains_on_ground_truth_without_sampling(tiny_gpt2_dir, tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hir.runs.diagnostics import (
+from hir.compare.diagnostics import (
     commonest_answers,
     diagnostics_markdown,
     diagnostics_rows,

@@ -12,7 +12,7 @@ from hir.models import load_policy
 from hir.tasks import load_task
 from hir.trainers.epochs import shuffled_order
 from hir.trainers.hir import HIRConfig, HIRTrainer
-from hir.trainers.online import TrainItem
+from hir.trainers.loop import TrainItem
 
 
 def _prompts(n=3):

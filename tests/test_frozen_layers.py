@@ -12,7 +12,7 @@ import torch
 from hir.losses import label_smoothed_nll
 from hir.models import load_policy, wrap_policy
 from hir.models.adapters import TrainingScope
-from hir.models.blocks import block_ends
+from hir.models.speed.blocks import block_ends
 from hir.tasks import load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
@@ -88,12 +88,12 @@ def test_a_value_model_copied_from_the_policy_reads_the_policys_kept_activations
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], atol=1e-4, rtol=1e-3)
     assert value_model.frozen_twin.enabled and cache.misses == computed and cache.hits > 0
-    assert every_layer.frozen_twin is None and list(policy.frozen_twins) == [
+    assert every_layer.frozen_twin is None and list(policy.frozen.twins) == [
         value_model.frozen_twin
     ]
     del value_model, every_layer  # the policy does not keep a dropped copy's twin alive
     gc.collect()
-    assert not policy.frozen_twins
+    assert not policy.frozen.twins
 
 
 def test_a_frozen_copy_wrapped_as_a_policy_of_its_own_reads_the_kept_activations(
@@ -131,7 +131,7 @@ def _distinct_blocks(policy, prompts, outputs) -> dict[tuple, int]:
 def test_the_frozen_layers_run_once_per_block(tiny_llama_chat_dir):
     policy = _policy(tiny_llama_chat_dir)
     policy.frozen_cache.checked = {"flat", "shared"}  # no first-use check: count the cache's passes
-    policy._fusable_output_layer(policy.model)  # nor the output layer's
+    policy.output_layers.for_model(policy.model)  # nor the output layer's
     rows = []
     policy.model.model.layers[0].register_forward_hook(
         lambda module, args, output: rows.append(args[0].shape[0])
@@ -246,7 +246,7 @@ def test_a_run_with_kept_activations_resumes_exactly(tiny_llama_chat_dir, tmp_pa
 
 
 def test_an_update_computes_what_its_loss_reads_before_its_epochs(tiny_llama_chat_dir, tmp_path):
-    from hir.trainers.online import TrainItem
+    from hir.trainers.loop import TrainItem
 
     policy = _policy(tiny_llama_chat_dir, lora_r=4)
     task = load_task("synthetic/count", num_examples=20)

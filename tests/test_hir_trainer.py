@@ -3,15 +3,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import weighted_ce_by_hand
+from helpers import weighted_ce_by_hand
 
 from hir import HIRError
 from hir.cli import main
 from hir.online.sampling import Sample
 from hir.tasks import load_task
-from hir.trainers import online
+from hir.trainers import loop
 from hir.trainers.hir import HIRConfig, HIRTrainer
-from hir.trainers.online import TrainItem
+from hir.trainers.loop import TrainItem
 
 TASK = load_task("synthetic/sort", num_examples=60)
 
@@ -61,6 +61,7 @@ def test_the_loop_runs_for_both_model_kinds(tiny_model_dir, tmp_path):
     ]
 
 
+@pytest.mark.slow  # starts a process (bf16 autocast for the whole run)
 @pytest.mark.parametrize("scope", [[], ["--train_last_layers", "1"]])
 def test_bf16_mixed_precision_trains_through_the_fast_paths(scope, tiny_gpt2_dir, tmp_path):
     """bf16 autocast, as accelerate runs a GPU, here on the CPU: the fused output layer (and, with
@@ -126,12 +127,12 @@ def test_balanced_instructions_weigh_each_instructions_items_the_same(tiny_gpt2_
     example = trainer.train_examples[0]
     samples = [Sample(1, example.id, "x", output, score) for output, score in
                (("apple", 0.0), ("kiwi", 0.0), ("pear", 0.0), (example.target, 1.0))]  # fmt: skip
-    items = trainer.weighed(trainer.relabel(samples))
+    items = trainer.weighted(trainer.relabel(samples))
     # 3 wrong, 1 right: N / (G * N_label) = 4 / 6 and 4 / 2.
     assert [i.weight for i in items] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
     assert [i.weight for i in trainer.relabel(samples)] == [1.0] * 4  # relabeling sets none
     plain = trainer_for("plain")
-    assert [i.weight for i in plain.weighed(plain.relabel(samples))] == [1.0] * 4
+    assert [i.weight for i in plain.weighted(plain.relabel(samples))] == [1.0] * 4
     _, terms = trainer.loss(items)
     assert terms["loss_sft"] == pytest.approx(weighted_ce_by_hand(trainer, items), rel=1e-4)
 
@@ -145,7 +146,7 @@ def test_balanced_instructions_and_answers_multiply(tiny_gpt2_dir, tmp_path):
                (("apple", 0.0), ("apple", 0.0), ("pear", 0.0), (example.target, 1.0))]  # fmt: skip
     # Instructions: wrong 4 / 6 each, right 4 / 2. Answers within "wrong": apple 3 / 4 each,
     # pear 3 / 2; the right one alone: 1.
-    weights = [i.weight for i in trainer.weighed(trainer.relabel(samples))]
+    weights = [i.weight for i in trainer.weighted(trainer.relabel(samples))]
     assert weights == pytest.approx([1 / 2, 1 / 2, 1.0, 2.0])
 
 
@@ -204,7 +205,7 @@ def test_a_killed_run_resumes_to_the_same_buffer_and_accuracy(tiny_gpt2_dir, tmp
     reference_buffer = (tmp_path / "whole" / "buffer.jsonl").read_text()
 
     calls = {"n": 0}
-    real_train_epochs = online.train_epochs
+    real_train_epochs = loop.train_epochs
 
     def dies_in_iteration_2(*args, **kwargs):
         calls["n"] += 1
@@ -213,10 +214,10 @@ def test_a_killed_run_resumes_to_the_same_buffer_and_accuracy(tiny_gpt2_dir, tmp
         return real_train_epochs(*args, **kwargs)
 
     broken = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3)
-    monkeypatch.setattr(online, "train_epochs", dies_in_iteration_2)
+    monkeypatch.setattr(loop, "train_epochs", dies_in_iteration_2)
     with pytest.raises(KeyboardInterrupt):
         HIRTrainer(tiny_gpt2_dir, TASK, broken).train()
-    monkeypatch.setattr(online, "train_epochs", real_train_epochs)
+    monkeypatch.setattr(loop, "train_epochs", real_train_epochs)
 
     resumed_config = _config(tiny_gpt2_dir, tmp_path / "broken", iterations=3, resume=True)
     resumed = HIRTrainer(tiny_gpt2_dir, TASK, resumed_config).train()
@@ -262,6 +263,7 @@ def test_hir_train_cli_errors_are_one_line(tmp_path, capsys):
     assert "does not exist" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow  # the whole demo, minutes of CPU
 def test_demo_writes_summary_and_plot(tmp_path, capsys):
     from hir.recipes.demo import run_demo
 

@@ -7,21 +7,21 @@ Every process runs on one thread (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1), so the 
 hence the sampled outputs, do not depend on how the CPU splits the work."""
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import FEEDBACK, ITERATIONS, hir, outcome, train
 
-ITERATIONS = 3
+# Starts processes (`make test-all`; `make test` leaves it out).
+pytestmark = pytest.mark.slow
+
 # (point, the time it is reached that kills): one kill per point, in iteration 1 or 2. HIR is
 # killed at every point; the other methods where what they save or resume differs from HIR's
 # (their training step, their checkpoint, PPO's rollout): sampling's end, evaluation, logging and
-# pruning are the one outer loop all methods share (hir/trainers/online.py).
+# pruning are the one outer loop all methods share (hir/trainers/loop.py).
 KILLS = {
     "hir": [("sampling", 2), ("training", 5), ("evaluation", 3), ("logging", 2),
             ("checkpoint_staging", 2), ("checkpoint_pruning", 3)],
@@ -29,47 +29,6 @@ KILLS = {
     "sft": [("training", 3), ("checkpoint_staging", 2)],
     "ppo": [("sampling", 2), ("training", 3), ("checkpoint_staging", 2)],
 }  # fmt: skip
-
-
-def hir(args: list[str], crash_at: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m hir ARGS` on one thread, killed at `crash_at` (POINT:N) if given."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("HIR_CRASH_AT", None)
-    if crash_at:
-        env["HIR_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "hir", *args], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-
-
-# Half of a random model's outputs succeed, so that FARL has samples to train on and PPO rewards
-# that vary.
-FEEDBACK = "def feedback(output, example):\n    return float(len(output) % 2 == 0)\n"
-
-
-def train(model: str, method: str, output_dir: Path, *extra: str, crash_at: str | None = None):
-    feedback = output_dir.parent / "even_length.py"
-    if not feedback.exists():
-        feedback.write_text(FEEDBACK)
-    command = ["train", "--method", method, "--model", model,
-               "--task", "synthetic/count", "--num_examples", "24", "--iterations", str(ITERATIONS),
-               "--max_new_tokens", "3", "--batch_size", "4",
-               "--eval_limit", "6", "--keep_checkpoints", "1", "--report_to", "none",
-               "--feedback", f"{feedback}:feedback", "--output_dir", str(output_dir), *extra]  # fmt: skip
-    if method != "sft":  # SFT trains on labels: it samples nothing
-        command += ["--num_samples", "2"]
-    if method != "ppo":  # 2 epochs, not 10: every kill point is still reached in iteration 1
-        command += ["--epochs_per_iteration", "2"]
-    return hir(command, crash_at)
-
-
-def outcome(output_dir: Path) -> tuple[bytes, list[float], bytes]:
-    """The buffer (SFT keeps none), the accuracy per iteration and the final weights."""
-    metrics = (output_dir / "metrics.jsonl").read_text().splitlines()
-    buffer = output_dir / "buffer.jsonl"
-    (last,) = (output_dir / "checkpoints").iterdir()  # --keep_checkpoints 1
-    return (buffer.read_bytes() if buffer.is_file() else b"",
-            [json.loads(m)["accuracy"] for m in metrics],
-            (last / "model.safetensors").read_bytes())  # fmt: skip
 
 
 @pytest.mark.parametrize("method", sorted(KILLS))

@@ -17,6 +17,7 @@ FLOORS = [
     {"trainers"},
     {"arguments"},
     {"recipes"},
+    {"compare"},
     {"commands"},
     {"cli", "__init__", "__main__"},
 ]
@@ -55,6 +56,7 @@ def test_the_package_root_holds_a_few_modules_and_packages_with_one_job_each():
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert packages == [
         "commands",
+        "compare",
         "losses",
         "models",
         "online",

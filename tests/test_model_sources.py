@@ -4,7 +4,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_staged_kills import killed_before_its_rename
+from helpers import killed_before_its_rename
 
 from hir import HIRError
 from hir.cli import main
@@ -74,6 +74,7 @@ def test_builtin_names_are_checked_and_pinned(tmp_path, capsys):
 @pytest.mark.skipif(
     not SHARED_GGUF.is_file(), reason="../shared/models is not beside this checkout"
 )
+@pytest.mark.slow  # starts a process and kills it
 def test_the_shared_smollm2_gguf_becomes_a_chat_model_folder_even_after_a_killed_fetch(cache):
     """A `hir models fetch` killed between writing its staging folder and renaming it into place
     (the crash point `staged`, as in test_staged_kills.py) leaves nothing at the target, and the

@@ -4,7 +4,7 @@ import torch
 
 from hir.models import load_policy
 from hir.tasks import load_task
-from hir.trainers import epochs, ppo, reward_model
+from hir.trainers import epochs, ppo, reward_model_trainer
 from hir.trainers.hir import HIRConfig, HIRTrainer
 from hir.trainers.optimization import build_accelerator, optimizer_step
 from hir.trainers.ppo import PPOConfig, PPOTrainer
@@ -39,14 +39,14 @@ def test_every_trainer_steps_through_the_one_optimizer_step(tiny_gpt2_dir, tmp_p
 
         return spy
 
-    for where, module in (("epochs", epochs), ("ppo", ppo), ("reward model", reward_model)):
+    for where, module in (("epochs", epochs), ("ppo", ppo), ("reward model", reward_model_trainer)):
         monkeypatch.setattr(module, "optimizer_step", spying(where))
     task = load_task("synthetic/sort", num_examples=24)
     quick = dict(iterations=1, batch_size=8, max_new_tokens=4, report_to="none", num_samples=2)
     HIRTrainer(tiny_gpt2_dir, task, HIRConfig(output_dir=str(tmp_path / "hir"), epochs_per_iteration=1, **quick)).train()  # fmt: skip
     PPOTrainer(tiny_gpt2_dir, task, PPOConfig(output_dir=str(tmp_path / "ppo"), ppo_epochs=1, **quick)).train()  # fmt: skip
     groups = [(f"Q: {i}\nA:", ["apple kiwi", "dog"]) for i in range(4)]
-    reward_model.train_reward_model(load_policy(tiny_gpt2_dir), groups, epochs=1, learning_rate=1e-3,
+    reward_model_trainer.train_reward_model(load_policy(tiny_gpt2_dir), groups, epochs=1, learning_rate=1e-3,
                                     groups_per_step=2)  # fmt: skip
     assert set(steps["epochs"]) == {1}  # the policy
     assert set(steps["ppo"]) == {2}  # the policy and the value model, in one step

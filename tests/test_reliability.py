@@ -54,6 +54,17 @@ def damaged_models(tmp: Path, model: str, t5_model: str) -> list[tuple[str, str]
             if path.name not in ("config.json", "generation_config.json", "model.safetensors"):
                 path.unlink()
         cases.append((str(folder), "holds no tokenizer"))
+    failing_template = tmp / "failing-template"  # a chat template that raises
+    shutil.copytree(model, failing_template)
+    tokenizer_config = json.loads((failing_template / "tokenizer_config.json").read_text())
+    tokenizer_config["chat_template"] = "{{ raise_exception('only one turn, please') }}"
+    (failing_template / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    cases.append((str(failing_template), "chat template fails on a user turn and an assistant turn (only one turn, please)"))  # fmt: skip
+    reshaped = tmp / "reshaped"  # a config whose shapes do not fit the weights
+    shutil.copytree(model, reshaped)
+    config = json.loads((reshaped / "config.json").read_text())
+    (reshaped / "config.json").write_text(json.dumps({**config, "n_embd": 2 * config["n_embd"]}))
+    cases.append((str(reshaped), "do not fit its config"))
     truncated = tmp / "truncated"
     shutil.copytree(model, truncated)
     weights = truncated / "model.safetensors"
@@ -123,6 +134,14 @@ def bad_inputs(tmp: Path, model: str, t5_model: str) -> list[tuple[list[str], st
         (["compare", "--model", model, "--seeds", "a,b", *out], "--seeds must be comma-separated integers"),
         (["compare", "--model", model, "--methods", "hir,magic", *out], "unknown method(s) magic"),
         (["export", str(tmp / "nothing"), "--output_dir", str(tmp / "x")], "neither a run folder"),
+        # Refused before any work (each of these used to fail after a model load or a stage).
+        (["eval", "--model", model, "--task", "synthetic/count", "--output_dir", a_file], "is a file, not a folder"),
+        (["screen", "--model", model, "--tasks", "synthetic/count", "--output_dir", a_file], "is a file, not a folder"),
+        (["compare", "--model", model, "--seeds", "0,4294967296", *out], "--seeds 4294967296 is outside"),
+        ([*TRAIN, "--model", model, "--seed", "-1", *out], "seed must be in [0, 2**32)"),
+        (["instructgpt", "--model", model, "--task", "synthetic/count", "--reward_model_queries", "-3", *out],
+         "--reward_model_queries must be >= 1"),
+        (["tasks", "export", "synthetic/count", "--output", str(tmp)], "is a folder, not a file"),
     ]  # fmt: skip
     if not torch.cuda.is_available():
         cases.append(

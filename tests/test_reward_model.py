@@ -8,7 +8,11 @@ from hir.online.sampling import Sample
 from hir.recipes.instructgpt import InstructGPTStages, run_instructgpt
 from hir.tasks import load_task
 from hir.trainers.ppo import PPOConfig
-from hir.trainers.reward_model import load_comparisons, rankings_from_feedback, train_reward_model
+from hir.trainers.reward_model_trainer import (
+    load_comparisons,
+    rankings_from_feedback,
+    train_reward_model,
+)
 
 
 def test_reward_model_learns_a_ranking(tiny_gpt2_dir):
@@ -128,7 +132,7 @@ def test_compare_puts_the_pipelines_final_methods_side_by_side_on_one_start(
         starts.append(kwargs["reuse"])
         return real_start(*args, **kwargs)
 
-    monkeypatch.setattr("hir.recipes.compare.instructgpt_start", counted_start)
+    monkeypatch.setattr("hir.compare.run.instructgpt_start", counted_start)
     feedback = tmp_path / "graded.py"
     feedback.write_text(
         "def share_of_a(output, example):\n    return output.count('a') / max(len(output), 1)\n"

@@ -3,20 +3,15 @@ renaming it into place, leaves nothing at the target and the next call completes
 point `staged` (hir/runs/crash_points.py) sits in `hir.runs.staging.staged_folder`. (`hir models
 fetch`: test_model_sources.py, with the one conversion of the shared GGUF.)"""
 
-import signal
 from pathlib import Path
 
-from test_kill_resume import hir
+import pytest
+from helpers import hir, killed_before_its_rename
 
 from hir.cli import main
 
-
-def killed_before_its_rename(args: list[str], target: Path) -> None:
-    """`hir ARGS` killed at the crash point `staged`: a staging folder, nothing at `target`."""
-    killed = hir(args, crash_at="staged:1")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert not (target / "config.json").exists()  # nothing half-written at the target
-    assert [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.staging-")]
+# Starts processes (`make test-all`; `make test` leaves it out).
+pytestmark = pytest.mark.slow
 
 
 def killed_then_completed(args: list[str], target: Path) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_BIGBENCH, write_task
+from helpers import SHARED_BIGBENCH, write_task
 
 from hir import HIRError
 from hir.tasks import (

@@ -15,7 +15,7 @@ from hir.losses import (
 )
 from hir.models import load_policy
 from hir.models.adapters import TrainingScope
-from hir.models.output_layer import fusable_output_layer
+from hir.models.speed.output_layer import fusable_output_layer
 
 FIELDS = ("logprob", "entropy", "mean_logprob")
 
@@ -91,11 +91,11 @@ def test_policy_statistics_through_the_fused_output_layer_equal_the_logits_path(
     policy.model.eval()  # no dropout: both paths see the same network
     prompts = ["Count: a b", "Count: a b", "Count: x y z"]
     outputs = ["2", "two things", "3"]
-    assert policy._fusable_output_layer(policy.model) is not None
+    assert policy.output_layers.for_model(policy.model) is not None
 
     def loss_and_grads(fused: bool):
         if not fused:
-            monkeypatch.setattr(policy, "_fusable_output_layer", lambda model: None)
+            monkeypatch.setattr(policy.output_layers, "for_model", lambda model: None)
         statistics = policy.statistics_for(prompts, outputs)
         loss = _loss(statistics)
         policy.model.zero_grad()

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_kill_resume import outcome, train
+import pytest
+from helpers import outcome, train
 
 from hir.cli import main
 from hir.runs.checkpoint import checkpoint_problem, list_checkpoints
@@ -56,11 +57,18 @@ def test_commands_that_write_a_folder_refuse_a_non_empty_one(tiny_gpt2_dir, tmp_
         ["build-model", "--task", "synthetic/count", "--output_dir", str(taken)],
     ]  # fmt: skip
     for command in commands:
-        assert main(command) == 2, command[0]
-        assert "is not empty" in capsys.readouterr().err
-        assert sorted(p.name for p in taken.iterdir()) == ["data.txt"]
-    assert main([*commands[1], "--overwrite_output_dir"]) == 0
-    assert (taken / "config.json").is_file() and not (taken / "data.txt").exists()
+        for overwrite in ([], ["--overwrite_output_dir"]):  # the user's files: never replaced
+            assert main([*command, *overwrite]) == 2, command[0]
+            assert "holds files hir did not write ('data.txt')" in capsys.readouterr().err
+            assert sorted(p.name for p in taken.iterdir()) == ["data.txt"]
+    built = tmp_path / "built"
+    assert main(["build-model", "--task", "synthetic/count", "--output_dir", str(built)]) == 0
+    assert main(["build-model", "--task", "synthetic/count", "--output_dir", str(built)]) == 2
+    assert (
+        "holds a model folder written by hir (made by hir build-model)" in capsys.readouterr().err
+    )
+    assert main(["build-model", "--task", "synthetic/count", "--output_dir", str(built), "--overwrite_output_dir"]) == 0  # fmt: skip
+    assert (built / "config.json").is_file()
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name or ".replaced-" in p.name]
 
 
@@ -129,11 +137,11 @@ def test_user_data_with_an_empty_answer_and_repeated_seeds_are_refused(tmp_path,
 
 
 def test_a_full_disk_is_one_line_leaves_no_staging_and_resumes(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):  # fmt: skip
-    from hir.trainers import online
+    from hir.trainers import loop
 
     unbroken = tmp_path / "unbroken"
     assert quick_run(tiny_gpt2_dir, unbroken, "--iterations", "2") == 0
-    real, calls = online.save_training_state, []
+    real, calls = loop.save_training_state, []
 
     def full_disk(*args, **kwargs):
         calls.append(1)
@@ -141,7 +149,7 @@ def test_a_full_disk_is_one_line_leaves_no_staging_and_resumes(tiny_gpt2_dir, tm
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(online, "save_training_state", full_disk)
+    monkeypatch.setattr(loop, "save_training_state", full_disk)
     out = tmp_path / "full"
     assert quick_run(tiny_gpt2_dir, out, "--iterations", "2") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -151,13 +159,14 @@ def test_a_full_disk_is_one_line_leaves_no_staging_and_resumes(tiny_gpt2_dir, tm
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".")]  # no staging left
     (kept,) = list_checkpoints(checkpoints)
     assert kept.name == "iteration-0000" and checkpoint_problem(kept) is None
-    monkeypatch.setattr(online, "save_training_state", real)
+    monkeypatch.setattr(loop, "save_training_state", real)
     assert quick_run(tiny_gpt2_dir, out, "--iterations", "2", "--resume") == 0
     summary = [json.loads((d / "summary.json").read_text()) for d in (unbroken, out)]
     assert summary[0]["accuracy_per_iteration"] == summary[1]["accuracy_per_iteration"]
     assert (unbroken / "buffer.jsonl").read_bytes() == (out / "buffer.jsonl").read_bytes()
 
 
+@pytest.mark.slow  # starts a process and signals it
 def test_sigterm_stops_in_one_line_and_resume_continues(tiny_gpt2_dir, tmp_path):
     unbroken = train(tiny_gpt2_dir, "hir", tmp_path / "unbroken")
     assert unbroken.returncode == 0, unbroken.stderr[-2000:]

@@ -15,27 +15,30 @@ from hir.errors import HIRError
 class CompareArguments:
     methods: str = field(
         default="start,hir,farl,ppo,sft",
-        metadata={"help": "comma-separated: start, hir, farl, ppo, ppo-ptx, sft, hir-no-contrastive, "
-                          "hir-no-entropy, hir-no-sub-output, hir-no-label-smoothing, farl-no-label-smoothing, "
-                          "sft-no-label-smoothing, hir-sum-scores, hir-balanced, hir-contrast-first, "
-                          "hir-answer-balanced, farl-answer-balanced, instructgpt-ppo-ptx, "
-                          "instructgpt-ppo, instructgpt-hir, instructgpt-farl; any "
-                          "of them with settings of its own: hir+contrastive_weight=10+contrast_first_epochs=1"},
+        metadata={"help": "comma-separated: start and the methods listed at the end of this help; "
+                          "any with settings of its own: hir+contrastive_weight=10+contrast_first_epochs=1"},
     )  # fmt: skip
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated seeds"})
     demo: bool = field(
         default=False,
         metadata={"help": "on the built-in default: its task, warm-started model and settings"},
     )
-    warm_start: str | None = field(
+    # "small start", not "warm start": a small model built here from scratch, then taught both
+    # instructions (`hir warm-up` teaches a given model; warmup_steps is the schedule's).
+    small_start: str | None = field(
         default=None,
-        metadata={"help": "ARCH-SIZE instead of --model: build a small model (gpt2-small, t5-tiny, "
+        metadata={"aliases": ["--warm_start"],  # its earlier name, kept for users' scripts
+                  "help": "ARCH-SIZE instead of --model: build a small model (gpt2-small, t5-tiny, "
                           "...) and warm it up on labeled training queries, which are then held out"},
     )  # fmt: skip
-    warm_start_fraction: float = field(
-        default=0.4, metadata={"help": "share of the training split used, with labels, by --warm_start"}
+    small_start_fraction: float = field(
+        default=0.4,
+        metadata={"aliases": ["--warm_start_fraction"],
+                  "help": "share of the training split used, with labels, by --small_start"},
     )  # fmt: skip
-    warm_start_epochs: int = field(default=6, metadata={"help": "epochs of the warm-up"})
+    small_start_epochs: int = field(
+        default=6, metadata={"aliases": ["--warm_start_epochs"], "help": "epochs of the small start's warm-up"}
+    )  # fmt: skip
     output_dir: str = field(
         default="runs/compare", metadata={"help": "folder of the table, plots and every run (METHOD/seed-N)"}
     )  # fmt: skip
@@ -59,18 +62,22 @@ class CompareArguments:
 
 def run_compare(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
-    from hir.recipes.compare import Start, run_comparison
-    from hir.recipes.compared_methods import parse_methods, parse_seeds, run_folder
+    from hir.compare.methods import parse_methods, parse_seeds
+    from hir.compare.run import Start, run_comparison
     from hir.recipes.instructgpt import InstructGPTStages
+    from hir.runs.folders import run_folder
 
     parser = option_parser("hir compare", CompareArguments, ModelArguments, TaskArguments, InstructGPTStages,
                      description="Several methods on the same task, starting policy, sampling "
                                  "budget and seeds; every method's config field is a flag.")  # fmt: skip
     if any(a in ("-h", "--help") for a in args):
+        from hir.compare.methods import METHODS
+
         parser.print_help()
         print(
-            "\nEvery field of a compared method's config is a flag too (and a YAML key): see "
-            "`hir train --method METHOD -h`. Each method takes the ones it has."
+            f"\nMethods (--methods): start, {', '.join(METHODS)}.\n\nEvery field of a compared "
+            "method's config is a flag too (and a YAML key): see `hir train --method METHOD -h`. "
+            "Each method takes the ones it has."
         )
         return
     # Explicit settings: the command's defaults, then the YAML file, then the flags; each
@@ -86,7 +93,7 @@ def run_compare(args: list[str]) -> None:
     methods = parse_methods(compare_args.methods)
     seeds = parse_seeds(compare_args.seeds)
     if compare_args.status:
-        from hir.recipes.comparison_status import comparison_status, status_markdown
+        from hir.compare.status import comparison_status, status_markdown
 
         rows = comparison_status(compare_args.output_dir, methods, seeds)
         print(status_markdown(rows, compare_args.output_dir))
@@ -104,20 +111,20 @@ def run_compare(args: list[str]) -> None:
         def start(seed: int) -> Start:
             begin = prepare_start_policy(run_folder(output_dir, "start", seed), seed)
             return Start(begin.task, str(begin.model_dir), begin.pretraining_pairs)
-    elif compare_args.warm_start:
-        from hir.recipes.small_start import WarmStart, warm_start_from_split
+    elif compare_args.small_start:
+        from hir.recipes.small_start import SmallStart, small_start_from_split
 
-        warm = WarmStart.parse(compare_args.warm_start, labeled_fraction=compare_args.warm_start_fraction,
-                               epochs=compare_args.warm_start_epochs)  # fmt: skip
+        warm = SmallStart.parse(compare_args.small_start, labeled_fraction=compare_args.small_start_fraction,
+                               epochs=compare_args.small_start_epochs)  # fmt: skip
         full_task = task_args.load()
 
         def start(seed: int) -> Start:
             folder = run_folder(output_dir, "start", seed)
-            task, model_dir, pairs = warm_start_from_split(full_task, folder, warm, seed)
+            task, model_dir, pairs = small_start_from_split(full_task, folder, warm, seed)
             return Start(task, str(model_dir), pairs)
     else:
         if not model_args.model:
-            raise HIRError("no model given: set --model, or --warm_start ARCH-SIZE to build and warm "
+            raise HIRError("no model given: set --model, or --small_start ARCH-SIZE to build and warm "
                            "up a small one, or --demo for the built-in default")  # fmt: skip
         task = task_args.load()
 
@@ -140,8 +147,8 @@ def _yaml_of(args: list[str]) -> dict:
     from dataclasses import fields
 
     from hir.arguments import ModelArguments, TaskArguments
+    from hir.compare.methods import METHODS, config_class_of
     from hir.options import config_option, read_yaml_fields
-    from hir.recipes.compared_methods import METHODS, config_class_of
     from hir.recipes.instructgpt import InstructGPTStages
 
     path = config_option(list(args))
@@ -157,7 +164,7 @@ def _method_configs(methods: list[str], args: list[str], given: dict, compare_ar
     the rest); a flag that no method has is refused."""
     from dataclasses import fields
 
-    from hir.recipes.compared_methods import METHODS, as_variant, config_class_of
+    from hir.compare.methods import METHODS, as_variant, config_class_of
 
     known = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
     configs = {}

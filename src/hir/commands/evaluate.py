@@ -55,6 +55,7 @@ def run_eval(args: list[str]) -> None:
 
     from hir.arguments import ModelArguments, TaskArguments
     from hir.online.evaluate import evaluate, write_evaluation
+    from hir.runs.folders import check_folder, mark_folder
 
     eval_args, model_args, task_args = option_parser("hir eval", EvalArguments, ModelArguments,
                                                TaskArguments).parse(args)  # fmt: skip
@@ -62,6 +63,8 @@ def run_eval(args: list[str]) -> None:
     task = task_args.load()
     if not task.split(eval_args.split):
         raise HIRError(f"task {task.name} has no {eval_args.split} examples")
+    # Before the slow part: an evaluation is written nowhere else, and where it can be written.
+    check_folder(eval_args.output_dir, "evaluation")
     checkpoint = None
     if eval_args.run:  # found (or refused) before the slow model load
         from hir.recipes.export import checkpoint_of
@@ -70,6 +73,7 @@ def run_eval(args: list[str]) -> None:
     policy = model_args.load_policy(device=eval_args.device)
     if checkpoint is not None:
         policy.load_weights(checkpoint)
+    mark_folder(eval_args.output_dir, "evaluation", "hir eval")  # all checked: it will be written
     if eval_args.premise:
         return _write_premise(policy, task, eval_args, model_args)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
@@ -91,10 +95,11 @@ def _write_premise(policy, task, eval_args, model_args) -> None:
 
     from hir.recipes.premise import measure_premise
     from hir.runs.fileio import atomic_write_json
+    from hir.runs.folders import PREMISE
     from hir.runs.versions import library_versions
 
     row = measure_premise(policy, task, eval_args.split, eval_args.max_new_tokens, eval_args.limit)
-    path = Path(eval_args.output_dir) / "premise.json"
+    path = Path(eval_args.output_dir) / PREMISE
     atomic_write_json(path, {**row, "config": {**asdict(eval_args), **asdict(model_args)},
                              "versions": library_versions()})  # fmt: skip
     print(f"{task.name} [{eval_args.split}] model={model_args.model}: accuracy "

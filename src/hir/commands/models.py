@@ -32,7 +32,9 @@ def run_build_model(args: list[str]) -> None:
     build, task_args = option_parser("hir build-model", BuildArguments, TaskArguments).parse(args)
     check_target(build.output_dir, build.overwrite_output_dir)
     task = task_args.load()
-    with staged_folder(build.output_dir, build.overwrite_output_dir) as staging:
+    with staged_folder(
+        build.output_dir, build.overwrite_output_dir, made_by="hir build-model"
+    ) as staging:
         build_small_model(build.arch, task_corpus(task), staging, build.size, build.vocab_size,
                           build.seed)  # fmt: skip
     path = build.output_dir

@@ -31,6 +31,7 @@ class ScreenArguments:
 def run_screen(args: list[str]) -> None:
     from hir.arguments import ModelArguments, TaskArguments
     from hir.recipes.screen import ScreenSettings, screen, screen_table, tasks_to_screen
+    from hir.runs.folders import SCREEN, SCREEN_MD, check_folder, mark_folder
     from hir.tasks import Task
 
     screen_args, settings, model_args, task_args = option_parser(
@@ -59,13 +60,15 @@ def run_screen(args: list[str]) -> None:
         checkpoint = checkpoint_of(screen_args.run)
     model_name = Path(model_args.model.rstrip("/")).name.removesuffix(".gguf")
     output_dir = screen_args.output_dir or f"results/screen-{model_name.lower()}"
+    check_folder(output_dir, "screen")  # before the slow part: a screen is written nowhere else
     policy = model_args.load_policy(device=screen_args.device)
     if checkpoint is not None:
         policy.load_weights(checkpoint)
+    mark_folder(output_dir, "screen", "hir screen")  # all checked: it will be written
     record = {"model": model_args.model, "run": str(checkpoint) if checkpoint else None,
               "tasks": names, "shuffle_options": shuffle_seed,
               "model_arguments": dataclasses.asdict(model_args),
               "task_arguments": dataclasses.asdict(task_args)}  # fmt: skip
     rows = screen(policy, tasks, settings, output_dir, record)
     print(screen_table(rows, settings.num_samples))
-    print(f"wrote {Path(output_dir) / 'screen.json'} and screen.md")
+    print(f"wrote {Path(output_dir) / SCREEN} and {SCREEN_MD}")

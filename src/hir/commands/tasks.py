@@ -40,13 +40,15 @@ def run_tasks_list() -> None:
 
 def run_tasks_export(args: list[str]) -> None:
     from hir.arguments import TaskArguments
-    from hir.runs.fileio import atomic_write_text
+    from hir.runs.fileio import atomic_write_text, require_writable_file
 
     if args and not args[0].startswith("-"):
         args = ["--task", *args]  # `hir tasks export TASK`
     export, task_args = option_parser(
         "hir tasks export", TasksExportArguments, TaskArguments
     ).parse(args)
+    if export.output:
+        require_writable_file(export.output)  # before the task is read
     task = task_args.load()
     lines = []
     for example in task.split(export.split):

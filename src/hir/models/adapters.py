@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hir.errors import HIRError
-from hir.models.sharding import is_sharded, loads_into_shards
+from hir.models.speed.sharding import is_sharded, loads_into_shards
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
@@ -81,7 +81,7 @@ def apply_training_scope(model, scope: TrainingScope, is_encoder_decoder: bool):
                 module.requires_grad_(True)
     frozen_cache = None
     if k and k < len(layers) and scope.activation_cache_mb and not is_encoder_decoder:
-        from hir.models.frozen_layers import FrozenLayerCache
+        from hir.models.speed.frozen_layers import FrozenLayerCache
 
         # (peft wraps the model in place: `layers` are still its blocks.)
         frozen_cache = FrozenLayerCache(model, layers, len(layers) - k, scope.activation_cache_mb)

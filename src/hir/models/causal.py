@@ -10,8 +10,6 @@ from collections.abc import Sequence
 import torch
 
 from hir.losses import IGNORE_INDEX
-from hir.models.blocks import BLOCK_TOKENS
-from hir.models.kv_cache import cache_argument, cache_of, layer_tensors, returned_cache
 from hir.models.policy import (
     EncodedBatch,
     PassContext,
@@ -22,6 +20,8 @@ from hir.models.policy import (
     position_ids,
     require_flat,
 )
+from hir.models.speed.blocks import BLOCK_TOKENS
+from hir.models.speed.kv_cache import cache_argument, cache_of, layer_tensors, returned_cache
 
 
 class CausalPolicy(Policy):
@@ -57,7 +57,7 @@ class CausalPolicy(Policy):
         self, prompt_ids: list[list[int]], output_ids: Sequence[Sequence[int]]
     ) -> EncodedBatch | None:
         """Each row's prompt, but for its last token, is cut into blocks at fixed positions
-        (`hir.models.blocks`); a block that several rows share (one query's prompt under two
+        (`hir.models.speed.blocks`); a block that several rows share (one query's prompt under two
         instructions, its samples, a sub-output's head) is one node, run once. What follows a
         row's last whole block (the rest of its prompt and its output) is the row's own, run
         after its blocks' KV cache. None where no block is shared: the flat batch is cheaper."""
@@ -96,7 +96,7 @@ class CausalPolicy(Policy):
 
     def output_logits(self, batch: EncodedBatch, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         model = model if model is not None else self.model
-        cache = self.frozen_cache_for(model)
+        cache = self.frozen.serving(model)
         if cache is not None:
             return cache.run(model, batch, self._output_logits)
         return self._output_logits(batch, model)
@@ -129,7 +129,7 @@ class CausalPolicy(Policy):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         require_flat(batch)
         model = model if model is not None else self.model
-        cache = self.frozen_cache_for(model)
+        cache = self.frozen.serving(model)
         if cache is not None:
             return cache.run(model, batch, self._output_hidden_states)
         return self._output_hidden_states(batch, model)

@@ -107,9 +107,16 @@ def load_policy(
         tokenizer = AutoTokenizer.from_pretrained(name)
         model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
-        model, loading = model_class.from_pretrained(
-            name, dtype=torch_dtype, output_loading_info=True
-        )
+        # Weights of another shape than the config's are loaded as new and reported in
+        # `loading` (refused below in one line), not in transformers' own report and error.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model, loading = model_class.from_pretrained(
+                name, dtype=torch_dtype, output_loading_info=True, ignore_mismatched_sizes=True
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
     except SafetensorError as exc:
         raise HIRError(
             f"the weights of model {name!r} cannot be read ({exc}): the file is damaged or was "

@@ -16,7 +16,6 @@ The two kinds are `Seq2SeqPolicy` (`hir.models.seq2seq`) and `CausalPolicy` (`hi
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -29,19 +28,15 @@ from transformers import PreTrainedModel
 from hir.errors import HIRError
 from hir.losses import IGNORE_INDEX, TokenStatistics, output_layer_statistics, token_statistics
 from hir.models.adapters import TrainingScope
-from hir.models.frozen_layers import FrozenLayerCache
-from hir.models.output_layer import (
-    fusable_output_layer,
-    output_layer_skipped,
-    plain_output_layer,
-)
 from hir.models.prompts import PromptFormat
-from hir.models.sharding import is_sharded, load_state
+from hir.models.speed.frozen_layers import FrozenLayerCache, FrozenLayers
+from hir.models.speed.output_layer import FusedOutputLayers, output_layer_skipped
+from hir.models.speed.sharding import is_sharded
 
 
 @dataclass
 class SharedPrefix:
-    """Prompt blocks that rows of a decoder-only batch share (`hir.models.blocks`), run once
+    """Prompt blocks that rows of a decoder-only batch share (`hir.models.speed.blocks`), run once
     each. `levels[j]`: the distinct blocks at tokens j*BLOCK_TOKENS.. [D_j, BLOCK_TOKENS];
     `parents[j]`: for each, its prefix's block in `levels[j - 1]` (empty for j = 0);
     `of_row[b, j]`: row b's block in `levels[j]`, -1 past its last one."""
@@ -121,19 +116,24 @@ class Policy:
         self.source = source  # the name or path it was loaded by, as runs record it
         # What is trained (set_training_scope): all weights until told otherwise.
         self.training_scope = TrainingScope()
-        # The frozen lower layers' activations, kept when only the top layers are trained.
-        self.frozen_cache: FrozenLayerCache | None = None
-        # Its twins, for copies of the model whose frozen layers stay frozen (`share_frozen_layers`);
-        # each lives as long as the copy that holds it.
-        self.frozen_twins: weakref.WeakSet[FrozenLayerCache] = weakref.WeakSet()
-        # model -> (its output layer, that layer if the loss may run it itself, else None).
-        self._checked_output_layers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # What only makes it faster (`hir.models.speed`): the frozen lower layers' activations,
+        # kept when only the top layers are trained, and the output layer fused into the loss.
+        self.frozen = FrozenLayers()
+        self.output_layers = FusedOutputLayers()
 
     @staticmethod
     def max_positions_of(model: PreTrainedModel) -> int | None:
         """How many positions a sequence (prompt and output) may fill; None: no fixed limit."""
         config = model.config
         return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)  # fmt: skip
+
+    @property
+    def frozen_cache(self) -> FrozenLayerCache | None:
+        return self.frozen.cache
+
+    @frozen_cache.setter
+    def frozen_cache(self, cache: FrozenLayerCache | None) -> None:
+        self.frozen = FrozenLayers(cache)
 
     @property
     def chat(self) -> bool:
@@ -155,7 +155,6 @@ class Policy:
         self.model, self.frozen_cache = apply_training_scope(
             self.model, scope, self.is_encoder_decoder
         )
-        self.frozen_twins = weakref.WeakSet()
         self.training_scope = scope
         return self
 
@@ -168,20 +167,11 @@ class Policy:
         cache is off)."""
         from hir.models.adapters import transformer_layers
 
-        if self.frozen_cache is None or not self.frozen_cache.enabled:
-            return None
-        twin = self.frozen_cache.twin(copy, transformer_layers(copy)[1])
-        self.frozen_twins.add(twin)
-        return twin
-
-    def frozen_cache_for(self, model) -> FrozenLayerCache | None:
-        """The cache that serves `model`'s passes: the policy's own for its model, a twin's for
-        a copy that shares the frozen layers, else None. Also through DDP's wrapper: the pass
-        still runs through it, so that it synchronizes the trained layers' gradients."""
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = model.module
-        caches = [self.frozen_cache, *self.frozen_twins] if self.frozen_cache else []
-        return next((cache for cache in caches if cache.model is model), None)
+        return (
+            self.frozen.share_with(copy, transformer_layers(copy)[1])
+            if self.frozen.enabled
+            else None
+        )
 
     # -- text -> tensors ------------------------------------------------------------------------
 
@@ -234,31 +224,19 @@ class Policy:
         (checked once per model), the loss runs it itself, fused with the statistics, at output
         positions only; otherwise from `output_logits`."""
         model = model if model is not None else self.model
-        layer = self._fusable_output_layer(model)
+        # Not through a DDP/FSDP/DeepSpeed wrapper: their parameters are theirs to gather.
+        layer = self.output_layers.for_model(model) if runs_unwrapped(model) else None
         if layer is None:
             return token_statistics(*self.output_logits(batch, model))
         with output_layer_skipped(model, layer):
             hidden, labels = self.output_logits(batch, model)
         return output_layer_statistics(hidden, layer.weight, layer.bias, labels)
 
-    def _fusable_output_layer(self, model) -> torch.nn.Linear | None:
-        # Not through a DDP/FSDP/DeepSpeed wrapper: their parameters are theirs to gather.
-        if not runs_unwrapped(model):
-            return None
-        layer = plain_output_layer(model)
-        if layer is None:
-            return None
-        checked = self._checked_output_layers.get(model)
-        if checked is None or checked[0] is not layer:  # unseen, or its layer was replaced
-            checked = self._checked_output_layers[model] = (layer, fusable_output_layer(model))
-        return checked[1]
-
     def precompute_frozen_layers(self, prompts: list[str], outputs: list[str]) -> None:
         """With the frozen-layer cache on, run the frozen layers for these (prompt, output)
         pairs now, all together, rather than batch by batch in training."""
-        if self.frozen_cache is None or not self.frozen_cache.enabled:
-            return
-        self.frozen_cache.precompute(self.encode(prompts, outputs).inputs)
+        if self.frozen.enabled:
+            self.frozen.precompute(self.encode(prompts, outputs).inputs)
 
     # -- the model-kind specific part ------------------------------------------------------
 
@@ -366,15 +344,13 @@ class Policy:
         place (e.g. a checkpoint's), keeping its device and dtype. For a LoRA model, the
         adapter's weights."""
         from hir.models.adapters import is_adapted, load_adapter_weights
+        from hir.models.weights import load_weights_into
 
         if is_adapted(self.model):
             load_adapter_weights(self.model, Path(folder))
         else:
             load_weights_into(self.model, Path(folder))
-        if self.frozen_cache is not None:
-            self.frozen_cache.clear()
-        for twin in self.frozen_twins:  # a copy's frozen layers may differ now: check again
-            twin.checked.clear()
+        self.frozen.weights_changed()
 
     def save(self, path: str | os.PathLike, merge: bool = True) -> None:
         """An ordinary model folder; a LoRA adapter is merged into the weights (unless
@@ -421,30 +397,3 @@ def pad_rows(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tenso
         padded[i, span] = torch.tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return padded, mask
-
-
-def load_weights_into(model: PreTrainedModel, folder: Path) -> None:
-    """Load `model*.safetensors` (one file or shards) from `folder` into `model`. Weights that
-    `save_pretrained` left out because they are tied to another (GPT-2's output embedding) are
-    the same tensor as one that is loaded; any other missing weight is an error."""
-    from safetensors.torch import load_file
-
-    files = sorted(folder.glob("model*.safetensors"))
-    if not files:
-        from hir.models.adapters import ADAPTER_WEIGHTS
-
-        if (folder / ADAPTER_WEIGHTS).is_file():
-            raise HIRError(f"{folder} holds a LoRA adapter, not whole weights: load it into a model "
-                           "built with the run's --lora_r (and --train_last_layers, --lora_target_modules)")  # fmt: skip
-        raise HIRError(f"{folder} holds no model*.safetensors weights")
-    # A sharded model's parameters are DTensors: read the whole weights onto the CPU.
-    device = "cpu" if is_sharded(model) else str(next(model.parameters()).device)
-    state = {}
-    for file in files:
-        state.update(load_file(file, device=device))
-    missing, unexpected = load_state(model, state)
-    if missing or unexpected:
-        raise HIRError(
-            f"the weights in {folder} do not fit this model (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}): resume with the model the run started from"
-        )

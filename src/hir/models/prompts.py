@@ -150,10 +150,17 @@ def end_of_turn_id(tokenizer) -> int:
     """The token a chat template puts right after an assistant's message (<|im_end|>,
     <|eot_id|>, <end_of_turn>...), found by rendering one; EOS when it is not a special token."""
     marker = "XYZZY"
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
-        tokenize=False,
-    )
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
+            tokenize=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - a template's own raise_exception, or a broken one
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HIRError(
+            f"the model's chat template fails on a user turn and an assistant turn ({said}): fix "
+            "the tokenizer's chat_template, or pass --prompt_format plain"
+        ) from exc
     after = text[text.rindex(marker) + len(marker) :]
     ids = tokenizer(after, add_special_tokens=False)["input_ids"]
     if ids and ids[0] in tokenizer.all_special_ids:

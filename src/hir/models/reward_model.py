@@ -31,7 +31,7 @@ from hir.errors import HIRError
 from hir.models.loading import TOKENIZER_FILES, load_policy
 from hir.models.policy import Policy
 from hir.models.scalar_head import ScalarHeadModel, last_output_scalars
-from hir.models.sharding import full_state_dict, is_main_process, is_sharded
+from hir.models.speed.sharding import full_state_dict, is_main_process, is_sharded
 from hir.runs.fileio import atomic_write_json
 from hir.runs.staging import staged_folder
 from hir.tasks.base import Task
@@ -137,7 +137,7 @@ def save_reward_model(
     process (the others return at once). Sharded (FSDP2, ZeRO-3): a collective call; the main
     process gathers the whole weights into `unsharded()` (a fresh model of the same shape)."""
     from hir.models.adapters import merged_model
-    from hir.models.sharding import load_state
+    from hir.models.speed.sharding import load_state
 
     sharded = is_sharded(model)
     state = full_state_dict(model) if sharded else None
@@ -148,7 +148,7 @@ def save_reward_model(
         missing, _ = load_state(model, state)
         if missing:
             raise HIRError(f"the gathered reward model lacks {missing[:3]}: cannot save it")
-    with staged_folder(folder, overwrite=True) as staging:
+    with staged_folder(folder, overwrite=True, made_by="hir (reward model)") as staging:
         merged_model(model.body).save_pretrained(staging)
         model.policy.tokenizer.save_pretrained(staging)
         head = {name: tensor.detach().float().cpu().contiguous()

@@ -196,7 +196,9 @@ def write_converted(gguf: Path, folder: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     # A half-converted folder is never used: it is staged and renamed into place whole.
-    with staged_folder(folder, overwrite=True, flag="the model cache folder") as staging:
+    with staged_folder(
+        folder, overwrite=True, flag="the model cache folder", made_by="hir (GGUF converted)"
+    ) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
 

@@ -14,6 +14,7 @@ from hir.models import Policy
 from hir.online.parallel import on_shares
 from hir.runs.crash_points import crash_point
 from hir.runs.fileio import atomic_write_json, atomic_write_jsonl
+from hir.runs.folders import EVALUATION_SUMMARY, PREDICTIONS
 from hir.runs.versions import library_versions
 from hir.tasks.base import Task
 
@@ -122,9 +123,22 @@ def _score_outputs(policy, task, examples, instruction, batch_size, max_new_toke
 def write_evaluation(result: EvalResult, output_dir: str | Path, config: dict) -> Path:
     """predictions.jsonl (one line per example) and summary.json (numbers, config, versions)."""
     output_dir = Path(output_dir)
-    atomic_write_jsonl(output_dir / "predictions.jsonl", result.records)
-    summary_path = output_dir / "summary.json"
+    atomic_write_jsonl(output_dir / PREDICTIONS, result.records)
+    summary_path = output_dir / EVALUATION_SUMMARY
     atomic_write_json(
         summary_path, {**result.summary(), "config": config, "versions": library_versions()}
     )
     return summary_path
+
+
+def evaluate_with_config(
+    policy: Policy, task: Task, config, instruction: str, accelerator: Accelerator | None = None
+) -> EvalResult:
+    """Greedy evaluation with a run's settings (`config`: a `RunConfig` of `hir.trainers`): what
+    every iteration, and the compare "start" row, report."""
+    return evaluate(
+        policy, task, split=config.eval_split, instruction=instruction,
+        batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens,
+        limit=config.eval_limit, accelerator=accelerator,
+        success_threshold=config.success_threshold,
+    )  # fmt: skip

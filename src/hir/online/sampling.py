@@ -5,11 +5,32 @@ reward model drives training, with the reward, keeping the task's score beside i
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from hir.models import Policy
+from hir.options import flag_help
 from hir.tasks.base import Example, Task
 from hir.tasks.feedback import Feedback
+
+
+@dataclass
+class SamplingSettings:
+    """How outputs are sampled, declared once: every sampling method's config
+    (`hir.trainers.run_config.SamplingConfig`) and `hir screen`'s settings are these."""
+
+    num_samples: int = field(default=4, metadata=flag_help("samples per query (paper: 4; the screen's k of pass@k)"))  # fmt: skip
+    temperature: float = field(default=1.0, metadata=flag_help("sampling temperature (paper: 1.0)"))
+    top_k: int = field(default=0, metadata=flag_help("top-k sampling; 0 = off (pure sampling)"))
+    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling; 1.0 = off"))
+
+    def sampling_checks(self) -> list[tuple[bool, str]]:
+        """(condition, message) pairs for the settings above."""
+        return [
+            (self.num_samples >= 1, "num_samples must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.top_k >= 0, "top_k must be >= 0 (0 = off)"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+        ]
 
 
 @dataclass(frozen=True)

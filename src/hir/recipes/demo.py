@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hir.models import Policy
-from hir.recipes.small_start import WarmStart, build_and_warm_up
+from hir.recipes.small_start import SmallStart, build_and_warm_up
 from hir.runs.fileio import atomic_write_json
+from hir.runs.folders import RunFolder, check_folder, mark_folder
 from hir.runs.report import before_after_table
 from hir.tasks import Task, load_task
 from hir.trainers.hir import HIRConfig, HIRTrainer
 
+DEMO_MAKER = "hir demo"  # the demo replaces a folder that its own earlier run made, nothing else
 DEMO_TASK = "synthetic/sort"
 DEMO_WARMUP_EXAMPLES = 400
-DEMO_START = WarmStart(arch="gpt2", size="small", vocab_size=1000)
+DEMO_START = SmallStart(arch="gpt2", size="small", vocab_size=1000)
 DEMO_HIR = {
     "iterations": 6,
     "epochs_per_iteration": 2,
@@ -70,7 +72,7 @@ def prepare_start_policy(output_dir: str | Path, seed: int = 0):
 
 
 def demo_config(output_dir: str | Path, seed: int, **overrides) -> HIRConfig:
-    settings = {**DEMO_HIR, "overwrite_output_dir": True, **overrides}
+    settings = {**DEMO_HIR, **overrides}
     return HIRConfig(output_dir=str(output_dir), seed=seed, **settings)
 
 
@@ -82,10 +84,14 @@ def run_demo(
 ) -> dict:
     start = time.perf_counter()
     output_dir = Path(output_dir)
+    # An earlier demo's folder is started over; any other folder that is not empty is refused.
+    earlier = check_folder(output_dir, "run", made_by=DEMO_MAKER)
+    mark_folder(output_dir, "run", DEMO_MAKER)
     begin = prepare_start_policy(output_dir, seed)
     task, policy = begin.task, begin.policy
     overrides = {
         "report_to": report_to,
+        "overwrite_output_dir": earlier is not None,
         **({"iterations": iterations} if iterations is not None else {}),
     }
     config = demo_config(output_dir, seed, **overrides)
@@ -105,7 +111,8 @@ def run_demo(
             },
         }
     )
-    atomic_write_json(output_dir / "summary.json", summary)
+    files = RunFolder(output_dir)
+    atomic_write_json(files.summary, summary)
     print()
     print(
         before_after_table(
@@ -119,6 +126,6 @@ def run_demo(
         )
     )
     print(
-        f"\n{summary['wall_seconds']:.0f}s; plot: {output_dir / 'accuracy.png'}; summary: {output_dir / 'summary.json'}"
+        f"\n{summary['wall_seconds']:.0f}s; plot: {files.accuracy_plot}; summary: {files.summary}"
     )
     return summary

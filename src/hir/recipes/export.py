@@ -15,31 +15,42 @@ from pathlib import Path
 from hir.errors import HIRError
 from hir.models.adapters import ADAPTER_WEIGHTS
 from hir.runs.checkpoint import checkpoint_problem, list_checkpoints
+from hir.runs.folders import (
+    BUFFER,
+    CHECKPOINT_MANIFEST,
+    HISTORY,
+    MARKER,
+    TRAINING_STATE,
+    VALUE_STATE,
+    RunFolder,
+)
 from hir.runs.staging import check_target, staged_folder
 
 
 def checkpoint_of(run_or_checkpoint: str | Path) -> Path:
     """The intact checkpoint folder a path names: itself, or a run folder's newest intact one
-    (its manifest checked: no file missing, cut or changed)."""
+    (its manifest checked: no file missing, cut or changed, and written by this run under this
+    iteration's name)."""
     path = Path(run_or_checkpoint)
-    if (path / "COMPLETE.json").is_file():
+    if (path / CHECKPOINT_MANIFEST).is_file():
         problem = checkpoint_problem(path)
         if problem:
             raise HIRError(f"checkpoint {path} is damaged: {problem}; give another checkpoint")
         return path
-    found = list_checkpoints(path / "checkpoints")
+    run = RunFolder(path)
+    found = list_checkpoints(run.checkpoints)
     if not found:
         raise HIRError(
             f"{path} is neither a run folder with checkpoints nor a checkpoint: give the "
             "--output_dir of a `hir train` run or one of its checkpoints/iteration-NNNN folders"
         )
     for folder in reversed(found):
-        problem = checkpoint_problem(folder)
+        problem = checkpoint_problem(folder, run.run_id())
         if problem is None:
             return folder
         print(f"hir: skipping checkpoint {folder.name}: {problem}", file=sys.stderr)
     raise HIRError(
-        f"no intact checkpoint in {path / 'checkpoints'} (all failed their checks, see above)"
+        f"no intact checkpoint in {run.checkpoints} (all failed their checks, see above)"
     )
 
 
@@ -50,7 +61,7 @@ def export_model(
     staged under a name this call made, then renamed into place (`hir.runs.staging`)."""
     check_target(output_dir, overwrite)  # before the slow part
     source = checkpoint_of(run_or_checkpoint)
-    with staged_folder(output_dir, overwrite) as staging:
+    with staged_folder(output_dir, overwrite, made_by="hir export") as staging:
         _write_model(source, staging, merge)
     return Path(output_dir)
 
@@ -74,7 +85,6 @@ def _write_model(source: Path, staging: Path, merge: bool) -> None:
         AutoTokenizer.from_pretrained(source).save_pretrained(staging)
     else:
         ignore = shutil.ignore_patterns(
-            "training_state.pt", "value_state.pt", "buffer.jsonl", "history.jsonl",
-            "COMPLETE.json",
+            TRAINING_STATE, VALUE_STATE, BUFFER, HISTORY, CHECKPOINT_MANIFEST, MARKER,
         )  # fmt: skip
         shutil.copytree(source, staging, ignore=ignore, dirs_exist_ok=True)

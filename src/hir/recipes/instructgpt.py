@@ -28,19 +28,20 @@ from accelerate.utils import DistributedType, set_seed
 from hir.errors import HIRError
 from hir.models import Policy, load_policy
 from hir.models.adapters import TrainingScope
-from hir.models.reward_model import RewardCard, RewardModel, save_reward_model
-from hir.models.sharding import is_main_process
+from hir.models.reward_model import REWARD_CARD, RewardCard, RewardModel, save_reward_model
+from hir.models.speed.sharding import is_main_process
 from hir.online.parallel import on_shares
 from hir.online.sampling import sample_outputs
 from hir.options import flag_help
 from hir.recipes.export import export_model
 from hir.runs.fileio import atomic_write_json
+from hir.runs.folders import RunFolder, check_folder, mark_folder
 from hir.runs.staging import remove_stale_staging
 from hir.tasks.base import Task
 from hir.trainers import get_method
-from hir.trainers.online_config import SamplingConfig
 from hir.trainers.optimization import build_accelerator
-from hir.trainers.reward_model import rankings_from_feedback, train_reward_model
+from hir.trainers.reward_model_trainer import rankings_from_feedback, train_reward_model
+from hir.trainers.run_config import SamplingConfig
 from hir.trainers.sft import SFTConfig, SFTTrainer
 
 # --final_method -> (registered method, the settings that make it, as the CLI's defaults)
@@ -60,6 +61,17 @@ class InstructGPTStages:
     sft_epochs: int = field(default=10, metadata=flag_help("SFT stage: epochs per iteration"))
     reward_model_epochs: int = field(default=2, metadata=flag_help("epochs of the reward model's training"))  # fmt: skip
     reward_model_queries: int | None = field(default=None, metadata=flag_help("rank the samples of this many training queries (a seeded random subset; none: all)"))  # fmt: skip
+
+    def __post_init__(self) -> None:  # checked before any stage runs
+        for ok, message in [
+            (self.sft_iterations >= 0, f"--sft_iterations must be >= 0, got {self.sft_iterations}"),
+            (self.sft_epochs >= 1, f"--sft_epochs must be >= 1, got {self.sft_epochs}"),
+            (self.reward_model_epochs >= 1, f"--reward_model_epochs must be >= 1, got {self.reward_model_epochs}"),
+            (self.reward_model_queries is None or self.reward_model_queries >= 1,
+             f"--reward_model_queries must be >= 1 (or left out: all), got {self.reward_model_queries}"),
+        ]:  # fmt: skip
+            if not ok:
+                raise HIRError(message)
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ def run_instructgpt(
     also set the SFT stage; `stages` says how long stages 1 and 2 train."""
     began = time.perf_counter()
     root = Path(config.output_dir)
+    check_folder(root, "instructgpt")  # a folder of anything else is refused before any stage
     start = instructgpt_start(model, task, config, root, stages, reuse=config.resume)
     method = final_method_name(config)
     final = run_final_method(
@@ -104,7 +117,7 @@ def run_instructgpt(
         "config": config.to_dict(),
     }
     if is_main_process():
-        atomic_write_json(root / "summary.json", summary)
+        atomic_write_json(RunFolder(root).summary, summary)
     return summary
 
 
@@ -140,7 +153,10 @@ def instructgpt_start(
                                   "epochs_per_iteration": stages.sft_epochs,
                                   "resume": reuse,
                                   "overwrite_output_dir": config.overwrite_output_dir and not reuse})  # fmt: skip
-        SFTTrainer(policy, task, sft_config).train()
+        sft_trainer = SFTTrainer(policy, task, sft_config)  # checks the data and the feedback
+        if accelerator.is_main_process:  # all checked: the folder becomes the pipeline's
+            mark_folder(root, "instructgpt", "hir instructgpt")
+        sft_trainer.train()
         if accelerator.is_main_process:  # the last checkpoint, adapters merged, in one rename
             export_model(root / "sft", sft_model, merge=True, overwrite=True)
         accelerator.wait_for_everyone()
@@ -177,8 +193,8 @@ def instructgpt_start(
     ptx_pairs = [(task.prompt(e.query, instruction), e.target) for e in task.split("train")]
     return InstructGPTStart(
         sft_model, rm_folder, ptx_pairs,
-        json.loads((root / "sft" / "summary.json").read_text(encoding="utf-8")),
-        json.loads((rm_folder / "reward_model.json").read_text(encoding="utf-8")), chat, scope,
+        json.loads(RunFolder(root / "sft").summary.read_text(encoding="utf-8")),
+        json.loads((rm_folder / REWARD_CARD).read_text(encoding="utf-8")), chat, scope,
     )  # fmt: skip
 
 

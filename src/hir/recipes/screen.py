@@ -31,10 +31,11 @@ from hir.errors import HIRError
 from hir.losses import sequence_scores
 from hir.models import Policy
 from hir.online.evaluate import commonest
-from hir.online.sampling import sample_outputs
+from hir.online.sampling import SamplingSettings, sample_outputs
 from hir.options import flag_help
 from hir.recipes.premise import greedy_under_both, same_answer_share, top_answers
 from hir.runs.fileio import atomic_write_json, atomic_write_text
+from hir.runs.folders import SCREEN, SCREEN_MD
 from hir.runs.versions import library_versions
 from hir.tasks import Task
 
@@ -51,13 +52,11 @@ ONE_ANSWER_SHARE = 0.5
 
 
 @dataclass
-class ScreenSettings:
+class ScreenSettings(SamplingSettings):
+    """What `hir screen` measures on, and how it samples (`SamplingSettings`)."""
+
     split: str = field(default="validation", metadata=flag_help("split screened (tune on validation)"))  # fmt: skip
     limit: int = field(default=40, metadata=flag_help("queries per task (noise ~0.5/sqrt(N))"))
-    num_samples: int = field(default=4, metadata=flag_help("samples per query (k of pass@k)"))
-    temperature: float = field(default=1.0, metadata=flag_help("sampling temperature"))
-    top_k: int = field(default=0, metadata=flag_help("top-k sampling; 0 = off"))
-    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling; 1.0 = off"))
     max_new_tokens: int = field(default=32, metadata=flag_help("longest output"))
     batch_size: int = field(default=32, metadata=flag_help("queries per generate call"))
     seed: int = field(default=0, metadata=flag_help("seeds the sampling (per task)"))
@@ -88,8 +87,11 @@ class ScreenSettings:
         for name in ("limit", "num_samples", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise HIRError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise HIRError("--temperature must be > 0, --top_p in (0, 1] and --top_k >= 0")
+        for ok, message in self.sampling_checks():
+            if not ok:
+                raise HIRError(f"--{message}")
+        if not 0 <= self.seed < 2**32:
+            raise HIRError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.split not in ("train", "validation", "test"):
             raise HIRError(f"--split must be train, validation or test, got {self.split!r}")
         for temperature, top_p in self.grid():
@@ -306,7 +308,7 @@ def screen(
     already in screen.json with the same settings are kept, so a killed screen continues.
     Every row's chance level and reading are derived again with today's rule."""
     output_dir = Path(output_dir)
-    path = output_dir / "screen.json"
+    path = output_dir / SCREEN
     rows = _previous_rows(path, settings, record)
     for name, task in tasks:
         if name in rows:
@@ -328,7 +330,7 @@ def screen(
 def _write(path: Path, rows: list[dict], settings: ScreenSettings, record: dict) -> None:
     atomic_write_json(path, {**record, "settings": asdict(settings), "rows": rows,
                              "versions": library_versions()})  # fmt: skip
-    atomic_write_text(path.parent / "screen.md", screen_table(rows, settings.num_samples))
+    atomic_write_text(path.parent / SCREEN_MD, screen_table(rows, settings.num_samples))
 
 
 def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[str, dict]:

@@ -26,7 +26,7 @@ from hir.trainers.finetune import instruction_pairs, supervised_finetune
 
 
 @dataclass(frozen=True)
-class WarmStart:
+class SmallStart:
     """How to build and warm up the starting policy."""
 
     arch: str = "gpt2"
@@ -48,11 +48,13 @@ class WarmStart:
             raise HIRError(f"warm-start labeled fraction must be in (0, 1), got {self.labeled_fraction}")  # fmt: skip
 
     @classmethod
-    def parse(cls, spec: str, **settings) -> WarmStart:
+    def parse(cls, spec: str, **settings) -> SmallStart:
         """From "ARCH-SIZE", e.g. "gpt2-small" or "t5-tiny"."""
         arch, _, size = spec.partition("-")
         if not size:
-            raise HIRError(f"--warm-start must look like ARCH-SIZE (e.g. gpt2-small), got {spec!r}")
+            raise HIRError(
+                f"--small_start must look like ARCH-SIZE (e.g. gpt2-small), got {spec!r}"
+            )
         return cls(arch=arch, size=size, **settings)
 
 
@@ -60,7 +62,7 @@ def build_and_warm_up(
     task: Task,
     warmup_examples: Sequence[Example],
     output_dir: str | Path,
-    settings: WarmStart = WarmStart(),
+    settings: SmallStart = SmallStart(),
     seed: int = 0,
 ) -> tuple[Policy, list[tuple[str, str]]]:
     """Build a small model whose tokenizer is trained on the task's training text, fine-tune it
@@ -93,8 +95,8 @@ def build_and_warm_up(
     return policy, pairs
 
 
-def warm_start_from_split(
-    task: Task, output_dir: str | Path, settings: WarmStart = WarmStart(), seed: int = 0
+def small_start_from_split(
+    task: Task, output_dir: str | Path, settings: SmallStart = SmallStart(), seed: int = 0
 ) -> tuple[Task, Path, list[tuple[str, str]]]:
     """Warm up on a seeded `labeled_fraction` of the training split and hold those queries out.
 

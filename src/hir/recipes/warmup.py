@@ -22,6 +22,7 @@ from hir.errors import HIRError
 from hir.options import flag_help
 from hir.recipes.premise import measure_premise
 from hir.runs.fileio import atomic_write_json
+from hir.runs.folders import WARMUP_RECORD
 from hir.runs.staging import check_target, staged_folder
 from hir.runs.versions import library_versions
 from hir.tasks import Task
@@ -96,9 +97,11 @@ def instruction_warmup(
               "model_arguments": asdict(model_args), "pairs": len(pairs), "training": training,
               "premise_before": before, "premise_after": after,
               "wall_seconds": time.perf_counter() - started, "versions": library_versions()}  # fmt: skip
-    with staged_folder(output_dir, overwrite) as staging:  # all of it, or nothing
+    with staged_folder(
+        output_dir, overwrite, made_by="hir warm-up"
+    ) as staging:  # all of it, or nothing
         policy.save(staging, merge=True)
-        atomic_write_json(staging / "warmup.json", record)
+        atomic_write_json(staging / WARMUP_RECORD, record)
     return record
 
 

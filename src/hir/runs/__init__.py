@@ -1,3 +1,4 @@
-"""What a run writes and how it survives: checkpoints (`checkpoint`), atomic file writes
-(`fileio`), logs and trackers (`tracking`), plots (`report`), a comparison's diagnostics
-(`diagnostics`), library versions (`versions`), and where the kill tests strike (`crash_points`)."""
+"""What a run writes and how it survives: the folders' file names and who may write where
+(`folders`), checkpoints (`checkpoint`), atomic file writes (`fileio`), staged folder writes
+(`staging`), one writer per folder (`lock`), logs and trackers (`tracking`), plots (`report`),
+library versions (`versions`), and where the kill tests strike (`crash_points`)."""

@@ -17,6 +17,7 @@ import torch
 
 from hir.runs.crash_points import crash_point
 from hir.runs.fileio import atomic_write_json, file_sha256
+from hir.runs.folders import CHECKPOINT_MANIFEST, TRAINING_STATE, RunFolder
 
 _NAME = re.compile(r"^iteration-(\d{4,})$")
 
@@ -56,9 +57,13 @@ def _python_state(plain: list) -> tuple:
     return (version, tuple(internal), gauss)
 
 
-def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Path:
+def save_checkpoint(
+    root: Path, iteration: int, write_contents, keep: int, run_id: str | None = None
+) -> Path:
     """`write_contents(folder)` writes the checkpoint's files into a fresh folder; it becomes
-    `root/iteration-NNNN` in one rename. Only the `keep` newest checkpoints stay."""
+    `root/iteration-NNNN` in one rename. Only the `keep` newest checkpoints stay. Its manifest
+    names the run (`run_id`) and the iteration, so that a checkpoint of another run, or one
+    renamed, is never taken for this run's."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iteration-{iteration:04d}"
     staging = root / f".staging-{final.name}"
@@ -69,7 +74,8 @@ def save_checkpoint(root: Path, iteration: int, write_contents, keep: int) -> Pa
         crash_point("checkpoint_staging")
         # Written last: what every file must be, so that a resume can tell a damaged checkpoint.
         atomic_write_json(
-            staging / "COMPLETE.json", {"iteration": iteration, "files": manifest(staging)}
+            staging / CHECKPOINT_MANIFEST,
+            {"run": run_id, "iteration": iteration, "files": manifest(staging)},
         )
     except BaseException:  # a full disk, an interrupt: no half-written folder stays behind
         shutil.rmtree(staging, ignore_errors=True)
@@ -97,13 +103,21 @@ def manifest(folder: Path) -> dict[str, dict]:
     return entries
 
 
-def checkpoint_problem(folder: Path) -> str | None:
-    """Why `folder` is not an intact checkpoint (a file missing, cut or changed since it was
-    written), or None. Checkpoints written before manifests existed are taken as they are."""
+def checkpoint_problem(folder: Path, run_id: str | None = None) -> str | None:
+    """Why `folder` is not an intact checkpoint of the run `run_id` (None: of any run): a file
+    missing, cut or changed since it was written, a manifest that names another run, or
+    another iteration than the folder's name; else None. Checkpoints written before manifests
+    (or run ids) existed are taken as they are."""
     try:
-        recorded = json.loads((folder / "COMPLETE.json").read_text(encoding="utf-8"))
+        recorded = json.loads((folder / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "its COMPLETE.json is missing or unreadable"
+        return f"its {CHECKPOINT_MANIFEST} is missing or unreadable"
+    written_by = recorded.get("run")
+    if run_id is not None and written_by is not None and written_by != run_id:
+        return f"it belongs to another run (run id {written_by}; this run's is {run_id})"
+    named = _NAME.match(folder.name)
+    if named and "iteration" in recorded and int(named.group(1)) != recorded["iteration"]:
+        return f"its manifest says iteration {recorded['iteration']}: the folder was renamed"
     for name, entry in recorded.get("files", {}).items():
         path = folder / name
         if not path.is_file():
@@ -120,7 +134,9 @@ def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / "COMPLETE.json").is_file()]
+    found = [
+        p for p in root.iterdir() if _NAME.match(p.name) and (p / CHECKPOINT_MANIFEST).is_file()
+    ]
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
@@ -131,29 +147,26 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def save_training_state(folder: Path, optimizer_state: dict, scheduler, rng: dict) -> None:
     """`optimizer_state`: the optimizer's `state_dict()` (a sharded model's gathered whole,
-    `hir.models.sharding.full_optimizer_state`)."""
+    `hir.models.speed.sharding.full_optimizer_state`)."""
     torch.save(
         {"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng},
-        folder / "training_state.pt",
+        folder / TRAINING_STATE,
     )
 
 
 def load_training_state(folder: Path) -> dict:
     # weights_only: a checkpoint from someone else cannot run code when it is loaded.
-    return torch.load(folder / "training_state.pt", weights_only=True)
-
-
-RUN_FILES = ("buffer.jsonl", "metrics.jsonl", "summary.json", "accuracy.png")
+    return torch.load(folder / TRAINING_STATE, weights_only=True)
 
 
 def remove_run_files(output_dir: Path) -> None:
     """Start over in `output_dir`: remove what a run wrote there (its iteration checkpoints,
     buffer, metrics, summary and plot), and nothing else."""
-    root = output_dir / "checkpoints"
+    root = RunFolder(output_dir).checkpoints
     if root.is_dir():
         for folder in root.iterdir():
             name = folder.name.removeprefix(".staging-").removeprefix(".stale-")
             if folder.is_dir() and _NAME.match(name):
                 shutil.rmtree(folder)
-    for name in RUN_FILES:
+    for name in RunFolder.FILES:
         (output_dir / name).unlink(missing_ok=True)

@@ -99,6 +99,19 @@ def require_writable_folder(path: str | os.PathLike, flag: str = "--output_dir")
         raise HIRError(f"{flag} {path} cannot be written ({existing} is read-only): choose another {flag}")  # fmt: skip
 
 
+def require_writable_file(path: str | os.PathLike, flag: str = "--output") -> None:
+    """Refuse, before anything is written, a file target that is a folder or cannot be written
+    (its folder is a file, or read-only)."""
+    from hir.errors import HIRError
+
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise HIRError(f"{flag} {path} is a folder, not a file: name a file in it, e.g. {path / 'data.jsonl'}")  # fmt: skip
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HIRError(f"{flag} {path} is read-only: choose another {flag}")
+    require_writable_folder(path.parent, flag)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

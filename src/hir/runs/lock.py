@@ -2,8 +2,10 @@
 holds `<output_dir>/.hir.lock` while it writes; a second process that wants the folder gets one
 line naming the holder, or, through `unless_locked`, the holder itself (how several `hir compare`
 processes share one comparison's runs). The lock of a process that died (killed, power lost)
-is taken over, with one line, so that `--resume` works after any crash. A process that holds a
-folder's lock may take it again (a comparison's run lock, then its trainer's)."""
+is taken over, with one line, so that `--resume` works after any crash; so is the lock of a
+process whose pid now belongs to another process (the holder is known by its pid and the time
+its process started). A process that holds a folder's lock may take it again (a comparison's run
+lock, then its trainer's)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hir.errors import HIRError
+from hir.runs.folders import LOCK as LOCK_NAME
 
-LOCK_NAME = ".hir.lock"
 _HELD: set[Path] = set()  # the lock files this process holds
 
 
@@ -74,7 +76,8 @@ def live_holder(folder: str | os.PathLike, name: str = LOCK_NAME) -> dict | None
 def _take(path: Path) -> dict | None:
     """Create the lock file as this process's; None once done, or the live holder."""
     mine = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}  # fmt: skip
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv),
+            "process_started": process_start_time(os.getpid())}  # fmt: skip
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -117,14 +120,41 @@ def _is_live_other(holder: dict) -> bool:
 
 
 def _is_dead(holder: dict) -> bool:
-    """Whether the holder is a process of this machine that no longer runs (a holder on
-    another machine is taken to be alive: its pid cannot be checked from here)."""
+    """Whether the holder is a process of this machine that no longer runs: its pid is free,
+    or taken by a process that started at another time than the holder's (a holder on another
+    machine is taken to be alive: its pid cannot be checked from here)."""
     if holder.get("host") != socket.gethostname():
         return False
     try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
+        pid = int(holder["pid"])
+    except (KeyError, ValueError, TypeError):
         return False
-    return False
+    started = process_start_time(pid)
+    if started is None:  # gone, or its start cannot be read: the pid alone says
+        return not _pid_exists(pid)
+    recorded = holder.get("process_started")
+    # Locks written before the start time was recorded: a live pid is taken to be the holder.
+    return isinstance(recorded, (int, float)) and abs(started - recorded) > 1.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), or None where it cannot be read
+    (no such process, or no psutil: the GPU image lacks it)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

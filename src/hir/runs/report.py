@@ -68,14 +68,14 @@ def before_after_table(rows: list[tuple[str, float, float]]) -> str:
     return "\n".join(lines)
 
 
-def plot_comparison(runs: list[dict], output_dir: str | Path) -> None:
+def plot_comparison(runs: list[dict], by_iteration: Path, by_time: Path) -> None:
     """Mean accuracy over seeds per method, against iteration and against wall time."""
     plt = pyplot()
     if plt is None:
         return
     methods = list(dict.fromkeys(r["method"] for r in runs))
-    for x_key, name, label in [("iteration", "accuracy_vs_iteration.png", "iteration"),
-                               ("wall_seconds", "accuracy_vs_wall_time.png", "wall time (s)")]:  # fmt: skip
+    for x_key, path, label in [("iteration", by_iteration, "iteration"),
+                               ("wall_seconds", by_time, "wall time (s)")]:  # fmt: skip
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
         for method in methods:
             histories = [r["history"] for r in runs if r["method"] == method]
@@ -92,5 +92,5 @@ def plot_comparison(runs: list[dict], output_dir: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(Path(output_dir) / name)
+        fig.savefig(path)
         plt.close(fig)

@@ -1,9 +1,10 @@
 """One write discipline for every command that writes a folder (`hir export`, `hir warm-up`,
 `hir build-model`, `hir models fetch`): the target is checked before anything is written (a
-non-empty folder is refused unless the user asked to overwrite it), the contents are written
-into a staging folder that this call created under a unique name beside the target, and the
-staging folder becomes the target in one rename. On any failure the staging folder, and only
-it, is removed: a folder this call did not create is never deleted.
+non-empty folder is refused unless it is a model folder hir wrote and the user asked to
+overwrite it: `hir.runs.folders`), the contents are written into a staging folder that this
+call created under a unique name beside the target, with the marker that says hir wrote it,
+and the staging folder becomes the target in one rename. On any failure the staging folder, and
+only it, is removed: a folder this call did not create is never deleted.
 
     with staged_folder(Path("exp/model"), overwrite=False) as staging:
         model.save_pretrained(staging)
@@ -20,33 +21,42 @@ from pathlib import Path
 
 from hir.errors import HIRError
 from hir.runs.crash_points import crash_point
-from hir.runs.fileio import require_writable_folder
+from hir.runs.folders import check_folder, mark_folder
 
 
 def check_target(
     target: str | os.PathLike, overwrite: bool = False, flag: str = "--output_dir"
 ) -> Path:
-    """`target` as a folder a command may write: writable, and empty unless `overwrite`."""
+    """`target` as a folder a command may write a model to: writable, not the current folder
+    nor one that holds it, and empty, or (with `overwrite`) a model folder hir wrote."""
     target = Path(target)
-    require_writable_folder(target, flag)
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        raise HIRError(f"{flag} {target} is the current folder or holds it: choose another {flag}")
+    found = check_folder(target, "model", flag)
+    if found is not None and not overwrite:
         raise HIRError(
-            f"{flag} {target} is not empty: choose a new folder, or pass --overwrite_output_dir "
-            "to replace it"
+            f"{flag} {target} holds {found.description}: choose a new folder, or pass "
+            "--overwrite_output_dir to replace it"
         )
     return target
 
 
 @contextmanager
 def staged_folder(
-    target: str | os.PathLike, overwrite: bool = False, flag: str = "--output_dir"
+    target: str | os.PathLike,
+    overwrite: bool = False,
+    flag: str = "--output_dir",
+    made_by: str = "hir",
 ) -> Iterator[Path]:
-    """A fresh staging folder that becomes `target` when the block ends without an error."""
+    """A fresh staging folder that becomes `target` when the block ends without an error.
+    `made_by`: the command its marker names."""
     target = check_target(target, overwrite, flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder may be shared
     try:
+        mark_folder(staging, "model", made_by)
         yield staging
         crash_point("staged")
         replace_folder(staging, target)

@@ -9,6 +9,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from hir.runs.fileio import atomic_write_json, atomic_write_jsonl
+from hir.runs.folders import RunFolder
 from hir.runs.versions import library_versions
 
 _CONSOLE = [
@@ -40,17 +41,22 @@ def parse_report_to(report_to: str) -> list[str]:
 
 class RunLogger:
     def __init__(
-        self, accelerator: Accelerator, output_dir: Path, config: dict, history: list[dict]
+        self,
+        accelerator: Accelerator,
+        output_dir: Path,
+        config: dict,
+        history: list[dict],
+        run_id: str | None = None,
     ) -> None:
+        """`run_id`: the run's identity, recorded beside its config (`hir.runs.checkpoint`)."""
         self.accelerator = accelerator
-        self.output_dir = output_dir
+        self.files = RunFolder(output_dir)
         self.history = history
         self.writes_files = accelerator.is_main_process
         if self.writes_files:
-            atomic_write_json(
-                output_dir / "config.json", {"config": config, "versions": library_versions()}
-            )
-            atomic_write_jsonl(output_dir / "metrics.jsonl", history)
+            record = {"config": config, "run_id": run_id, "versions": library_versions()}
+            atomic_write_json(self.files.config, record)
+            atomic_write_jsonl(self.files.metrics, history)
         if accelerator.log_with:
             flat = {
                 k: v if isinstance(v, (int, float, str, bool)) else str(v)
@@ -64,7 +70,7 @@ class RunLogger:
 
     def log(self, record: dict) -> None:
         if self.writes_files:
-            atomic_write_jsonl(self.output_dir / "metrics.jsonl", self.history)
+            atomic_write_jsonl(self.files.metrics, self.history)
         scalars = {
             k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "iteration"
         }

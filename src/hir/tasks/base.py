@@ -8,6 +8,9 @@ prompt = instruction + "\\n\\nQ: " + query + "\\nA:", a numpy seed-1 permutation
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +48,32 @@ def exact_match_any(output: str, example: Example) -> float:
     """Like `exact_match`, but any form in `example.accepted` also counts (e.g. "nine" or "9")."""
     forms = (example.target, *example.accepted)
     return float(any(normalize_answer(output) == normalize_answer(f) for f in forms))
+
+
+def number_or_exact_match_any(output: str, example: Example) -> float:
+    """Like `exact_match_any`, but an output and a form that both read as numbers are compared
+    as numbers ("1.5" is not "15", as the normalisation that drops periods would have it;
+    "3.0" is "3"). Users' data, whose answers may be JSON numbers, is scored by it."""
+    output_number = _finite_number(output)
+    for form in (example.target, *example.accepted):
+        form_number = _finite_number(form)
+        if output_number is not None and form_number is not None:
+            if output_number == form_number:
+                return 1.0
+        elif normalize_answer(output) == normalize_answer(form):
+            return 1.0
+    return 0.0
+
+
+def _finite_number(text: str) -> float | None:
+    text = str(text).strip()
+    if "_" in text:  # float() reads "1_000"; an answer with it is text
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def render_prompt(instruction: str, query: str, template: str = PROMPT_TEMPLATE) -> str:
@@ -172,6 +201,23 @@ class Task:
         if name == "train" and self.held_out_train_ids:
             examples = [e for e in examples if e.id not in self.held_out_train_ids]
         return examples
+
+    def data_identity(self) -> dict:
+        """What defines the data a run of this task learns and is measured on: each split's
+        size, a digest of every example in its split (id, query, answers), and the feedback
+        function's name. A resumed run must have the same (`hir.trainers.loop`)."""
+        digest = hashlib.sha256()
+        sizes = {}
+        for name in SPLITS:
+            examples = self.split(name)
+            sizes[name] = len(examples)
+            for e in examples:
+                digest.update(
+                    json.dumps([name, e.id, e.query, e.target, list(e.accepted)]).encode()
+                )
+        return {"task_examples": sizes, "task_data_sha256": digest.hexdigest()[:16],
+                # (without the address in a repr, which differs from process to process)
+                "feedback": re.sub(r" at 0x[0-9a-fA-F]+", "", callable_name(self.feedback))}  # fmt: skip
 
     def prompt(self, query: str, instruction: str | None = None) -> str:
         instruction = self.correct_instruction if instruction is None else instruction

@@ -3,6 +3,7 @@ and their feedback functions (a callable, or a `module:function` path)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -10,7 +11,7 @@ from types import MappingProxyType
 from hir.callables import load_callable
 from hir.errors import HIRError
 from hir.runs.fileio import read_jsonl_objects
-from hir.tasks.base import Example, Task, exact_match_any
+from hir.tasks.base import Example, Task, number_or_exact_match_any
 
 
 def load_feedback(spec: str | Callable) -> Callable:
@@ -47,6 +48,17 @@ def examples_from_records(
                     f"{source}: record {index} has {json_type(form)} as its query or answer; "
                     "give text or numbers (an answer may be a list of accepted forms)"
                 )
+            # json reads 1e400 as inf and NaN as nan: text that means no number at all.
+            if isinstance(form, float) and not math.isfinite(form):
+                raise HIRError(
+                    f"{source}: record {index} has the number {form} as its query or answer; "
+                    "give a finite number, or the answer as text"
+                )
+            if isinstance(form, str) and not _is_utf8(form):
+                raise HIRError(
+                    f"{source}: record {index} has text with an unpaired surrogate "
+                    "(a lone \\ud800-\\udfff escape) in its query or answer; fix the text"
+                )
         forms = [str(form) for form in forms]
         if not str(record[query_field]).strip() or not all(f.strip() for f in forms):
             raise HIRError(
@@ -82,7 +94,7 @@ def load_jsonl_task(path: str, query_field: str = "query", answer_field: str = "
     return Task(
         name=f"jsonl:{path}",
         examples=examples_from_records(records, path, query_field, answer_field),
-        feedback=exact_match_any,
+        feedback=number_or_exact_match_any,
         description=f"user data from {path}",
     )
 
@@ -121,7 +133,7 @@ def task_from_dataset(
     return Task(
         name=name,
         examples=examples_from_records(dataset, name, query_field, answer_field),
-        feedback=exact_match_any,
+        feedback=number_or_exact_match_any,
         description=f"user data {name}",
     )
 
@@ -130,3 +142,11 @@ def json_type(value) -> str:
     return {type(None): "null", dict: "an object", list: "a list"}.get(
         type(value), type(value).__name__
     )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,5 +1,5 @@
 """The methods, side by side: one file each (`hir.py`, `farl.py`, `sft.py`, `ppo.py`), on the
-shared online loop in `online.py` (whose supervised epochs are in `epochs.py`).
+shared online loop in `loop.py` (whose supervised epochs are in `epochs.py`).
 
 `METHODS` is the one registry that `hir train --method`, `hir compare` and Python use:
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from hir.errors import HIRError
 from hir.online.relabel import in_top_share
 from hir.options import flag_help
-from hir.trainers.online import SupervisedTrainer, TrainItem
-from hir.trainers.online_config import SamplingConfig, SupervisedFields
+from hir.trainers.loop import SupervisedTrainer, TrainItem
+from hir.trainers.run_config import SamplingConfig, SupervisedFields
 
 
 @dataclass

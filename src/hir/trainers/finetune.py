@@ -1,5 +1,5 @@
 """Supervised fine-tuning outside the online loop, on (prompt, output) pairs, and the pairs that
-teach a model both instructions: what the warm-ups (`hir warm-up`, `--warm_start`) train on.
+teach a model both instructions: what the warm-ups (`hir warm-up`, `--small_start`) train on.
 It runs the supervised epochs and the optimizer step every trainer uses."""
 
 from __future__ import annotations

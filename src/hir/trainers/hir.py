@@ -36,8 +36,8 @@ from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.tasks import Task
-from hir.trainers.online import SupervisedTrainer, TrainItem, item_weights
-from hir.trainers.online_config import SamplingConfig, SupervisedFields
+from hir.trainers.loop import SupervisedTrainer, TrainItem, item_weights
+from hir.trainers.run_config import SamplingConfig, SupervisedFields
 
 SCRIPTED = ("binary", "quantile", "percentile")
 IN_BATCH_GROUP = 8  # the in-batch form scores every output under every context: group^2 sequences
@@ -163,6 +163,9 @@ class HIRTrainer(SupervisedTrainer):
         the top bucket's ("Give an answer that scores in the top 25%.")."""
         return make_relabeler(config, task).target_instruction
 
+    def feedback_share(self) -> float:
+        return self.config.feedback_budget
+
     def training_items(self, iteration: int) -> list[TrainItem]:
         return self.relabel(self.buffer.samples)
 
@@ -179,37 +182,38 @@ class HIRTrainer(SupervisedTrainer):
             items.append(TrainItem(example, instruction, s.output, answer=s.answer))
         return items
 
-    def weighed(self, items: Sequence[TrainItem]) -> list[TrainItem]:
+    def weighted(self, items: Sequence[TrainItem]) -> list[TrainItem]:
         """The supervised weights, times instruction-balanced ones (`balance_instructions`)."""
-        items = super().weighed(items)
+        items = super().weighted(items)
         if not self.config.balance_instructions:
             return items
         weights = balanced_weights([i.instruction for i in items])
         return [dataclasses.replace(i, weight=i.weight * w) for i, w in zip(items, weights)]
 
-    def run_epochs(self, items: Sequence[TrainItem], iteration: int) -> dict:
-        first = self.config.contrast_first_epochs
-        if not first:
-            return super().run_epochs(items, iteration)
-        # The contrast-first schedule: the contrastive term alone, then the whole loss.
-        contrastive = self.train_epochs(items, self.contrastive_loss, first, iteration)
-        rest = self.config.epochs_per_iteration - first
-        metrics = self.train_epochs(items, self.loss, rest, iteration) if rest else {}
-        metrics.update({f"contrast_first/{k}": v for k, v in contrastive.items()})
-        metrics["train_steps"] = contrastive["train_steps"] + metrics.get("train_steps", 0)
-        return metrics
-
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
-        metrics = super().update(items, iteration)
-        if items:
-            target = self.target_instruction
-            metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(
-                items
-            )
-        agreement = getattr(self.relabeler, "agreement", None)
-        if agreement is not None:  # the learned relabeler's, on held-out scored samples
-            metrics["relabel_agreement"] = agreement
-        return metrics
+        """One iteration of HIR's training (docs/method.md section 3): the relabeled items with
+        their CE weights, the frozen layers run once for all of them, then the epochs of `loss`
+        (CE + contrastive - entropy); with `contrast_first_epochs`, the first epochs of the
+        contrastive term alone (`contrastive_loss`)."""
+        agreement = getattr(self.relabeler, "agreement", None)  # the learned relabeler's
+        extra = {} if agreement is None else {"relabel_agreement": agreement}
+        if not items:
+            return {"train_steps": 0, "train_items": 0, **extra}
+        items = self.weighted(items)
+        self.policy.precompute_frozen_layers(*self.training_pairs(items))
+        first, epochs = self.config.contrast_first_epochs, self.config.epochs_per_iteration
+        if first:
+            contrastive = self.train_epochs(items, self.contrastive_loss, first, iteration)
+            rest = epochs - first
+            metrics = self.train_epochs(items, self.loss, rest, iteration) if rest else {}
+            metrics.update({f"contrast_first/{k}": v for k, v in contrastive.items()})
+            metrics["train_steps"] = contrastive["train_steps"] + metrics.get("train_steps", 0)
+        else:
+            metrics = self.train_epochs(items, self.loss, epochs, iteration)
+        target = self.target_instruction
+        metrics["train_items"] = len(items)
+        metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(items)
+        return {**metrics, **extra}
 
     # -- the loss ------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from hir.losses import (
 from hir.models import EncodedBatch, Policy, wrap_policy
 from hir.models.adapters import is_adapted, reference_context
 from hir.models.scalar_head import ScalarHeadModel
-from hir.models.sharding import (
+from hir.models.speed.sharding import (
     full_optimizer_state,
     full_state_dict,
     full_weights,
@@ -54,12 +54,11 @@ from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
 from hir.runs.fileio import read_jsonl_objects
+from hir.runs.folders import VALUE_STATE  # in a checkpoint folder
 from hir.tasks.feedback import BatchReward
-from hir.trainers.online import OnlineTrainer
-from hir.trainers.online_config import SamplingConfig
+from hir.trainers.loop import OnlineTrainer
 from hir.trainers.optimization import optimizer_step
-
-VALUE_STATE = "value_state.pt"  # in a checkpoint folder: the value model and its optimizer
+from hir.trainers.run_config import SamplingConfig
 
 
 @dataclass

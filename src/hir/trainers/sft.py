@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hir.options import flag_help
-from hir.trainers.online import SupervisedTrainer, TrainItem
-from hir.trainers.online_config import RunConfig, SupervisedFields
+from hir.trainers.loop import SupervisedTrainer, TrainItem
+from hir.trainers.run_config import RunConfig, SupervisedFields
 
 
 @dataclass
@@ -34,6 +34,7 @@ class SFTConfig(SupervisedFields, RunConfig):
 class SFTTrainer(SupervisedTrainer):
     method = "sft"
     config_class = SFTConfig
+    samples = False
 
     def training_items(self, iteration: int) -> list[TrainItem]:
         target = self.target_instruction

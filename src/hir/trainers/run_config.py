@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from hir.errors import HIRError
+from hir.online.sampling import SamplingSettings
 from hir.options import flag_help
 from hir.runs.tracking import TRACKERS, unknown_trackers
 
@@ -141,6 +142,7 @@ class RunConfig:
                 "eval_split must be train, validation or test",
             ),
             (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (0 <= self.seed < 2**32, f"seed must be in [0, 2**32) (numpy's range), got {self.seed}"),
             (not (self.resume and self.overwrite_output_dir),
              "resume and overwrite_output_dir exclude each other: choose one"),
             (not unknown_trackers(self.report_to),
@@ -163,15 +165,14 @@ class RunConfig:
 
 
 @dataclass
-class SamplingConfig(RunConfig):
+class SamplingConfig(RunConfig, SamplingSettings):
+    """A run that samples each iteration: `SamplingSettings` (num_samples, temperature, top_k,
+    top_p) and what is sampled for and kept."""
+
     max_queries_per_iteration: int | None = field(
         default=None,
         metadata=flag_help("sample for a random subset of this many training queries per round"),
     )
-    num_samples: int = field(default=4, metadata=flag_help("samples per query (paper: 4)"))
-    temperature: float = field(default=1.0, metadata=flag_help("sampling temperature (paper: 1.0)"))
-    top_k: int = field(default=0, metadata=flag_help("top-k sampling; 0 = off (pure sampling)"))
-    top_p: float = field(default=1.0, metadata=flag_help("nucleus sampling; 1.0 = off"))
     sampling_batch_size: int = field(default=64, metadata=flag_help("queries per generate call"))
     buffer_retention: str = field(
         default="cap:4", metadata=flag_help("all | latest:K | cap:M (x train size)")
@@ -185,17 +186,17 @@ class SamplingConfig(RunConfig):
     )  # fmt: skip
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + [
-            (self.num_samples >= 1, "num_samples must be >= 1"),
-            (self.temperature > 0, "temperature must be > 0"),
-            (self.top_k >= 0, "top_k must be >= 0 (0 = off)"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (self.sampling_batch_size >= 1, "sampling_batch_size must be >= 1"),
-            (
-                self.max_queries_per_iteration is None or self.max_queries_per_iteration >= 1,
-                "max_queries_per_iteration must be >= 1",
-            ),
-        ]
+        return (
+            super().checks()
+            + self.sampling_checks()
+            + [
+                (self.sampling_batch_size >= 1, "sampling_batch_size must be >= 1"),
+                (
+                    self.max_queries_per_iteration is None or self.max_queries_per_iteration >= 1,
+                    "max_queries_per_iteration must be >= 1",
+                ),
+            ]
+        )
 
 
 @dataclass

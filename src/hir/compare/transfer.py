@@ -14,12 +14,12 @@ from pathlib import Path
 
 from hir.errors import HIRError
 from hir.models import Policy
-from hir.recipes.compared_methods import run_folder
 from hir.recipes.export import checkpoint_of
 from hir.recipes.screen import ScreenSettings, commonest_greedy_answer, screen
+from hir.runs.folders import RunFolder, run_folder
 from hir.runs.report import mean_and_std
 from hir.tasks import Task
-from hir.trainers.online_config import RunConfig, SamplingConfig
+from hir.trainers.run_config import RunConfig, SamplingConfig
 
 # The screen's numbers averaged over seeds, in the table's order.
 SCREENED_FIELDS = (
@@ -43,7 +43,7 @@ def transfer_settings(configs: Mapping[str, RunConfig], limit: int, seed: int) -
 
 def screened_row(folder: Path) -> dict | None:
     """The screen row a run folder holds (with the screen's samples per query as `k`), if any."""
-    path = folder / "screen.json"
+    path = RunFolder(folder).screen
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))

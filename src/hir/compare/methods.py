@@ -8,7 +8,7 @@ plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT),
 each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
 "instructgpt-hir", "instructgpt-farl". Any of them takes settings of its own after "+":
 "hir+contrastive_weight=10+balance_instructions=true". Each run lives in
-OUTPUT_DIR/METHOD/seed-N (`run_folder`).
+OUTPUT_DIR/METHOD/seed-N (`hir.runs.folders.run_folder`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 from hir.errors import HIRError
 from hir.recipes.instructgpt import FINAL_METHODS
 from hir.tasks.base import Task
 from hir.trainers import get_method
-from hir.trainers.online_config import RunConfig
+from hir.trainers.run_config import RunConfig
 
 # A compared method: a registered method, with config overrides for variants and ablations.
 METHODS: dict[str, tuple[str, dict]] = {
@@ -83,21 +82,16 @@ def parse_seeds(text: str) -> list[int]:
         raise HIRError(f"--seeds must be comma-separated integers, got {text!r}") from exc
     if not seeds:
         raise HIRError("--seeds names no seed")
+    outside = [seed for seed in seeds if not 0 <= seed < 2**32]
+    if outside:  # refused now, not after the runs of the seeds before it
+        raise HIRError(
+            f"--seeds {outside[0]} is outside [0, 2**32) (numpy's range): choose another"
+        )
     if len(set(seeds)) < len(seeds):
         raise HIRError(
             f"--seeds {text} repeats a seed: a repeated run would count twice in the mean"
         )
     return seeds
-
-
-# A finished run's record in its folder, written last.
-RUN_RECORD = "compare_run.json"
-
-
-def run_folder(output_dir: str | Path, method: str, seed: int) -> Path:
-    """Where a comparison keeps `method`'s run with `seed` ("start" for the start's own
-    preparation)."""
-    return Path(output_dir) / method / f"seed-{seed}"
 
 
 def variant_base(method: str) -> str:

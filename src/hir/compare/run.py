@@ -1,7 +1,7 @@
 """`hir compare`: several methods on the same task, starting policy, sampling budget and seeds,
 each run in its own folder (`METHOD/seed-N`), then one table and two plots
-(`hir.recipes.comparison_table`). What can be compared, and how the methods' configs are made:
-`hir.recipes.compared_methods`. A comparison resumes, and several processes can share one.
+(`hir.compare.table`). What can be compared, and how the methods' configs are made:
+`hir.compare.methods`. A comparison resumes, and several processes can share one.
 """
 
 from __future__ import annotations
@@ -22,27 +22,27 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
+from hir.compare.methods import method_variant, start_rows, variant_base
+from hir.compare.table import run_wall_seconds, summarize, write_comparison
+from hir.compare.transfer import screen_run, transfer_settings
 from hir.errors import HIRError
-from hir.recipes.compared_methods import (
-    RUN_RECORD,
-    method_variant,
-    run_folder,
-    start_rows,
-    variant_base,
-)
-from hir.recipes.comparison_table import run_wall_seconds, summarize, write_comparison
+from hir.online.evaluate import evaluate_with_config
 from hir.recipes.instructgpt import InstructGPTStages, instructgpt_start, run_final_method
-from hir.recipes.transfer import screen_run, transfer_settings
 from hir.runs.fileio import atomic_write_json, read_jsonl
+from hir.runs.folders import (
+    RUN_RECORD,
+    TABLE_LOCK,
+    RunFolder,
+    check_folder,
+    mark_folder,
+    run_folder,
+)
 from hir.runs.lock import folder_lock, live_holder, unless_locked
 from hir.runs.report import evaluated_records
 from hir.tasks.base import Task
 from hir.trainers import get_method
-from hir.trainers.online import evaluate_with_config
-from hir.trainers.online_config import RunConfig
+from hir.trainers.run_config import RunConfig
 
-# Held while a table is written, so that processes sharing a comparison write one at a time.
-TABLE_LOCK_NAME = ".hir.table.lock"
 # What the comparison keeps of each evaluated iteration of a run.
 EVALUATED_KEYS = ("iteration", "accuracy", "mean_score", "wall_seconds", "commonest_answer",
                   "commonest_answer_share")  # fmt: skip
@@ -76,7 +76,7 @@ def run_comparison(
     `model_options`: how each run loads its start (prompt format, LoRA, trained layers).
     `instructgpt_stages`: the SFT and reward-model stages of the instructgpt-* methods, made once
     per seed in `output_dir/instructgpt-start/seed-N`. `screen_limit` > 0: each run's trained
-    model (and the start) is screened on that many evaluated queries (`hir.recipes.transfer`),
+    model (and the start) is screened on that many evaluated queries (`hir.compare.transfer`),
     the instructgpt-* rows excepted (their relabeling is not correct / wrong).
 
     When the configs say `resume`, runs that finished are read back, not run again, and an
@@ -93,6 +93,14 @@ def run_comparison(
     resume = any(config.resume for config in configs.values())
     launch = _launch_of(configs)
     main = launch is None or launch.is_main_process  # the process that writes
+    # Before any run: a folder of anything but a comparison is refused, and a comparison is
+    # continued or started over only when asked.
+    found = check_folder(output_dir, "comparison")
+    if found is not None and not resume and not any(c.overwrite_output_dir for c in configs.values()):  # fmt: skip
+        raise HIRError(
+            f"--output_dir {output_dir} holds {found.description}: pass --resume to continue it, "
+            "--overwrite_output_dir to start it over, or choose another --output_dir"
+        )
     if resume and main:
         holder = live_holder(output_dir)
         if holder is not None:  # a comparison that starts over holds the whole folder
@@ -102,6 +110,8 @@ def run_comparison(
                 "wait for it to end, or choose another folder"
             )
     with contextlib.nullcontext() if resume or not main else folder_lock(output_dir):
+        if main:
+            mark_folder(output_dir, "comparison", "hir compare")
         return _run_comparison(configs, seeds, start, output_dir, resume, launch,
                                model_options or ModelArguments(),
                                instructgpt_stages or InstructGPTStages(), screen_limit)  # fmt: skip
@@ -246,7 +256,8 @@ def _run_comparison(
         # One process at a time, each reading the runs as they are then: the last has them all.
         if not main:
             return
-        with folder_lock(output_dir, name=TABLE_LOCK_NAME, wait=True):
+        # (processes sharing a comparison write it one at a time)
+        with folder_lock(output_dir, name=TABLE_LOCK, wait=True):
             finished = finished_runs(row_names)
             if finished:
                 write_comparison(output_dir, summarize(finished, row_names), finished, record)
@@ -319,7 +330,7 @@ def _run_comparison(
 def _evaluated_history(config: RunConfig) -> list[dict]:
     """A finished run's evaluated iterations, as the comparison keeps them (runs logged before
     the commonest answer was lack it)."""
-    records = evaluated_records(read_jsonl(Path(config.output_dir) / "metrics.jsonl"))
+    records = evaluated_records(read_jsonl(RunFolder(config.output_dir).metrics))
     return [{key: record[key] for key in EVALUATED_KEYS if key in record} for record in records]
 
 

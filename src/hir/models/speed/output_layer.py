@@ -11,6 +11,7 @@ per model on a short input.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -88,3 +89,22 @@ def fusable_output_layer(model: torch.nn.Module) -> torch.nn.Linear | None:
         return None  # a scale does not pass through a bias
     difference = (returned - scale * expected).abs().max() / expected.abs().max()
     return layer if difference.item() <= CHECK_TOLERANCE else None
+
+
+class FusedOutputLayers:
+    """Which models' output layers the loss may run itself, checked once per model (and again
+    when its output layer is replaced)."""
+
+    def __init__(self) -> None:
+        # model -> (its output layer, that layer if the loss may run it itself, else None)
+        self._checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def for_model(self, model: torch.nn.Module) -> torch.nn.Linear | None:
+        """`model`'s output layer where the loss may run it, fused with the statistics."""
+        layer = plain_output_layer(model)
+        if layer is None:
+            return None
+        checked = self._checked.get(model)
+        if checked is None or checked[0] is not layer:  # unseen, or its layer was replaced
+            checked = self._checked[model] = (layer, fusable_output_layer(model))
+        return checked[1]

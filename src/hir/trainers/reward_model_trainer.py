@@ -24,7 +24,7 @@ from hir.losses import ranking_loss
 from hir.models import Policy
 from hir.models.reward_model import RewardModel
 from hir.models.scalar_head import last_output_scalars
-from hir.models.sharding import share_tied_embeddings
+from hir.models.speed.sharding import share_tied_embeddings
 from hir.online.sampling import Sample
 from hir.runs.fileio import read_jsonl_objects
 from hir.tasks.base import Task

@@ -9,10 +9,10 @@ import io
 import statistics
 from pathlib import Path
 
-from hir.recipes.compared_methods import run_folder
-from hir.recipes.transfer import transfer_markdown, transfer_rows
-from hir.runs.diagnostics import diagnostics_markdown, diagnostics_rows
+from hir.compare.diagnostics import diagnostics_markdown, diagnostics_rows
+from hir.compare.transfer import transfer_markdown, transfer_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
+from hir.runs.folders import ComparisonFolder
 from hir.runs.report import mean_and_std, plot_comparison
 from hir.runs.versions import library_versions
 
@@ -68,26 +68,28 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     """comparison.md / .csv (the table), comparison.json (what was compared: model, task,
     seeds, each method's config, the start rows' instructions; the table, every run, versions),
     diagnostics.md, the two plots, and transfer.md where runs were screened."""
+    files = ComparisonFolder(output_dir)
     markdown = markdown_table(rows)
     transfer = transfer_rows(output_dir, runs, [r["method"] for r in rows])
     if transfer:
-        atomic_write_text(output_dir / "transfer.md", transfer_markdown(transfer))
-    atomic_write_text(output_dir / "comparison.md", markdown + "\n")
+        atomic_write_text(files.transfer, transfer_markdown(transfer))
+    atomic_write_text(files.table, markdown + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
-    atomic_write_json(output_dir / "comparison.json", {**record, "table": rows, "runs": runs,
+    atomic_write_text(files.table_csv, buffer.getvalue())
+    atomic_write_json(files.record, {**record, "table": rows, "runs": runs,
                                                         "transfer": transfer,
                                                         "versions": library_versions()})  # fmt: skip
-    plot_comparison(runs, output_dir)
-    atomic_write_text(output_dir / "diagnostics.md", diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip
+    plot_comparison(runs, files.plot_by_iteration, files.plot_by_time)
+    atomic_write_text(files.diagnostics, diagnostics_markdown(diagnostics_rows(training_histories(output_dir, runs))) + "\n")  # fmt: skip
     print(
         "\n"
         + markdown
-        + f"\n\nwrote {output_dir / 'comparison.md'}, comparison.csv, diagnostics.md, accuracy_vs_iteration.png, accuracy_vs_wall_time.png"
-        + (", transfer.md" if transfer else "")
+        + f"\n\nwrote {files.table}, {files.table_csv.name}, {files.diagnostics.name}, "
+        + f"{files.plot_by_iteration.name}, {files.plot_by_time.name}"
+        + (f", {files.transfer.name}" if transfer else "")
     )
 
 
@@ -95,7 +97,7 @@ def training_histories(output_dir: Path, runs: list[dict]) -> dict[str, list[lis
     """Each trained method's full per-iteration logs (`metrics.jsonl`), one list per seed."""
     histories: dict[str, list[list[dict]]] = {}
     for run in runs:
-        path = run_folder(output_dir, run["method"], run["seed"]) / "metrics.jsonl"
+        path = ComparisonFolder(output_dir).run(run["method"], run["seed"]).metrics
         if run["method"] != "start" and path.is_file():
             histories.setdefault(run["method"], []).append(list(read_jsonl(path)))
     return histories

@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from hir.recipes.compared_methods import RUN_RECORD, run_folder
-from hir.recipes.comparison_table import run_wall_seconds
+from hir.compare.table import run_wall_seconds
 from hir.runs.checkpoint import list_checkpoints
 from hir.runs.fileio import read_jsonl
+from hir.runs.folders import RunFolder, run_folder
 from hir.runs.lock import live_holder
 
 STATES = ("finished", "running", "interrupted", "not started")
@@ -33,24 +33,25 @@ def run_state(folder: Path) -> dict:
     comparison's evaluation split) and wall hours; the last iteration logged and of how many,
     the hours its other iterations will take at the pace so far, the last checkpoint and the
     process holding it."""
-    if (folder / RUN_RECORD).is_file():
-        record = json.loads((folder / RUN_RECORD).read_text())
+    files = RunFolder(folder)
+    if files.compare_record.is_file():
+        record = json.loads(files.compare_record.read_text())
         return {"state": "finished", "accuracy": record["final_accuracy"],
                 "hours": run_wall_seconds(record) / 3600}  # fmt: skip
     state = {"state": "not started"}
-    metrics = folder / "metrics.jsonl"
+    metrics = files.metrics
     if metrics.is_file():
         logged = list(read_jsonl(metrics))
         if logged:
             state.update(state="interrupted", iteration=logged[-1]["iteration"])
-    if (folder / "config.json").is_file():
-        record = json.loads((folder / "config.json").read_text())
+    if files.config.is_file():
+        record = json.loads(files.config.read_text())
         state["iterations"] = record.get("config", {}).get("iterations")
         if "iteration" in state and state["iterations"]:
             left = hours_left(logged, state["iterations"])
             if left is not None:
                 state["hours_left"] = left
-    checkpoints = list_checkpoints(folder / "checkpoints")
+    checkpoints = list_checkpoints(files.checkpoints)
     if checkpoints:
         state.update(state="interrupted", checkpoint=checkpoints[-1].name)
     holder = live_holder(folder) if folder.is_dir() else None

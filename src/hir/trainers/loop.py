@@ -5,16 +5,19 @@
 
 `OnlineTrainer` owns what all methods share: the run folder, accelerate, sampling, the replay
 buffer, evaluation, logging, checkpoints and resume, the summary. A method is a sibling subclass
-that sets `method` and `config_class` and fills in two hooks:
+that declares `method`, `config_class` and `samples` (whether it samples each iteration) and
+fills in two hooks:
 
 - `training_items(iteration)`: what to learn from this iteration (HIR: every buffered sample
   relabeled; FARL: the correct ones; SFT: the labeled queries; PPO: this iteration's rollout);
 - `update(items, iteration)`: one iteration's training on them; returns its metrics.
 
-Methods that keep more state than the policy and its optimizer (PPO's value model) build it in
-`before_prepare` and extend `extra_state` / `load_extra_state`. `SupervisedTrainer` is the
-`update` of the methods that train supervised epochs on a loss (HIR, FARL, SFT); HIR replaces
-its CE `loss(batch)`.
+Optional hooks: `feedback_share()` (HIR's feedback budget), `before_prepare` with
+`extra_state` / `load_extra_state` for methods that keep more state than the policy and its
+optimizer (PPO's value model). `SupervisedTrainer` is the `update` of the methods that train
+supervised epochs on a CE loss (FARL, SFT); HIR writes its own `update` and `loss` in one file
+(trainers/hir.py), on the same pieces (`weighted`, `train_epochs`). The loop reads nothing else
+of a method: no field of its config by name, no type probe.
 
     trainer = HIRTrainer("path/or/hub-id", "synthetic/count", HIRConfig(iterations=5))
     summary = trainer.train()          # resumes first when config.resume is set
@@ -28,6 +31,7 @@ import json
 import random
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +45,7 @@ from hir.errors import HIRError
 from hir.losses import answer_balanced_weights, label_smoothed_nll
 from hir.models import Policy, as_policy, describe_model
 from hir.models.adapters import initialize_adapter
-from hir.models.sharding import (
+from hir.models.speed.sharding import (
     full_optimizer_state,
     full_state_dict,
     full_weights,
@@ -50,7 +54,7 @@ from hir.models.sharding import (
     share_tied_embeddings,
 )
 from hir.online.buffer import ReplayBuffer
-from hir.online.evaluate import evaluate
+from hir.online.evaluate import evaluate_with_config
 from hir.online.parallel import on_shares
 from hir.online.sampling import sample_outputs
 from hir.runs.checkpoint import (
@@ -69,8 +73,8 @@ from hir.runs.fileio import (
     atomic_write_jsonl,
     read_jsonl,
     remove_stale_temporary_files,
-    require_writable_folder,
 )
+from hir.runs.folders import BUFFER, HISTORY, RunFolder, check_folder, mark_folder
 from hir.runs.lock import folder_lock
 from hir.runs.report import evaluated_records, plot_accuracy
 from hir.runs.tracking import RunLogger, parse_report_to
@@ -79,8 +83,8 @@ from hir.tasks import Example, Task, load_task
 from hir.tasks.base import callable_name
 from hir.tasks.feedback import BatchReward, Feedback
 from hir.trainers.epochs import train_epochs
-from hir.trainers.online_config import RunConfig, SamplingConfig
 from hir.trainers.optimization import build_accelerator
+from hir.trainers.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,13 @@ RESUMABLE_CHANGES = frozenset({
 
 
 class OnlineTrainer:
+    """The loop; a method declares what the loop reads of it (below) and fills in the hooks."""
+
     method: str = ""
     config_class: type[RunConfig] = RunConfig
+    # Whether the method samples each iteration (its config is then a `SamplingConfig`, whose
+    # buffer_retention and reward_model the loop reads); SFT learns from the labels only.
+    samples: bool = True
 
     def __init__(
         self,
@@ -136,7 +145,9 @@ class OnlineTrainer:
             )
         self.config = config
         self.output_dir = Path(config.output_dir)
-        require_writable_folder(self.output_dir)
+        self.files = RunFolder(self.output_dir)
+        # Before any model loads: a folder of anything but a run is refused.
+        check_folder(self.output_dir, "run")
         self._refuse_mixing_runs()
         set_seed(config.seed)
         self.task = task if isinstance(task, Task) else load_task(task)
@@ -165,8 +176,8 @@ class OnlineTrainer:
         # no number fails here, before anything is written.
         self.task.score(self.train_examples[0].target, self.train_examples[0])
         # Every process holds the whole buffer (to build the same batches); one writes it.
-        retention = getattr(config, "buffer_retention", "all")
-        self.buffer = ReplayBuffer(self.output_dir / "buffer.jsonl", retention,
+        retention = config.buffer_retention if self.samples else "all"
+        self.buffer = ReplayBuffer(self.files.buffer, retention,
                                    len(self.train_examples), persist=self.accelerator.is_main_process)  # fmt: skip
         if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             self._prepare_for_sharding()
@@ -193,8 +204,8 @@ class OnlineTrainer:
     def _reward(self, reward: BatchReward | None) -> Feedback | None:
         """The training reward, if not the task's feedback: `reward`, or the reward model
         `config.reward_model` names (whole on every process: it only scores)."""
-        folder = getattr(self.config, "reward_model", None)
-        if reward is not None and not isinstance(self.config, SamplingConfig):
+        folder = self.config.reward_model if self.samples else None
+        if reward is not None and not self.samples:
             raise HIRError(f"{self.method} samples nothing: a reward has nothing to score; "
                            "give it to HIR, FARL or PPO")  # fmt: skip
         if reward is None and folder:
@@ -234,6 +245,11 @@ class OnlineTrainer:
     def update(self, items: Sequence[Any], iteration: int) -> dict:
         raise NotImplementedError
 
+    def feedback_share(self) -> float:
+        """The share of samples the feedback scores (HIR under a feedback budget learns the
+        rest's labels; default: every sample is scored)."""
+        return 1.0
+
     def before_prepare(self) -> None:
         """Build what the method needs from the starting policy before accelerate wraps or
         shards it (PPO: its reference and value model; default: nothing)."""
@@ -257,19 +273,24 @@ class OnlineTrainer:
             return self._train()
 
     def _train(self) -> dict:
-        if self.accelerator.is_main_process and self.output_dir.is_dir():
+        if self.accelerator.is_main_process:  # (its owner checked before the model loaded)
+            mark_folder(self.output_dir, "run", f"hir train --method {self.method}")
             remove_stale_temporary_files(self.output_dir)  # left by a write killed mid-way
+        # The run's identity, named in every checkpoint's manifest: a resume continues it.
+        self.run_id = self.files.run_id() if self.config.resume else None
+        self.run_id = self.run_id or uuid.uuid4().hex
         if self.config.resume:
             self._resume_from_latest()
         elif self.config.overwrite_output_dir and self.accelerator.is_main_process:
             remove_run_files(self.output_dir)
         self.accelerator.wait_for_everyone()
-        self.logger = RunLogger(self.accelerator, self.output_dir, self._run_record(), self.history)
+        self.logger = RunLogger(self.accelerator, self.output_dir, self._run_record(), self.history,
+                                run_id=self.run_id)  # fmt: skip
         start = time.perf_counter() - self.elapsed_before
         if not self.history:
             self._finish_iteration(0, {}, start)
         for iteration in range(len(self.history), self.config.iterations + 1):
-            metrics = self.sample(iteration) if isinstance(self.config, SamplingConfig) else {}
+            metrics = self.sample(iteration) if self.samples else {}
             metrics.update(self.update(self.training_items(iteration), iteration))
             self._finish_iteration(iteration, metrics, start)
         return self._write_summary(time.perf_counter() - start)
@@ -298,7 +319,7 @@ class OnlineTrainer:
                     temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
                     max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
                     progress=f"iteration {iteration}: sampling", reward=self.reward,
-                    feedback_share=getattr(config, "feedback_budget", 1.0), seed=config.seed,
+                    feedback_share=self.feedback_share(), seed=config.seed,
                 ),
             )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -350,9 +371,9 @@ class OnlineTrainer:
             optimizer_state = full_optimizer_state(self.model, self.optimizer.optimizer)
             extra = self.extra_state()
         if self.accelerator.is_main_process:
-            save_checkpoint(self.output_dir / "checkpoints", iteration,
+            save_checkpoint(self.files.checkpoints, iteration,
                             lambda folder: self._write_checkpoint(folder, weights, optimizer_state, extra),
-                            self.config.keep_checkpoints)  # fmt: skip
+                            self.config.keep_checkpoints, run_id=self.run_id)  # fmt: skip
         self.accelerator.wait_for_everyone()
 
     def _write_checkpoint(
@@ -364,8 +385,8 @@ class OnlineTrainer:
         save_training_state(
             folder, optimizer_state, self.scheduler, capture_rng(self.generator, self.rng)
         )
-        self.buffer.save(folder / "buffer.jsonl")
-        atomic_write_jsonl(folder / "history.jsonl", self.history)
+        self.buffer.save(folder / BUFFER)
+        atomic_write_jsonl(folder / HISTORY, self.history)
         for name, state in extra.items():
             torch.save(state, folder / name)
 
@@ -404,7 +425,7 @@ class OnlineTrainer:
     def _refuse_mixing_runs(self) -> None:
         config = self.config
         fresh = not config.resume and not config.overwrite_output_dir
-        if fresh and list_checkpoints(self.output_dir / "checkpoints"):
+        if fresh and list_checkpoints(self.files.checkpoints):
             raise HIRError(
                 f"{self.output_dir} already holds the checkpoints of a run: pass --resume to "
                 "continue it, --overwrite_output_dir to start over, or choose another --output_dir"
@@ -412,15 +433,13 @@ class OnlineTrainer:
 
     def _resume_from_latest(self) -> None:
         """Resume from the newest checkpoint that verifies; say which were skipped and why."""
-        checkpoints = list_checkpoints(self.output_dir / "checkpoints")
+        checkpoints = list_checkpoints(self.files.checkpoints)
         if not checkpoints:
-            print(
-                f"hir: no checkpoint in {self.output_dir / 'checkpoints'}; starting from the beginning"
-            )
+            print(f"hir: no checkpoint in {self.files.checkpoints}; starting from the beginning")
             return
         self._refuse_changed_settings()
         for folder in reversed(checkpoints):
-            problem = checkpoint_problem(folder)
+            problem = checkpoint_problem(folder, self.run_id)
             if problem is None:
                 try:
                     self.restore(folder)
@@ -429,13 +448,13 @@ class OnlineTrainer:
                     problem = f"it cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})"
             print(f"hir: skipping checkpoint {folder.name}: {problem}", file=sys.stderr)
         raise HIRError(
-            f"no intact checkpoint in {self.output_dir / 'checkpoints'} (all failed their checks, "
+            f"no intact checkpoint in {self.files.checkpoints} (all failed their checks, "
             "see above); start over with --overwrite_output_dir"
         )
 
     def _refuse_changed_settings(self) -> None:
         """A resume continues the same run: the settings that define it must not change."""
-        path = self.output_dir / "config.json"
+        path = self.files.config
         if not path.is_file():
             return
         saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
@@ -461,9 +480,9 @@ class OnlineTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(folder)
         restore_rng(state["rng"], self.generator, self.rng)
-        self.buffer.load(folder / "buffer.jsonl")
+        self.buffer.load(folder / BUFFER)
         self.buffer.save()
-        self.history = list(read_jsonl(folder / "history.jsonl"))
+        self.history = list(read_jsonl(folder / HISTORY))
         self.elapsed_before = self.history[-1]["wall_seconds"]
         print(f"hir: resumed from {folder} (iteration {self.history[-1]['iteration']})")
 
@@ -478,7 +497,8 @@ class OnlineTrainer:
                 "prompt_format": "chat" if self.policy.chat else "plain", "training_scope": trained,
                 "activation_cache_mb": cache.max_bytes // 2**20 if cache and cache.enabled else 0,
                 "answer_extraction": callable_name(extraction) if callable(extraction) else extraction,
-                "reward": self.reward.name if self.reward else None, **self.config.to_dict()}  # fmt: skip
+                "reward": self.reward.name if self.reward else None, **self.task.data_identity(),
+                **self.config.to_dict()}  # fmt: skip
 
     def _write_summary(self, wall_seconds: float) -> dict:
         evaluated = evaluated_records(self.history)
@@ -502,8 +522,8 @@ class OnlineTrainer:
             "versions": library_versions(),
         }
         if self.accelerator.is_main_process:
-            atomic_write_json(self.output_dir / "summary.json", summary)
-            plot_accuracy(self.history, self.output_dir / "accuracy.png",
+            atomic_write_json(self.files.summary, summary)
+            plot_accuracy(self.history, self.files.accuracy_plot,
                           title=f"{self.method} on {self.task.name}")  # fmt: skip
         self.logger.close()
         return summary
@@ -511,8 +531,9 @@ class OnlineTrainer:
 
 class SupervisedTrainer(OnlineTrainer):
     """The update of the methods that train `epochs_per_iteration` epochs of a supervised loss
-    on their training items (HIR, FARL, SFT). `loss(batch)` is label-smoothed CE of each
-    item's output after its (instruction, query) prompt; HIR adds its two terms."""
+    on their training items (FARL, SFT; HIR on the same pieces). `loss(batch)` is
+    label-smoothed CE of each item's output after its (instruction, query) prompt; HIR's adds
+    its two terms."""
 
     def training_pairs(self, items: Sequence[TrainItem]) -> tuple[list[str], list[str]]:
         """The (prompt, output) pairs the loss reads for `items`."""
@@ -525,7 +546,7 @@ class SupervisedTrainer(OnlineTrainer):
         loss = label_smoothed_nll(statistics, self.config.label_smoothing, weights)
         return loss, {"loss": loss.item(), "loss_sft": loss.item()}
 
-    def weighed(self, items: Sequence[TrainItem]) -> list[TrainItem]:
+    def weighted(self, items: Sequence[TrainItem]) -> list[TrainItem]:
         """`items` with the CE weights their options give: the one place weights are set.
         `balance_answers`: within each instruction, each answer's items weigh the same."""
         if not self.config.balance_answers:
@@ -537,13 +558,10 @@ class SupervisedTrainer(OnlineTrainer):
     def update(self, items: Sequence[TrainItem], iteration: int) -> dict:
         if not items:
             return {"train_steps": 0, "train_items": 0}
-        items = self.weighed(items)
+        items = self.weighted(items)
         self.policy.precompute_frozen_layers(*self.training_pairs(items))
-        return {**self.run_epochs(items, iteration), "train_items": len(items)}
-
-    def run_epochs(self, items: Sequence[TrainItem], iteration: int) -> dict:
-        """One iteration's epochs of `loss` over `items` (HIR's schedule overrides this)."""
-        return self.train_epochs(items, self.loss, self.config.epochs_per_iteration, iteration)
+        metrics = self.train_epochs(items, self.loss, self.config.epochs_per_iteration, iteration)
+        return {**metrics, "train_items": len(items)}
 
     def train_epochs(self, items: Sequence[TrainItem], loss, epochs: int, iteration: int) -> dict:
         """`epochs` passes of `loss` over `items`, with the run's batching and shuffling."""
@@ -560,16 +578,3 @@ def is_evaluated(iteration: int, iterations: int, eval_every: int) -> bool:
     """Whether iteration `iteration` of `iterations` is evaluated: the start, every
     `eval_every`-th, and the last, so that every run has an initial and a final accuracy."""
     return iteration == 0 or iteration == iterations or iteration % eval_every == 0
-
-
-def evaluate_with_config(
-    policy: Policy, task: Task, config: RunConfig, instruction: str, accelerator=None
-):
-    """Greedy evaluation with a run's settings: what every iteration, and the compare "start"
-    row, report."""
-    return evaluate(
-        policy, task, split=config.eval_split, instruction=instruction,
-        batch_size=config.eval_batch_size, max_new_tokens=config.max_new_tokens,
-        limit=config.eval_limit, accelerator=accelerator,
-        success_threshold=config.success_threshold,
-    )  # fmt: skip

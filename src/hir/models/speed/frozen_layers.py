@@ -34,6 +34,7 @@ difference the cache switches itself off and says so.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,8 @@ from contextlib import contextmanager
 import torch
 from transformers import Cache, DynamicCache
 
-from hir.models.blocks import BLOCK_TOKENS, block_ends, block_start
-from hir.models.kv_cache import cache_argument
+from hir.models.speed.blocks import BLOCK_TOKENS, block_ends, block_start
+from hir.models.speed.kv_cache import cache_argument
 
 # The first check compares the outputs (logits or hidden states) of the cached and the ordinary
 # forward pass.
@@ -280,6 +281,50 @@ class FrozenLayerCache:
             self.enabled = False
             self.clear()
             print(f"hir: not caching the frozen layers' activations for {type(model).__name__} ({problem}); training runs every layer", file=sys.stderr)  # fmt: skip
+
+
+class FrozenLayers:
+    """A policy's frozen-layer cache (None when every layer trains, or the cache is off) and its
+    twins: caches for copies of its model whose frozen layers stay frozen (PPO's value model, or
+    its reference), which read the activations the policy's cache keeps. Each twin lives as long
+    as the copy that holds it."""
+
+    def __init__(self, cache: FrozenLayerCache | None = None) -> None:
+        self.cache = cache
+        self.twins: weakref.WeakSet[FrozenLayerCache] = weakref.WeakSet()
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache is not None and self.cache.enabled
+
+    def share_with(self, copy: torch.nn.Module, layers: list[torch.nn.Module]) -> FrozenLayerCache | None:  # fmt: skip
+        """A twin that serves `copy`'s passes (`layers`: its layer stack); None without a cache."""
+        if not self.enabled:
+            return None
+        twin = self.cache.twin(copy, layers)
+        self.twins.add(twin)
+        return twin
+
+    def serving(self, model) -> FrozenLayerCache | None:
+        """The cache that serves `model`'s passes: the policy's own for its model, a twin's for
+        a copy that shares the frozen layers, else None. Also through DDP's wrapper: the pass
+        still runs through it, so that it synchronizes the trained layers' gradients."""
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        caches = [self.cache, *self.twins] if self.cache else []
+        return next((cache for cache in caches if cache.model is model), None)
+
+    def precompute(self, inputs: dict[str, torch.Tensor]) -> None:
+        """Run the frozen layers for these inputs now, all together (no-op without the cache)."""
+        if self.enabled:
+            self.cache.precompute(inputs)
+
+    def weights_changed(self) -> None:
+        """The model's weights were loaded anew: what was kept, and each twin's check, is stale."""
+        if self.cache is not None:
+            self.cache.clear()
+        for twin in self.twins:  # a copy's frozen layers may differ now: check again
+            twin.checked.clear()
 
 
 def _rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[tuple[int, ...]]:
