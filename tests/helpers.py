@@ -80,3 +80,20 @@ def write_task(root: Path, folder: str, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
+
+
+def float32_reordering_tolerance(model_dir: str | Path) -> float:
+    """How far a number of order 1 (a loss, a KL, a reward in [0, 1]) computed by the model in
+    `model_dir` may drift between two computations that take the same float32 sums in another
+    order (FSDP2's reduce-scatter against DDP's all-reduce, another library's kernels for the
+    same maths). Summing n terms in any order is off by at most (n - 1) u sum|x_i|
+    (u = 2**-24; Higham, Accuracy and Stability of Numerical Algorithms, eq. 4.4); one forward
+    pass chains the sums of every layer's attention (width terms, twice) and feed-forward
+    (width, then ff terms), the output layer (width) and the softmax's normalizer (vocabulary):
+    the bound for the model, from its config (tiny T5: 1.3e-4; tiny GPT-2: 8.1e-5)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    width = config.get("d_model") or config["n_embd"]
+    ff = config.get("d_ff") or config.get("n_inner") or 4 * width
+    layers = config.get("num_layers", 0) + config.get("num_decoder_layers", 0) or config["n_layer"]
+    summands = layers * (2 * width + width + ff) + width + config["vocab_size"]
+    return summands * 2.0**-24

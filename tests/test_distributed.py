@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import float32_reordering_tolerance
 from safetensors.torch import load_file
 
 from hir.models import load_policy
@@ -62,22 +63,12 @@ def training_metrics(folder: Path) -> list[tuple]:
     return [tuple(m.get(k, 0.0) or 0.0 for k in keys) for m in records(folder / "metrics.jsonl")]
 
 
-def float32_reordering_tolerance(run: Path) -> float:
-    """How far a metric of order 1 (a loss, KL, a reward in [0, 1]) may drift between two runs
-    that take the same float32 sums in another order (FSDP2's reduce-scatter and DDP's
-    all-reduce, other kernels for other shapes). Summing n terms in any order is off by at most
-    (n - 1) u sum|x_i| (u = 2**-24; Higham, Accuracy and Stability of Numerical Algorithms,
-    eq. 4.4); one forward pass chains the sums of every layer's attention (width terms, twice)
-    and feed-forward (width, then ff terms), the output layer (width) and the softmax's
-    normalizer (vocabulary): the bound for the run's model, from its config. (Measured: PPO on
-    the tiny T5, 1.2e-5 apart on one machine, within 1e-6 on another; the bound is 1.3e-4.)"""
-    model = Path(json.loads((run / "config.json").read_text())["config"]["model"])
-    config = json.loads((model / "config.json").read_text())
-    width = config.get("d_model") or config["n_embd"]
-    ff = config.get("d_ff") or config.get("n_inner") or 4 * width
-    layers = config.get("num_layers", 0) + config.get("num_decoder_layers", 0) or config["n_layer"]
-    summands = layers * (2 * width + width + ff) + width + config["vocab_size"]
-    return summands * 2.0**-24
+def run_tolerance(run: Path) -> float:
+    """The reordering bound (`helpers.float32_reordering_tolerance`) of the run's model. (PPO on
+    the tiny T5: 1.2e-5 apart on one machine, within 1e-6 on another; the bound is 1.3e-4.)"""
+    return float32_reordering_tolerance(
+        json.loads((run / "config.json").read_text())["config"]["model"]
+    )
 
 
 def assert_same_run(sharded: Path, data_parallel: Path) -> None:
@@ -85,7 +76,7 @@ def assert_same_run(sharded: Path, data_parallel: Path) -> None:
         assert (sharded / "buffer.jsonl").read_text() == (
             data_parallel / "buffer.jsonl"
         ).read_text()
-    tolerance = float32_reordering_tolerance(data_parallel)
+    tolerance = run_tolerance(data_parallel)
     for a, b in zip(training_metrics(sharded), training_metrics(data_parallel), strict=True):
         assert a == pytest.approx(b, rel=0, abs=tolerance)
     # The checkpoints hold the same whole weights, under the same names: the bulk of each

@@ -1,6 +1,7 @@
 """The maths, as pure functions of tensors: what the losses read of the output tokens'
-distributions (`statistics`), HIR's loss terms (`hir`), PPO's (`ppo`) and the reward
-model's ranking loss (`ranking`). Each is tested against a hand computation."""
+distributions (`statistics`), HIR's loss terms (`hir`), PPO's (`ppo`), GRPO's and RLOO's
+(`grpo`, as TRL defines them) and the reward model's ranking loss (`ranking`). Each is tested
+against a hand computation."""
 
 from hir.losses.hir import (
     answer_balanced_weights,
