@@ -77,6 +77,8 @@ def test_the_commonest_right_answer_and_its_share_of_the_right_samples():
     summary = sampling_summary(task, examples, samples)
     # Right: q0's "1", q1's two "1"s, q2's two "2"s; q3 none.
     assert summary["pass_at_k"] == 3 / 4
+    # Some right and some wrong: q0 only (q1 and q2 all right, q3 all wrong).
+    assert summary["learnable_share"] == 1 / 4
     assert summary["sample_accuracy"] == 5 / 8
     assert (summary["top_right_answer"], summary["top_right_answer_share"]) == ("1", 3 / 5)
     none_right = [Sample(0, "q3", "x", "9", 0.0, answer="9")]

@@ -1,6 +1,8 @@
 """What `hir compare` writes: the table (Markdown and CSV: final accuracy and mean score, mean
-± std over seeds, wall time, peak memory), comparison.json (what was compared, every run,
-versions), the two plots, diagnostics.md and, where runs were screened, transfer.md."""
+± std over seeds, wall time, peak memory), every pair of methods' difference paired by seed with
+its confidence interval and verdict (`hir.compare.statistics`), comparison.json (what was
+compared, every run, versions), the two plots, diagnostics.md and, where runs were screened,
+transfer.md."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import statistics
 from pathlib import Path
 
 from hir.compare.diagnostics import diagnostics_markdown, diagnostics_rows
+from hir.compare.statistics import paired_markdown, paired_rows
 from hir.compare.transfer import transfer_markdown, transfer_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.folders import ComparisonFolder
@@ -69,7 +72,10 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     seeds, each method's config, the start rows' instructions; the table, every run, versions),
     diagnostics.md, the two plots, and transfer.md where runs were screened."""
     files = ComparisonFolder(output_dir)
+    paired = paired_rows(runs, [r["method"] for r in rows])
     markdown = markdown_table(rows)
+    if paired:
+        markdown += "\n\nFinal accuracy, paired by seed:\n\n" + paired_markdown(paired)
     transfer = transfer_rows(output_dir, runs, [r["method"] for r in rows])
     if transfer:
         atomic_write_text(files.transfer, transfer_markdown(transfer))
@@ -79,7 +85,7 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(files.table_csv, buffer.getvalue())
-    atomic_write_json(files.record, {**record, "table": rows, "runs": runs,
+    atomic_write_json(files.record, {**record, "table": rows, "paired": paired, "runs": runs,
                                                         "transfer": transfer,
                                                         "versions": library_versions()})  # fmt: skip
     plot_comparison(runs, files.plot_by_iteration, files.plot_by_time)

@@ -154,13 +154,17 @@ def _samples(policy, task, examples, settings: ScreenSettings, temperature: floa
 
 
 def sampling_summary(task: Task, examples: Sequence, samples: Sequence) -> dict:
-    """pass@k, the share of correct and of well-formed samples, distinct samples per query, and
-    the commonest answer among the right samples with its share of them."""
+    """pass@k, the share of learnable prompts (some of their samples right, some wrong: the only
+    prompts filtering, GRPO and NFT learn anything from; duplicates aside, a pass rate strictly
+    between 0 and 1 at k), the share of correct and of well-formed samples, distinct samples per
+    query, and the commonest answer among the right samples with its share of them."""
     correct = [s.score >= 1.0 for s in samples]
     right = [s for s, ok in zip(samples, correct) if ok]
+    wrong_queries = {s.query_id for s, ok in zip(samples, correct) if not ok}
     top_right, top_share = commonest(s.answer for s in right)
     return {
         "pass_at_k": len({s.query_id for s in right}) / len(examples),
+        "learnable_share": len({s.query_id for s in right} & wrong_queries) / len(examples),
         "top_right_answer": top_right,
         "top_right_answer_share": top_share,
         "sample_accuracy": _mean(correct),
@@ -350,19 +354,22 @@ def _previous_rows(path: Path, settings: ScreenSettings, record: dict) -> dict[s
 
 def screen_table(rows: Sequence[dict], k: int) -> str:
     header = (
-        f"| task | const. | chance | greedy acc. correct / wrong | same | pass@{k} "
+        f"| task | const. | chance | greedy acc. correct / wrong | same | pass@{k} | learnable "
         "| samples right (commonest right answer) "
         "| well-formed | margin right / wrong samples | reading |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for r in rows:
         chance = "-" if r.get("chance") is None else f"{r['chance']:.2f}"
         share = r.get("top_right_answer_share")  # rows screened before it lack it
         top = "" if share is None else f" ({r['top_right_answer']}: {share:.0%})"
+        learnable = r.get("learnable_share")  # rows screened before it lack it
+        learnable = "-" if learnable is None else f"{learnable:.2f}"
         lines.append(
             f"| {r['row']} | {r['constant_answer_share']:.2f} | {chance} | "
             f"{r['accuracy_correct_instruction']:.2f} / {r['accuracy_wrong_instruction']:.2f} | "
-            f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} | {r['sample_accuracy']:.2f}{top} | "
+            f"{r['same_answer_share']:.2f} | {r['pass_at_k']:.2f} | {learnable} | "
+            f"{r['sample_accuracy']:.2f}{top} | "
             f"{r['well_formed_samples']:.2f} | {_signed(r['margin_correct_samples'])} / "
             f"{_signed(r['margin_wrong_samples'])} | {r['reading']} |"
         )

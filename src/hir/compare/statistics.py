@@ -1,0 +1,61 @@
+"""Statistics that can call a winner: for each pair of compared methods, the difference of their
+final accuracies paired by seed (the same seed is the same start, split and queries), its mean,
+its 95% confidence interval (Student's t over the seeds), and one word: "better" when the whole
+interval lies above zero, "worse" when below, "tie at this budget" otherwise.
+
+With 3 seeds the interval is mean ± 4.30 sd / sqrt(3): a gap must be large against its
+spread over seeds before the word is anything but a tie."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from itertools import combinations
+
+from scipy import stats
+
+CONFIDENCE = 0.95
+TIE = "tie at this budget"
+
+
+def paired_difference(first: list[float], second: list[float], confidence: float = CONFIDENCE) -> dict:  # fmt: skip
+    """`first - second`, paired element by element (by seed): mean, sd, the confidence interval
+    and the word. Fewer than two pairs give no interval."""
+    differences = [a - b for a, b in zip(first, second, strict=True)]
+    n = len(differences)
+    mean = statistics.fmean(differences)
+    if n < 2:
+        return {"mean": mean, "sd": None, "low": None, "high": None, "seeds": n,
+                "verdict": "one seed: no interval"}  # fmt: skip
+    sd = statistics.stdev(differences)
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    verdict = "better" if low > 0 else "worse" if high < 0 else TIE
+    return {"mean": mean, "sd": sd, "low": low, "high": high, "seeds": n, "verdict": verdict}
+
+
+def paired_rows(runs: list[dict], methods: list[str]) -> list[dict]:
+    """Every pair of `methods` (in table order, the first named first) over the seeds both ran:
+    the first's final accuracy minus the second's."""
+    accuracy = {(r["method"], r["seed"]): r["final_accuracy"] for r in runs}
+    rows = []
+    for first, second in combinations(methods, 2):
+        seeds = sorted(
+            {s for m, s in accuracy if m == first} & {s for m, s in accuracy if m == second}
+        )
+        if not seeds:
+            continue
+        row = paired_difference([accuracy[first, s] for s in seeds], [accuracy[second, s] for s in seeds])  # fmt: skip
+        rows.append({"first": first, "second": second, **row})
+    return rows
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    lines = [
+        f"| first | second | first - second, mean (paired by seed) | {CONFIDENCE:.0%} CI | seeds | verdict |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in rows:
+        interval = "-" if r["low"] is None else f"[{r['low']:+.3f}, {r['high']:+.3f}]"
+        lines.append(f"| {r['first']} | {r['second']} | {r['mean']:+.3f} | {interval} | {r['seeds']} | {r['verdict']} |")  # fmt: skip
+    return "\n".join(lines)
