@@ -24,7 +24,11 @@ def test_methods_are_siblings_with_their_own_configs():
 
     for name in METHODS:
         trainer_class, config_class = get_method(name)
-        assert trainer_class.__bases__[0].__name__ in ("OnlineTrainer", "SupervisedTrainer")
+        assert trainer_class.__bases__[0].__name__ in (
+            "OnlineTrainer",
+            "SupervisedTrainer",
+            "GroupTrainer",
+        )
         assert issubclass(trainer_class, OnlineTrainer) and trainer_class.method == name
         # What the loop reads of a method is declared, not probed from its config's type.
         assert trainer_class.samples == issubclass(config_class, SamplingConfig)

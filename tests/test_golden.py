@@ -67,6 +67,28 @@ GOLDEN = {
         "reward": 0.328125,
         "sample_mean_score": 0.328125,
     },
+    "gpt2-grpo": {
+        "loss": -0.0037842958699911833,
+        "reward": 0.265625,
+        "sample_mean_score": 0.265625,
+    },
+    "gpt2-rloo": {
+        "loss": -0.004691225476562977,
+        "kl": 0.0,
+        "reward": 0.265625,
+        "sample_mean_score": 0.265625,
+    },
+    "t5-grpo": {
+        "loss": 0.0168539130827412,
+        "reward": 0.234375,
+        "sample_mean_score": 0.234375,
+    },
+    "t5-rloo": {
+        "loss": 0.1016446789726615,
+        "kl": 0.0,
+        "reward": 0.234375,
+        "sample_mean_score": 0.234375,
+    },
 }  # python tests/test_golden.py, torch 2.13.0 CPU
 
 

@@ -22,6 +22,8 @@ _LAZY = {
     "FARLTrainer": "hir.trainers.farl", "FARLConfig": "hir.trainers.farl",
     "SFTTrainer": "hir.trainers.sft", "SFTConfig": "hir.trainers.sft",
     "PPOTrainer": "hir.trainers.ppo", "PPOConfig": "hir.trainers.ppo",
+    "GRPOTrainer": "hir.trainers.grpo", "GRPOConfig": "hir.trainers.grpo",
+    "RLOOTrainer": "hir.trainers.rloo", "RLOOConfig": "hir.trainers.rloo",
     "Policy": "hir.models", "load_policy": "hir.models",
     "evaluate": "hir.online.evaluate", "get_method": "hir.trainers",
 }  # fmt: skip

@@ -164,7 +164,12 @@ def _method_configs(methods: list[str], args: list[str], given: dict, compare_ar
     the rest); a flag that no method has is refused."""
     from dataclasses import fields
 
-    from hir.compare.methods import METHODS, as_variant, config_class_of
+    from hir.compare.methods import (
+        METHODS,
+        as_variant,
+        config_class_of,
+        require_one_sampling_budget,
+    )
 
     known = {f.name for m in ("start", *METHODS) for f in fields(config_class_of(m))}
     configs = {}
@@ -177,4 +182,6 @@ def _method_configs(methods: list[str], args: list[str], given: dict, compare_ar
                    and a[2:].partition("=")[0].replace("-", "_") not in known]  # fmt: skip
         if unknown:
             raise HIRError(f"unknown option(s) {' '.join(unknown)} (see `hir compare -h`)")
+    flagged = any(a.split("=")[0] in ("--num_samples", "--num-samples") for a in args)
+    require_one_sampling_budget(configs, explicit=flagged or "num_samples" in given)
     return configs

@@ -33,6 +33,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     # the ptx term whatever the shared settings say (a YAML's ptx_coef is PPO-ptx's).
     "ppo": FINAL_METHODS["ppo"],
     "ppo-ptx": FINAL_METHODS["ppo-ptx"],
+    "grpo": ("grpo", {}),
+    "rloo": ("rloo", {}),
     "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
     "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
     "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
@@ -142,7 +144,25 @@ def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict
         own = {f.name for f in fields(config_class)}
         given = config_class(**{k: v for k, v in settings.items() if k in own})
         configs[method] = as_variant(method, given)
+    require_one_sampling_budget(configs, explicit="num_samples" in settings)
     return configs
+
+
+def require_one_sampling_budget(configs: Mapping[str, RunConfig], explicit: bool) -> None:
+    """Refuse methods that would sample different numbers of outputs per query by their own
+    defaults (HIR 4 as the paper, GRPO 8 and RLOO 2 as TRL) when `num_samples` was not given
+    (`explicit`): a comparison is at the same sampling budget. A variant's own setting
+    (grpo+num_samples=8) is the user's choice and stands."""
+    if explicit:
+        return
+    defaults = {m: c.num_samples for m, c in configs.items()
+                if hasattr(c, "num_samples") and "num_samples" not in method_variant(m)[1]}  # fmt: skip
+    if len(set(defaults.values())) > 1:
+        listed = ", ".join(f"{m} {n}" for m, n in defaults.items())
+        raise HIRError(
+            f"the compared methods sample different numbers of outputs per query by default "
+            f"({listed}): set --num_samples, so that each draws the same budget"
+        )
 
 
 def as_variant(method: str, config: RunConfig) -> RunConfig:

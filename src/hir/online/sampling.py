@@ -87,10 +87,12 @@ def sample_outputs(
     reward: Feedback | None = None,
     feedback_share: float = 1.0,
     seed: int = 0,
+    keep_duplicates: bool = False,
 ) -> list[Sample]:
     """`num_samples` outputs per example at `temperature`, many queries per generate call.
     Duplicates of the same query are dropped, keeping first-seen order (the public code uses a
-    set, whose order varies between runs). `reward`: scores the samples instead of the task's
+    set, whose order varies between runs), unless `keep_duplicates` (GRPO's groups: every one of
+    a query's samples counts in its group's mean and std, as TRL's). `reward`: scores the samples instead of the task's
     feedback (which fills `task_score`). `feedback_share` < 1 scores only that share of the
     samples, drawn by `is_scored` (the same whatever process samples a query); the others keep
     their extracted answer and score None."""
@@ -111,6 +113,9 @@ def sample_outputs(
     kept = []  # (prompt, example, output, token ids)
     for prompt, example, candidates in zip(prompts, examples, outputs):
         # Duplicates are judged by text; the first sampled token ids of each text are kept.
+        if keep_duplicates:
+            kept += [(prompt, example, output, ids) for output, ids in candidates]
+            continue
         first_seen: dict[str, tuple[int, ...]] = {}
         for output, token_ids in candidates:
             first_seen.setdefault(output, token_ids)

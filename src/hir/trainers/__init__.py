@@ -1,4 +1,5 @@
-"""The methods, side by side: one file each (`hir.py`, `farl.py`, `sft.py`, `ppo.py`), on the
+"""The methods, side by side: one file each (`hir.py`, `farl.py`, `sft.py`, `ppo.py`, `grpo.py`,
+`rloo.py`; GRPO and RLOO on their neutral base `groups.py`), on the
 shared online loop in `loop.py` (whose supervised epochs are in `epochs.py`).
 
 `METHODS` is the one registry that `hir train --method`, `hir compare` and Python use:
@@ -17,6 +18,8 @@ METHODS: dict[str, str] = {
     "farl": "hir.trainers.farl:FARLTrainer",
     "sft": "hir.trainers.sft:SFTTrainer",
     "ppo": "hir.trainers.ppo:PPOTrainer",
+    "grpo": "hir.trainers.grpo:GRPOTrainer",
+    "rloo": "hir.trainers.rloo:RLOOTrainer",
 }
 
 

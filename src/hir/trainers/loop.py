@@ -12,7 +12,8 @@ fills in two hooks:
   relabeled; FARL: the correct ones; SFT: the labeled queries; PPO: this iteration's rollout);
 - `update(items, iteration)`: one iteration's training on them; returns its metrics.
 
-Optional hooks: `feedback_share()` (HIR's feedback budget), `before_prepare` with
+Optional: `keeps_duplicate_samples` (GRPO's and RLOO's groups keep a query's identical
+samples), `feedback_share()` (HIR's feedback budget), `before_prepare` with
 `extra_state` / `load_extra_state` for methods that keep more state than the policy and its
 optimizer (PPO's value model). `SupervisedTrainer` is the `update` of the methods that train
 supervised epochs on a CE loss (FARL, SFT); HIR writes its own `update` and `loss` in one file
@@ -122,6 +123,8 @@ class OnlineTrainer:
     # Whether the method samples each iteration (its config is then a `SamplingConfig`, whose
     # buffer_retention and reward_model the loop reads); SFT learns from the labels only.
     samples: bool = True
+    # Whether a query's identical samples are all kept (GRPO's groups), or one of each.
+    keeps_duplicate_samples: bool = False
 
     def __init__(
         self,
@@ -320,6 +323,7 @@ class OnlineTrainer:
                     max_new_tokens=config.max_new_tokens, batch_size=config.sampling_batch_size,
                     progress=f"iteration {iteration}: sampling", reward=self.reward,
                     feedback_share=self.feedback_share(), seed=config.seed,
+                    keep_duplicates=self.keeps_duplicate_samples,
                 ),
             )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -341,7 +345,8 @@ class OnlineTrainer:
                 for s in samples
             )
             / len(samples),
-            "unique_samples_per_query": len(samples) / len(queries),
+            "unique_samples_per_query": len({(s.query_id, s.output) for s in samples})
+            / len(queries),
             "buffer_size": len(self.buffer),
             "sampling_seconds": seconds,
             "samples_per_second": len(queries) * config.num_samples / max(seconds, 1e-9),

@@ -1,0 +1,116 @@
+"""RLOO as TRL 1.16 defines it (docs/method.md section 3, "GRPO and RLOO"; Ahmadian et al.
+2024), on the same online loop as HIR, for both model kinds. A sibling of GRPO on
+`GroupTrainer`: no value model; with `beta` > 0 (TRL's default 0.05), the start as reference.
+
+    r_i' = r_i - beta sum_t (log pi_old(o_t) - log pi_ref(o_t))        the KL in the reward
+    A_i  = r_i' - mean_{j != i} r_j'                                  the leave-one-out baseline
+    loss = mean_i -min(rho_i A_i, clip(rho_i, 1 - eps, 1 + eps_high) A_i),
+           rho_i = exp(sum_t log pi(o_t) - sum_t log pi_old(o_t))     the sequence-level ratio
+
+The maths: `hir.losses.grpo`, checked against TRL's own trainer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from hir.losses.grpo import clipped_sequence_loss, leave_one_out_advantages, rewards_with_kl_penalty
+from hir.models.speed.sharding import full_weights
+from hir.online.sampling import Sample
+from hir.options import flag_help
+from hir.runs.crash_points import crash_point
+from hir.trainers.groups import GroupTrainer
+from hir.trainers.optimization import optimizer_step
+from hir.trainers.run_config import SamplingConfig
+
+
+@dataclass
+class RLOOConfig(SamplingConfig):
+    """RLOO with TRL 1.16's definitions and defaults: groups of `num_samples` completions per
+    query (TRL's num_generations, 2), the first-order KL to the start in the reward (beta
+    0.05), the leave-one-out baseline, clipping 0.2 on the sequence-level ratio."""
+
+    num_samples: int = field(default=2, metadata=flag_help("completions per query: a group (TRL's num_generations, 2)"))  # fmt: skip
+    buffer_retention: str = field(
+        default="latest:1", metadata=flag_help("what buffer.jsonl keeps; RLOO trains on the newest samples only")
+    )  # fmt: skip
+    beta: float = field(default=0.05, metadata=flag_help("weight of the summed log-ratio to the start, taken from the reward (TRL: 0.05)"))  # fmt: skip
+    epsilon: float = field(default=0.2, metadata=flag_help("clipping below: ratio >= 1 - epsilon"))
+    epsilon_high: float | None = field(default=None, metadata=flag_help("clipping above (default: epsilon)"))  # fmt: skip
+    normalize_advantages: bool = field(default=False, metadata=flag_help("standardize the advantages over the batch"))  # fmt: skip
+    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.num_samples >= 2, "num_samples must be >= 2: the leave-one-out baseline needs another completion"),
+            (self.beta >= 0, "beta must be >= 0"),
+            (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
+            (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
+            (self.num_iterations >= 1, "num_iterations must be >= 1"),
+        ]  # fmt: skip
+
+
+class RLOOTrainer(GroupTrainer):
+    method = "rloo"
+    config_class = RLOOConfig
+
+    def update(self, items: Sequence[Sample], iteration: int) -> dict:
+        config = self.config
+        if not items:
+            return {"train_steps": 0}
+        started = time.perf_counter()
+        batches = [range(b, min(b + config.batch_size, len(items))) for b in range(0, len(items), config.batch_size)]  # fmt: skip
+        with full_weights(self.model):
+            scored = [self._score(items, rows) for rows in batches]
+        scores = torch.tensor([s.score for s in items], dtype=torch.float)
+        rewards, kl = scores.clone(), torch.zeros(len(items))
+        for item in scored:
+            # Each completion's summed log-probability under the sampling policy: the ratio's base.
+            item["old_sum"] = (item["old_logp"] * item["mask"]).sum(-1)
+            if item["ref_logp"] is not None:
+                penalized = rewards_with_kl_penalty(scores[item["rows"]], item["old_logp"].cpu(),
+                                                    item["ref_logp"].cpu(), item["mask"].cpu(), config.beta)  # fmt: skip
+                rewards[item["rows"]] = penalized
+                kl[item["rows"]] = (scores[item["rows"]] - penalized) / config.beta
+        advantages = leave_one_out_advantages(
+            rewards, config.num_samples, config.normalize_advantages
+        )
+        for item in scored:
+            item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
+        totals: dict[str, float] = {}
+        steps = 0
+        self.model.train()
+        for _ in range(config.num_iterations):
+            for index in torch.randperm(len(scored), generator=self.generator).tolist():
+                for key, value in self._step(scored[index]).items():
+                    totals[key] = totals.get(key, 0.0) + value
+                steps += 1
+        metrics = {key: value / steps for key, value in totals.items()}
+        metrics.update({
+            "reward": float(scores.mean()),
+            "kl": float(kl.mean()),  # each completion's summed first-order log-ratio to the start
+            "train_steps": steps,
+            "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
+        })  # fmt: skip
+        return metrics
+
+    def _step(self, item: dict) -> dict[str, float]:
+        config = self.config
+
+        def compute_loss():
+            logp, _ = self._logprobs(self.policy, item["batch"], self.model)
+            loss = clipped_sequence_loss(
+                logp, item["old_sum"], item["advantages"], item["mask"], epsilon_low=config.epsilon,
+                epsilon_high=config.epsilon if config.epsilon_high is None else config.epsilon_high,
+            )  # fmt: skip
+            return loss, {}
+
+        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
+                                     [self.scheduler], compute_loss, config.max_grad_norm)  # fmt: skip
+        crash_point("training")
+        terms["loss"] = loss.item()
+        return terms
