@@ -8,9 +8,12 @@ spread over seeds before the word is anything but a tie."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import sys
 from itertools import combinations
+from pathlib import Path
 
 from scipy import stats
 
@@ -59,3 +62,25 @@ def paired_markdown(rows: list[dict]) -> str:
         interval = "-" if r["low"] is None else f"[{r['low']:+.3f}, {r['high']:+.3f}]"
         lines.append(f"| {r['first']} | {r['second']} | {r['mean']:+.3f} | {interval} | {r['seeds']} | {r['verdict']} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def write_paired(output_dir: str | Path) -> Path:
+    """`paired.md` for a comparison folder, from the runs its comparison.json records (for
+    comparisons written before `hir compare` wrote the paired rows itself)."""
+    from hir.runs.fileio import atomic_write_text
+    from hir.runs.folders import ComparisonFolder
+
+    files = ComparisonFolder(output_dir)
+    record = json.loads(files.record.read_text(encoding="utf-8"))
+    rows = paired_rows(record["runs"], [r["method"] for r in record["table"]])
+    path = files.root / "paired.md"
+    atomic_write_text(
+        path,
+        "Final accuracy, paired by seed (from comparison.json):\n\n" + paired_markdown(rows) + "\n",
+    )
+    return path
+
+
+if __name__ == "__main__":  # python -m hir.compare.statistics COMPARISON_DIR...
+    for folder in sys.argv[1:]:
+        print(f"wrote {write_paired(folder)}")
