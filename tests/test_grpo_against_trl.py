@@ -116,3 +116,33 @@ def test_rloo_loss_and_gradients_equal_trls(tiny_gpt2_dir, tmp_path):
                                  batch["advantages"], batch["completion_mask"])  # fmt: skip
     ours.backward()
     assert_equal_to_rounding(ours, theirs, gradients(model), their_gradients, tiny_gpt2_dir)
+
+
+def test_trls_trainer_learns_from_a_hir_tasks_feedback(tiny_gpt2_dir, tmp_path):
+    """The two contracts meet: TRL's GRPOTrainer, given a hir task's feedback as its reward
+    function, scores every completion exactly as hir scores it."""
+    from datasets import Dataset
+
+    from hir.tasks import load_task
+
+    task = load_task("synthetic/count", num_examples=20)
+    reward = task.trl_reward()
+    seen = []
+
+    def recorded(prompts, completions, example_id, **kwargs):
+        scores = reward(prompts, completions, example_id, **kwargs)
+        seen.extend(zip(completions, example_id, scores))
+        return scores
+
+    args = trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+                          per_device_train_batch_size=4, num_generations=4, max_completion_length=4,
+                          max_steps=1, logging_steps=1)  # fmt: skip
+    trainer = trl.GRPOTrainer(model=tiny_gpt2_dir, reward_funcs=[recorded], args=args,
+                              train_dataset=Dataset.from_list(task.trl_rows()))  # fmt: skip
+    trainer.train()
+    examples = {e.id: e for e in task.examples}
+    assert len(seen) >= 4
+    for completion, example_id, score in seen:
+        assert score == task.score(completion, examples[example_id])  # extracted, then checked
+    logged = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert logged and logged[0]["reward"] == pytest.approx(sum(s for *_, s in seen) / len(seen))

@@ -241,6 +241,25 @@ class Task:
         """The feedback on an already extracted answer (read as the whole output)."""
         return self._feedback([self.prompt(example.query)], [answer], [answer], [example])[0]
 
+    def trl_rows(self, split: str = "train", instruction: str | None = None) -> list[dict]:
+        """The split as rows of a TRL dataset: `prompt` (the task's prompt under `instruction`)
+        and `example_id`, which `trl_reward` reads to find each completion's example."""
+        return [{"prompt": self.prompt(e.query, instruction), "example_id": e.id}
+                for e in self.split(split)]  # fmt: skip
+
+    def trl_reward(self):
+        """This task's feedback as a TRL reward function (`reward_funcs=[task.trl_reward()]` of
+        `GRPOTrainer` or `RLOOTrainer`, on `trl_rows`): each completion scored as hir scores it,
+        its answer extracted and checked by the task's feedback."""
+        by_id = {e.id: e for e in self.examples}
+
+        def reward(prompts, completions, example_id, **kwargs) -> list[float]:
+            examples = [by_id[i] for i in example_id]
+            return [score for _, score in self.score_outputs(prompts, completions, examples)]
+
+        reward.__name__ = f"hir_{self.name.replace('/', '_')}"
+        return reward
+
     def score_outputs(
         self, prompts: Sequence[str], outputs: Sequence[str], examples: Sequence[Example]
     ) -> list[tuple[str, float]]:
