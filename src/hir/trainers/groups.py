@@ -6,7 +6,8 @@ in TRL, where `RLOOTrainer` is not a `GRPOTrainer`."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,9 +15,38 @@ from hir.errors import HIRError
 from hir.losses import token_logprobs
 from hir.models import EncodedBatch, Policy, wrap_policy
 from hir.models.adapters import is_adapted, reference_context
+from hir.models.speed.sharding import full_weights
 from hir.online.sampling import Sample
+from hir.options import flag_help
 from hir.trainers.loop import OnlineTrainer
 from hir.trainers.ppo import disable_dropout
+from hir.trainers.run_config import SamplingConfig
+
+
+@dataclass
+class GroupConfig(SamplingConfig):
+    """What GRPO's and RLOO's configs share (each sets its own defaults, as TRL's)."""
+
+    buffer_retention: str = field(
+        default="latest:1", metadata=flag_help("what buffer.jsonl keeps; the method trains on the newest samples only")
+    )  # fmt: skip
+    beta: float = field(default=0.0, metadata=flag_help("weight of the KL to the starting policy (0: no reference)"))  # fmt: skip
+    epsilon: float = field(default=0.2, metadata=flag_help("clipping below: ratio >= 1 - epsilon"))
+    epsilon_high: float | None = field(default=None, metadata=flag_help("clipping above (default: epsilon; DAPO: 0.28)"))  # fmt: skip
+    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
+
+    @property
+    def clip_high(self) -> float:
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.num_samples >= 2, "num_samples must be >= 2: a group of one has no spread"),
+            (self.beta >= 0, "beta must be >= 0"),
+            (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
+            (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
+            (self.num_iterations >= 1, "num_iterations must be >= 1"),
+        ]  # fmt: skip
 
 
 class GroupTrainer(OnlineTrainer):
@@ -42,6 +72,25 @@ class GroupTrainer(OnlineTrainer):
     def training_items(self, iteration: int) -> list[Sample]:
         """This iteration's completions, each query's group together, in sampling order."""
         return [s for s in self.buffer.samples if s.iteration == iteration]
+
+    def scored_batches(self, items: Sequence[Sample]) -> list[dict]:
+        """`items` in micro-batches of `batch_size` completions, each scored (`_score`)."""
+        size = self.config.batch_size
+        with full_weights(self.model):
+            return [self._score(items, range(b, min(b + size, len(items)))) for b in range(0, len(items), size)]  # fmt: skip
+
+    def train_passes(self, scored: list[dict], step: Callable[[dict], dict[str, float]]) -> dict:
+        """`num_iterations` passes over the micro-batches in a seeded order, one optimizer step
+        each (`step`); its terms averaged over the steps, and the step count."""
+        totals: dict[str, float] = {}
+        steps = 0
+        self.model.train()
+        for _ in range(self.config.num_iterations):
+            for index in torch.randperm(len(scored), generator=self.generator).tolist():
+                for key, value in step(scored[index]).items():
+                    totals[key] = totals.get(key, 0.0) + value
+                steps += 1
+        return {**{key: value / steps for key, value in totals.items()}, "train_steps": steps}
 
     def _logprobs(self, policy: Policy, batch: EncodedBatch, model=None):
         """Token log-probabilities under the distribution the samples came from: the logits

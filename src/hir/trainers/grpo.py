@@ -22,41 +22,28 @@ from dataclasses import dataclass, field
 import torch
 
 from hir.losses.grpo import LOSS_TYPES, SCALE_REWARDS, clipped_token_loss, group_advantages, k3_kl
-from hir.models.speed.sharding import full_weights
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
-from hir.trainers.groups import GroupTrainer
+from hir.trainers.groups import GroupConfig, GroupTrainer
 from hir.trainers.optimization import optimizer_step
-from hir.trainers.run_config import SamplingConfig
 
 
 @dataclass
-class GRPOConfig(SamplingConfig):
+class GRPOConfig(GroupConfig):
     """GRPO with TRL 1.16's definitions and defaults: groups of `num_samples` completions per
     query (TRL's num_generations, 8), advantages scaled by the group's std, the "dapo" token
     average, no KL (beta 0), clipping 0.2 on both sides, one pass per batch."""
 
     num_samples: int = field(default=8, metadata=flag_help("completions per query: a group (TRL's num_generations, 8)"))  # fmt: skip
-    buffer_retention: str = field(
-        default="latest:1", metadata=flag_help("what buffer.jsonl keeps; GRPO trains on the newest samples only")
-    )  # fmt: skip
+    beta: float = field(default=0.0, metadata=flag_help("k3 KL to the starting policy (TRL: 0, no reference)"))  # fmt: skip
     loss_type: str = field(default="dapo", metadata=flag_help(f"how token losses are averaged: {', '.join(LOSS_TYPES)} (TRL's default dapo)"))  # fmt: skip
     scale_rewards: str = field(default="group", metadata=flag_help(f"advantages divided by the std of: {', '.join(SCALE_REWARDS)}"))  # fmt: skip
-    beta: float = field(default=0.0, metadata=flag_help("k3 KL to the starting policy (TRL: 0, no reference)"))  # fmt: skip
-    epsilon: float = field(default=0.2, metadata=flag_help("clipping below: ratio >= 1 - epsilon"))
-    epsilon_high: float | None = field(default=None, metadata=flag_help("clipping above (default: epsilon; DAPO: 0.28)"))  # fmt: skip
-    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
-            (self.num_samples >= 2, "num_samples must be >= 2: a group of one has no spread"),
             (self.loss_type in LOSS_TYPES, f"loss_type must be one of {', '.join(LOSS_TYPES)}"),
             (self.scale_rewards in SCALE_REWARDS, f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}"),
-            (self.beta >= 0, "beta must be >= 0"),
-            (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
-            (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
-            (self.num_iterations >= 1, "num_iterations must be >= 1"),
         ]  # fmt: skip
 
 
@@ -72,29 +59,18 @@ class GRPOTrainer(GroupTrainer):
         group = config.num_samples
         rewards = torch.tensor([s.score for s in items], dtype=torch.float)
         advantages = group_advantages(rewards, group, config.scale_rewards)
-        batches = [range(b, min(b + config.batch_size, len(items))) for b in range(0, len(items), config.batch_size)]  # fmt: skip
-        with full_weights(self.model):
-            scored = [self._score(items, rows) for rows in batches]
+        scored = self.scored_batches(items)
         for item in scored:
             item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
         # "dapo": each step's token sum over the generation batch's tokens per optimizer step
         # (TRL's num_items_in_batch, rescaled to one step), so the steps add up to its mean.
         tokens_per_step = sum(float(s["mask"].sum()) for s in scored) / len(scored)
-        totals: dict[str, float] = {}
-        steps = 0
-        self.model.train()
-        for _ in range(config.num_iterations):
-            for index in torch.randperm(len(scored), generator=self.generator).tolist():
-                for key, value in self._step(scored[index], tokens_per_step).items():
-                    totals[key] = totals.get(key, 0.0) + value
-                steps += 1
+        metrics = self.train_passes(scored, lambda item: self._step(item, tokens_per_step))
         grouped = rewards.view(-1, group)
-        metrics = {key: value / steps for key, value in totals.items()}
         metrics.update({
             "reward": float(rewards.mean()),
             "reward_std": float(grouped.std(dim=1).mean()),
             "groups_without_spread": float((grouped.std(dim=1) == 0).float().mean()),
-            "train_steps": steps,
             "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
         })  # fmt: skip
         return metrics
@@ -107,7 +83,7 @@ class GRPOTrainer(GroupTrainer):
             loss = clipped_token_loss(
                 logp, item["old_logp"], item["advantages"], item["mask"],
                 loss_type=config.loss_type, epsilon_low=config.epsilon,
-                epsilon_high=config.epsilon if config.epsilon_high is None else config.epsilon_high,
+                epsilon_high=config.clip_high,
                 beta=config.beta, ref_logprobs=item["ref_logp"],
                 max_completion_length=config.max_new_tokens, num_tokens=tokens_per_step,
             )  # fmt: skip

@@ -19,39 +19,22 @@ from dataclasses import dataclass, field
 import torch
 
 from hir.losses.grpo import clipped_sequence_loss, leave_one_out_advantages, rewards_with_kl_penalty
-from hir.models.speed.sharding import full_weights
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
-from hir.trainers.groups import GroupTrainer
+from hir.trainers.groups import GroupConfig, GroupTrainer
 from hir.trainers.optimization import optimizer_step
-from hir.trainers.run_config import SamplingConfig
 
 
 @dataclass
-class RLOOConfig(SamplingConfig):
+class RLOOConfig(GroupConfig):
     """RLOO with TRL 1.16's definitions and defaults: groups of `num_samples` completions per
     query (TRL's num_generations, 2), the first-order KL to the start in the reward (beta
     0.05), the leave-one-out baseline, clipping 0.2 on the sequence-level ratio."""
 
     num_samples: int = field(default=2, metadata=flag_help("completions per query: a group (TRL's num_generations, 2)"))  # fmt: skip
-    buffer_retention: str = field(
-        default="latest:1", metadata=flag_help("what buffer.jsonl keeps; RLOO trains on the newest samples only")
-    )  # fmt: skip
     beta: float = field(default=0.05, metadata=flag_help("weight of the summed log-ratio to the start, taken from the reward (TRL: 0.05)"))  # fmt: skip
-    epsilon: float = field(default=0.2, metadata=flag_help("clipping below: ratio >= 1 - epsilon"))
-    epsilon_high: float | None = field(default=None, metadata=flag_help("clipping above (default: epsilon)"))  # fmt: skip
     normalize_advantages: bool = field(default=False, metadata=flag_help("standardize the advantages over the batch"))  # fmt: skip
-    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
-
-    def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + [
-            (self.num_samples >= 2, "num_samples must be >= 2: the leave-one-out baseline needs another completion"),
-            (self.beta >= 0, "beta must be >= 0"),
-            (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
-            (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
-            (self.num_iterations >= 1, "num_iterations must be >= 1"),
-        ]  # fmt: skip
 
 
 class RLOOTrainer(GroupTrainer):
@@ -63,9 +46,7 @@ class RLOOTrainer(GroupTrainer):
         if not items:
             return {"train_steps": 0}
         started = time.perf_counter()
-        batches = [range(b, min(b + config.batch_size, len(items))) for b in range(0, len(items), config.batch_size)]  # fmt: skip
-        with full_weights(self.model):
-            scored = [self._score(items, rows) for rows in batches]
+        scored = self.scored_batches(items)
         scores = torch.tensor([s.score for s in items], dtype=torch.float)
         rewards, kl = scores.clone(), torch.zeros(len(items))
         for item in scored:
@@ -81,19 +62,10 @@ class RLOOTrainer(GroupTrainer):
         )
         for item in scored:
             item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
-        totals: dict[str, float] = {}
-        steps = 0
-        self.model.train()
-        for _ in range(config.num_iterations):
-            for index in torch.randperm(len(scored), generator=self.generator).tolist():
-                for key, value in self._step(scored[index]).items():
-                    totals[key] = totals.get(key, 0.0) + value
-                steps += 1
-        metrics = {key: value / steps for key, value in totals.items()}
+        metrics = self.train_passes(scored, self._step)
         metrics.update({
             "reward": float(scores.mean()),
             "kl": float(kl.mean()),  # each completion's summed first-order log-ratio to the start
-            "train_steps": steps,
             "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
         })  # fmt: skip
         return metrics
@@ -105,7 +77,7 @@ class RLOOTrainer(GroupTrainer):
             logp, _ = self._logprobs(self.policy, item["batch"], self.model)
             loss = clipped_sequence_loss(
                 logp, item["old_sum"], item["advantages"], item["mask"], epsilon_low=config.epsilon,
-                epsilon_high=config.epsilon if config.epsilon_high is None else config.epsilon_high,
+                epsilon_high=config.clip_high,
             )  # fmt: skip
             return loss, {}
 
