@@ -19,6 +19,7 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 TIE = "tie at this budget"
+PAIRED_HEADING = "Final accuracy, paired by seed:\n\n"
 
 
 def paired_difference(first: list[float], second: list[float], confidence: float = CONFIDENCE) -> dict:  # fmt: skip
@@ -66,19 +67,15 @@ def paired_markdown(rows: list[dict]) -> str:
 
 def write_paired(output_dir: str | Path) -> Path:
     """`paired.md` for a comparison folder, from the runs its comparison.json records (for
-    comparisons written before `hir compare` wrote the paired rows itself)."""
+    comparisons written before `hir compare` wrote it itself)."""
     from hir.runs.fileio import atomic_write_text
     from hir.runs.folders import ComparisonFolder
 
     files = ComparisonFolder(output_dir)
     record = json.loads(files.record.read_text(encoding="utf-8"))
     rows = paired_rows(record["runs"], [r["method"] for r in record["table"]])
-    path = files.root / "paired.md"
-    atomic_write_text(
-        path,
-        "Final accuracy, paired by seed (from comparison.json):\n\n" + paired_markdown(rows) + "\n",
-    )
-    return path
+    atomic_write_text(files.paired, PAIRED_HEADING + paired_markdown(rows) + "\n")
+    return files.paired
 
 
 if __name__ == "__main__":  # python -m hir.compare.statistics COMPARISON_DIR...

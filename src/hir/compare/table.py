@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 
 from hir.compare.diagnostics import diagnostics_markdown, diagnostics_rows
-from hir.compare.statistics import paired_markdown, paired_rows
+from hir.compare.statistics import PAIRED_HEADING, paired_markdown, paired_rows
 from hir.compare.transfer import transfer_markdown, transfer_rows
 from hir.runs.fileio import atomic_write_json, atomic_write_text, read_jsonl
 from hir.runs.folders import ComparisonFolder
@@ -75,7 +75,7 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     paired = paired_rows(runs, [r["method"] for r in rows])
     markdown = markdown_table(rows)
     if paired:
-        markdown += "\n\nFinal accuracy, paired by seed:\n\n" + paired_markdown(paired)
+        atomic_write_text(files.paired, PAIRED_HEADING + paired_markdown(paired) + "\n")
     transfer = transfer_rows(output_dir, runs, [r["method"] for r in rows])
     if transfer:
         atomic_write_text(files.transfer, transfer_markdown(transfer))
@@ -93,8 +93,10 @@ def write_comparison(output_dir: Path, rows: list[dict], runs: list[dict], recor
     print(
         "\n"
         + markdown
+        + ("\n\n" + PAIRED_HEADING + paired_markdown(paired) if paired else "")
         + f"\n\nwrote {files.table}, {files.table_csv.name}, {files.diagnostics.name}, "
         + f"{files.plot_by_iteration.name}, {files.plot_by_time.name}"
+        + (f", {files.paired.name}" if paired else "")
         + (f", {files.transfer.name}" if transfer else "")
     )
 

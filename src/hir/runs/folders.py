@@ -71,6 +71,7 @@ class ComparisonFolder:
         self.root = Path(root)
         self.table = self.root / "comparison.md"
         self.table_csv = self.root / "comparison.csv"
+        self.paired = self.root / "paired.md"  # every pair of methods, paired by seed
         self.record = self.root / COMPARISON_JSON  # what was compared, the table, every run
         self.diagnostics = self.root / "diagnostics.md"
         self.transfer = self.root / "transfer.md"
