@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
@@ -97,3 +98,23 @@ def float32_reordering_tolerance(model_dir: str | Path) -> float:
     layers = config.get("num_layers", 0) + config.get("num_decoder_layers", 0) or config["n_layer"]
     summands = layers * (2 * width + width + ff) + width + config["vocab_size"]
     return summands * 2.0**-24
+
+
+@contextmanager
+def killed_in_update(monkeypatch, trainer_class, call: int = 2):
+    """While the block runs, `trainer_class.update` raises KeyboardInterrupt on its `call`-th
+    call (a run killed mid-way, in-process); the real update is back afterwards."""
+    real_update = trainer_class.update
+    calls = {"n": 0}
+
+    def dies(self, items, iteration):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real_update(self, items, iteration)
+
+    monkeypatch.setattr(trainer_class, "update", dies)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(trainer_class, "update", real_update)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import killed_in_update
 
 from hir.losses.grpo import group_advantages
 from hir.models import load_policy
@@ -69,19 +70,8 @@ def test_the_kl_is_to_the_start_with_lora_its_adapter_off(tiny_gpt2_dir, tmp_pat
 def test_a_killed_grpo_run_resumes_to_the_unbroken_run(tiny_gpt2_dir, tmp_path, monkeypatch):
     settings = dict(iterations=3, beta=0.04)
     GRPOTrainer(tiny_gpt2_dir, TASK, _config(tmp_path / "whole", **settings)).train()
-    real_update = GRPOTrainer.update
-    calls = {"n": 0}
-
-    def dies_in_iteration_2(self, items, iteration):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_update(self, items, iteration)
-
-    monkeypatch.setattr(GRPOTrainer, "update", dies_in_iteration_2)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_update(monkeypatch, GRPOTrainer), pytest.raises(KeyboardInterrupt):
         GRPOTrainer(tiny_gpt2_dir, TASK, _config(tmp_path / "broken", **settings)).train()
-    monkeypatch.setattr(GRPOTrainer, "update", real_update)
     GRPOTrainer(tiny_gpt2_dir, TASK, _config(tmp_path / "broken", resume=True, **settings)).train()
     assert (tmp_path / "broken" / "buffer.jsonl").read_text() == (tmp_path / "whole" / "buffer.jsonl").read_text()  # fmt: skip
     for whole, again in zip(

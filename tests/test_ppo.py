@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from helpers import killed_in_update
 
 from hir import HIRError
 from hir.models import load_policy
@@ -91,20 +92,9 @@ def test_a_killed_ppo_run_resumes_to_the_unbroken_runs_numbers(
     else:  # every weight trained: all of them kept
         assert trained <= set(saved["value_model"]) and len(trained) > 10
 
-    real_update = PPOTrainer.update
-    calls = {"n": 0}
-
-    def dies_in_iteration_2(self, items, iteration):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_update(self, items, iteration)
-
-    monkeypatch.setattr(PPOTrainer, "update", dies_in_iteration_2)
     broken = _config(tiny_gpt2_dir, tmp_path / "broken", **settings)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_in_update(monkeypatch, PPOTrainer), pytest.raises(KeyboardInterrupt):
         PPOTrainer(start(), task, broken).train()
-    monkeypatch.setattr(PPOTrainer, "update", real_update)
     resumed = _config(tiny_gpt2_dir, tmp_path / "broken", resume=True, **settings)
     PPOTrainer(start(), task, resumed).train()
 

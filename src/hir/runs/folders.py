@@ -135,8 +135,9 @@ def occupant(folder: str | os.PathLike) -> Occupant | None:
     kind = _kind_before_markers(folder, names)
     if kind is not None:
         return Occupant(kind, None, KINDS[kind])
-    if _is_model(folder, names):
-        return Occupant(None, None, f"a model ({_model_file(names)})")
+    model_file = _model_file(names)
+    if model_file is not None:
+        return Occupant(None, None, f"a model ({model_file})")
     shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # fmt: skip
     return Occupant(None, None, f"files hir did not write ({shown})")
 
@@ -196,14 +197,9 @@ _MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "adapte
                 "tokenizer.json", "tokenizer_config.json")  # fmt: skip
 
 
-def _is_model(folder: Path, names: list[str]) -> bool:
-    return any(n in _MODEL_FILES or n.endswith((".safetensors", ".gguf", ".bin")) for n in names)
-
-
-def _model_file(names: list[str]) -> str:
-    return next(
-        n for n in names if n in _MODEL_FILES or n.endswith((".safetensors", ".gguf", ".bin"))
-    )
+def _model_file(names: list[str]) -> str | None:
+    """The first of `names` that makes a folder a model's (config, weights, tokenizer), if any."""
+    return next((n for n in names if n in _MODEL_FILES or n.endswith((".safetensors", ".gguf", ".bin"))), None)  # fmt: skip
 
 
 def _read_json(path: Path):
