@@ -2,7 +2,8 @@
 settings, the seeds, and the start's rows (one per instruction the methods evaluate under).
 
 Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "ppo-ptx" (PPO
-plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), HIR ablations
+plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), "grpo", "rloo",
+"nft", "nsr", "w-reinforce" (NSR with the right samples weighted 0.1), HIR ablations
 "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing", variants
 "hir-sum-scores", "hir-balanced", "hir-contrast-first", and the InstructGPT pipeline ending in
 each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
@@ -35,6 +36,10 @@ METHODS: dict[str, tuple[str, dict]] = {
     "ppo-ptx": FINAL_METHODS["ppo-ptx"],
     "grpo": ("grpo", {}),
     "rloo": ("rloo", {}),
+    "nft": ("nft", {}),
+    "nsr": ("nsr", {}),
+    # Zhu et al.'s W-REINFORCE: NSR with the right samples weighted 0.1.
+    "w-reinforce": ("nsr", {"positive_weight": 0.1}),
     "hir-no-contrastive": ("hir", {"contrastive_weight": 0.0}),
     "hir-no-entropy": ("hir", {"entropy_weight": 0.0}),
     "hir-no-sub-output": ("hir", {"sub_output_prob": 0.0}),
@@ -150,9 +155,9 @@ def compare_configs(methods: Sequence[str], settings: Mapping[str, Any]) -> dict
 
 def require_one_sampling_budget(configs: Mapping[str, RunConfig], explicit: bool) -> None:
     """Refuse methods that would sample different numbers of outputs per query by their own
-    defaults (HIR 4 as the paper, GRPO 8 and RLOO 2 as TRL) when `num_samples` was not given
-    (`explicit`): a comparison is at the same sampling budget. A variant's own setting
-    (grpo+num_samples=8) is the user's choice and stands."""
+    defaults (HIR 4 as the paper, GRPO 8 and RLOO 2 as TRL, NFT 16 as its reference) when
+    `num_samples` was not given (`explicit`): a comparison is at the same sampling budget. A
+    variant's own setting (grpo+num_samples=8) is the user's choice and stands."""
     if explicit:
         return
     defaults = {m: c.num_samples for m, c in configs.items()

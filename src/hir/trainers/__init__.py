@@ -1,5 +1,5 @@
 """The methods, side by side: one file each (`hir.py`, `farl.py`, `sft.py`, `ppo.py`, `grpo.py`,
-`rloo.py`; GRPO and RLOO on their neutral base `groups.py`), on the
+`rloo.py`, `nft.py`, `nsr.py`; the last four on their neutral base `groups.py`), on the
 shared online loop in `loop.py` (whose supervised epochs are in `epochs.py`).
 
 `METHODS` is the one registry that `hir train --method`, `hir compare` and Python use:
@@ -20,6 +20,8 @@ METHODS: dict[str, str] = {
     "ppo": "hir.trainers.ppo:PPOTrainer",
     "grpo": "hir.trainers.grpo:GRPOTrainer",
     "rloo": "hir.trainers.rloo:RLOOTrainer",
+    "nft": "hir.trainers.nft:NFTTrainer",
+    "nsr": "hir.trainers.nsr:NSRTrainer",
 }
 
 

@@ -1,7 +1,8 @@
-"""What GRPO and RLOO share, and PPO does not: groups of completions per query, no value model,
-the sampling policy's (and, with a KL term, the start's) log-probabilities of each completion.
-`GroupTrainer` is their neutral base; each method is a sibling on it (`grpo.py`, `rloo.py`), as
-in TRL, where `RLOOTrainer` is not a `GRPOTrainer`."""
+"""What GRPO, RLOO, NFT and NSR share, and PPO does not: groups of completions per query, no
+value model, the sampling policy's (and, with a KL term, the start's) log-probabilities of each
+completion. `GroupTrainer` is their neutral base; each method is a sibling on it (`grpo.py`,
+`rloo.py`, `nft.py`), as in TRL, where `RLOOTrainer` is not a `GRPOTrainer`. NSR is GRPO with
+other advantages (`nsr.py`)."""
 
 from __future__ import annotations
 
@@ -31,21 +32,32 @@ class GroupConfig(SamplingConfig):
         default="latest:1", metadata=flag_help("what buffer.jsonl keeps; the method trains on the newest samples only")
     )  # fmt: skip
     beta: float = field(default=0.0, metadata=flag_help("weight of the KL to the starting policy (0: no reference)"))  # fmt: skip
+    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.num_samples >= 2, "num_samples must be >= 2: a group of one has no spread"),
+            (self.beta >= 0, "beta must be >= 0"),
+            (self.num_iterations >= 1, "num_iterations must be >= 1"),
+        ]  # fmt: skip
+
+
+@dataclass
+class ClippingFields:
+    """Mixed into the configs of the methods that clip the ratio to the sampling policy (GRPO,
+    RLOO, NSR; NFT bounds its implicit negative policy instead)."""
+
     epsilon: float = field(default=0.2, metadata=flag_help("clipping below: ratio >= 1 - epsilon"))
     epsilon_high: float | None = field(default=None, metadata=flag_help("clipping above (default: epsilon; DAPO: 0.28)"))  # fmt: skip
-    num_iterations: int = field(default=1, metadata=flag_help("passes over each iteration's completions (TRL's mu)"))  # fmt: skip
 
     @property
     def clip_high(self) -> float:
         return self.epsilon if self.epsilon_high is None else self.epsilon_high
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + [
-            (self.num_samples >= 2, "num_samples must be >= 2: a group of one has no spread"),
-            (self.beta >= 0, "beta must be >= 0"),
+        return super().checks() + [  # type: ignore[misc]
             (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
             (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
-            (self.num_iterations >= 1, "num_iterations must be >= 1"),
         ]  # fmt: skip
 
 
@@ -54,6 +66,27 @@ class GroupTrainer(OnlineTrainer):
     iteration. Its config declares `beta` (the KL's weight: 0 builds no reference)."""
 
     keeps_duplicate_samples = True  # every completion of a group counts in its statistics
+    # Whether the method splits completions into right and wrong (NFT, NSR) by the feedback's
+    # `success_threshold`; a reward (model)'s scores have no such split.
+    needs_right_and_wrong = False
+
+    def __init__(self, model, task, config: GroupConfig | None = None, *, tokenizer=None,
+                 reward=None) -> None:  # fmt: skip
+        super().__init__(model, task, config, tokenizer=tokenizer, reward=reward)
+        if self.reward is not None:
+            self.check_reward_settings(self.config)
+
+    @classmethod
+    def check_reward_settings(cls, config: GroupConfig) -> None:
+        if cls.needs_right_and_wrong:
+            raise HIRError(
+                f"{cls.method} needs the task's correct/wrong feedback, and a reward (model)'s "
+                "scores have no such threshold: train grpo or rloo against a reward"
+            )
+
+    def right(self, items: Sequence[Sample]) -> torch.Tensor:
+        """1.0 for each completion whose score reaches `success_threshold`, 0.0 otherwise."""
+        return torch.tensor([float(self.is_success(s.score)) for s in items])
 
     def before_prepare(self) -> None:
         if self.accelerator.num_processes > 1:

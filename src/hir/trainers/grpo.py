@@ -25,12 +25,12 @@ from hir.losses.grpo import LOSS_TYPES, SCALE_REWARDS, clipped_token_loss, group
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
-from hir.trainers.groups import GroupConfig, GroupTrainer
+from hir.trainers.groups import ClippingFields, GroupConfig, GroupTrainer
 from hir.trainers.optimization import optimizer_step
 
 
 @dataclass
-class GRPOConfig(GroupConfig):
+class GRPOConfig(ClippingFields, GroupConfig):
     """GRPO with TRL 1.16's definitions and defaults: groups of `num_samples` completions per
     query (TRL's num_generations, 8), advantages scaled by the group's std, the "dapo" token
     average, no KL (beta 0), clipping 0.2 on both sides, one pass per batch."""
@@ -58,7 +58,7 @@ class GRPOTrainer(GroupTrainer):
         started = time.perf_counter()
         group = config.num_samples
         rewards = torch.tensor([s.score for s in items], dtype=torch.float)
-        advantages = group_advantages(rewards, group, config.scale_rewards)
+        advantages = self.advantages(items, rewards)
         scored = self.scored_batches(items)
         for item in scored:
             item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
@@ -74,6 +74,10 @@ class GRPOTrainer(GroupTrainer):
             "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
         })  # fmt: skip
         return metrics
+
+    def advantages(self, items: Sequence[Sample], rewards: torch.Tensor) -> torch.Tensor:
+        """Each completion's advantage: its reward against its group's (`group_advantages`)."""
+        return group_advantages(rewards, self.config.num_samples, self.config.scale_rewards)
 
     def _step(self, item: dict, tokens_per_step: float) -> dict[str, float]:
         config = self.config

@@ -22,12 +22,12 @@ from hir.losses.grpo import clipped_sequence_loss, leave_one_out_advantages, rew
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
-from hir.trainers.groups import GroupConfig, GroupTrainer
+from hir.trainers.groups import ClippingFields, GroupConfig, GroupTrainer
 from hir.trainers.optimization import optimizer_step
 
 
 @dataclass
-class RLOOConfig(GroupConfig):
+class RLOOConfig(ClippingFields, GroupConfig):
     """RLOO with TRL 1.16's definitions and defaults: groups of `num_samples` completions per
     query (TRL's num_generations, 2), the first-order KL to the start in the reward (beta
     0.05), the leave-one-out baseline, clipping 0.2 on the sequence-level ratio."""
