@@ -61,9 +61,9 @@ def trl_trainer(kind: str, model_dir: str, tmp_path, **settings):
 
     config_class = {"grpo": trl.GRPOConfig, "rloo": trl.RLOOConfig}[kind]
     trainer_class = {"grpo": trl.GRPOTrainer, "rloo": trl.RLOOTrainer}[kind]
+    shape = dict(per_device_train_batch_size=PROMPTS, num_generations=2, max_completion_length=COMPLETION)  # fmt: skip
     args = config_class(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
-                        per_device_train_batch_size=PROMPTS, num_generations=2,
-                        max_completion_length=COMPLETION, **settings)  # fmt: skip
+                        **{**shape, **settings})  # fmt: skip
     trainer = trainer_class(model=model_dir, reward_funcs=lambda completions, **kwargs: [0.0] * len(completions),
                             args=args, train_dataset=Dataset.from_dict({"prompt": ["a", "b", "c", "d"]}))  # fmt: skip
     trainer.model.eval()  # no dropout, and no gradient-accumulation factor: the loss alone
@@ -146,3 +146,62 @@ def test_trls_trainer_learns_from_a_hir_tasks_feedback(tiny_gpt2_dir, tmp_path):
         assert score == task.score(completion, examples[example_id])  # extracted, then checked
     logged = [entry for entry in trainer.state.log_history if "reward" in entry]
     assert logged and logged[0]["reward"] == pytest.approx(sum(s for *_, s in seen) / len(seen))
+
+
+def scored_by_trl(trainer, prompts: list[str]) -> tuple[dict, list[float], list[torch.Tensor]]:
+    """TRL's trainer generates and scores `num_generations` completions of each prompt; returns
+    its output, the rewards its reward function gave, and every per-token log-prob tensor it
+    computed (the sampling policy's, then the reference's)."""
+    rewards, logps = [], []
+    compute = trainer._get_per_token_logps_and_entropies
+
+    def recorded(*args, **kwargs):
+        result = compute(*args, **kwargs)
+        logps.append(result[0])
+        return result
+
+    def reward(completions, **kwargs):
+        scores = [float(len(c) % 5) for c in completions]  # spread within and across groups
+        rewards.extend(scores)
+        return scores
+
+    trainer._get_per_token_logps_and_entropies = recorded
+    trainer.reward_funcs = [reward]
+    generations = trainer.num_generations
+    with torch.no_grad():
+        output = trainer._generate_and_score_completions([{"prompt": p} for p in prompts for _ in range(generations)])  # fmt: skip
+    return output, rewards, logps
+
+
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalized"])
+def test_rloo_advantages_equal_trls_trainer(tiny_gpt2_dir, tmp_path, normalize):
+    """RLOO's advantages as TRL's RLOOTrainer computes them from its own samples: the summed
+    first-order log-ratio to the reference taken from the reward (beta 0.05), then the
+    leave-one-out baseline, optionally standardized. The reference is moved off the start so
+    that the KL term is not zero."""
+    from hir.losses.grpo import leave_one_out_advantages, rewards_with_kl_penalty
+
+    trainer = trl_trainer("rloo", tiny_gpt2_dir, tmp_path, beta=0.05, normalize_advantages=normalize,
+                          per_device_train_batch_size=8, num_generations=4, max_completion_length=6)  # fmt: skip
+    with torch.no_grad():
+        for parameter in trainer.ref_model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    output, rewards, (old, ref) = scored_by_trl(trainer, ["a", "b"])
+    mask = output["completion_mask"].float()
+    penalized = rewards_with_kl_penalty(torch.tensor(rewards), old, ref, mask, beta=0.05)
+    ours = leave_one_out_advantages(penalized, 4, normalize=normalize)
+    assert (ours != 0).any() and ((old - ref) * mask).abs().sum() > 0
+    # The same float32 operations in the same order (the tensors are TRL's own).
+    torch.testing.assert_close(ours, output["advantages"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
+def test_grpo_advantages_equal_trls_trainer(tiny_gpt2_dir, tmp_path, scale_rewards):
+    from hir.losses.grpo import group_advantages
+
+    trainer = trl_trainer("grpo", tiny_gpt2_dir, tmp_path, scale_rewards=scale_rewards,
+                          per_device_train_batch_size=8, num_generations=4, max_completion_length=6)  # fmt: skip
+    output, rewards, _ = scored_by_trl(trainer, ["a", "b"])
+    ours = group_advantages(torch.tensor(rewards), 4, scale_rewards)
+    assert (ours != 0).any()
+    torch.testing.assert_close(ours, output["advantages"], rtol=1e-6, atol=1e-6)
