@@ -133,3 +133,19 @@ def test_start_rows_equal_iteration_0_under_each_instruction(tiny_llama_chat_dir
     assert record["methods"]["hir"]["relabel"] == "quantile"
     assert "relabel" not in record["methods"]["farl"]
     assert "evaluated under" in (out / "comparison.md").read_text()
+
+
+def test_a_tasks_trl_reward_scores_conversational_rows_as_plain_ones():
+    """TRL passes a chat dataset's prompts and completions as lists of messages; hir's reward
+    scores the last message's text, as it scores the plain text."""
+    task = load_task("synthetic/count", num_examples=20)
+    plain, chat = task.trl_rows(), task.trl_rows(conversational=True)
+    assert [r["prompt"] for r in plain] == [r["prompt"][-1]["content"] for r in chat]
+    assert all(r["prompt"][-1]["role"] == "user" for r in chat)
+    reward = task.trl_reward()
+    ids = [r["example_id"] for r in plain[:6]]
+    answers = [str(e.target) for e in task.split("train")[:3]] + ["no", "0", ""]
+    as_text = reward([r["prompt"] for r in plain[:6]], answers, ids)
+    as_messages = reward([r["prompt"] for r in chat[:6]],
+                         [[{"role": "assistant", "content": a}] for a in answers], ids)  # fmt: skip
+    assert as_text == as_messages and as_text[:3] == [1.0, 1.0, 1.0]

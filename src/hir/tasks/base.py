@@ -241,11 +241,19 @@ class Task:
         """The feedback on an already extracted answer (read as the whole output)."""
         return self._feedback([self.prompt(example.query)], [answer], [answer], [example])[0]
 
-    def trl_rows(self, split: str = "train", instruction: str | None = None) -> list[dict]:
-        """The split as rows of a TRL dataset: `prompt` (the task's prompt under `instruction`)
-        and `example_id`, which `trl_reward` reads to find each completion's example."""
-        return [{"prompt": self.prompt(e.query, instruction), "example_id": e.id}
-                for e in self.split(split)]  # fmt: skip
+    def trl_rows(
+        self, split: str = "train", instruction: str | None = None, conversational: bool = False
+    ) -> list[dict]:
+        """The split as rows of a TRL dataset: `prompt` (the task's prompt under `instruction`;
+        `conversational`: as one user message, which TRL renders with the chat template as hir's
+        `--prompt_format chat` does) and `example_id`, which `trl_reward` reads to find each
+        completion's example."""
+
+        def prompt(example: Example):
+            text = self.prompt(example.query, instruction)
+            return [{"role": "user", "content": text}] if conversational else text
+
+        return [{"prompt": prompt(e), "example_id": e.id} for e in self.split(split)]
 
     def trl_reward(self):
         """This task's feedback as a TRL reward function (`reward_funcs=[task.trl_reward()]` of
@@ -255,7 +263,10 @@ class Task:
 
         def reward(prompts, completions, example_id, **kwargs) -> list[float]:
             examples = [by_id[i] for i in example_id]
-            return [score for _, score in self.score_outputs(prompts, completions, examples)]
+            # A conversational completion is a list of messages: the last one's text is scored.
+            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+            prompts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+            return [score for _, score in self.score_outputs(prompts, texts, examples)]
 
         reward.__name__ = f"hir_{self.name.replace('/', '_')}"
         return reward

@@ -1,0 +1,156 @@
+"""The tables of README.md and docs/*.md, regenerated from the files runs and benchmarks wrote
+(results/, benchmarks/results/), so that a number in the prose's tables cannot drift from its run.
+
+    python docs/tables.py          # rewrite every marked table in place
+    python docs/tables.py --check  # exit 1, naming each table that differs (tests/test_doc_tables.py)
+
+A table is marked by the source it is made from:
+
+    <!-- table: include results/smollm2-study-count/paired.md rows=hir,farl columns=first,second,verdict -->
+    | ... |
+    <!-- /table -->
+
+Kinds:
+- `include FILE [rows=A,B] [columns=X,Y] [match=COLUMN]`: the markdown table in FILE (written by
+  `hir compare`, `hir screen` or `python -m hir.compare.statistics`), its rows whose first column
+  (or `match` column) is one of `rows`, its columns named in `columns`, both in the order given;
+  `rows` entries "A/B" match a paired table's row whose first two columns are A and B.
+- `accuracy DIR... methods=M,N labels=L1,L2 tasks=T1,T2`: one row per comparison folder, one
+  column per method, its final test accuracy "mean ± std" over seeds (the start: its mean),
+  from each folder's comparison.json.
+- `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "docs/findings.md", "docs/performance.md")
+MARKED = re.compile(r"(<!-- table: (?P<spec>.+?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the first markdown table in `text`."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    if len(lines) < 2:
+        raise ValueError("no markdown table")
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return cells[0], cells[2:]
+
+
+def render(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def include(path: str, rows: str | None = None, columns: str | None = None, match: str | None = None) -> str:  # fmt: skip
+    header, body = parse_table((ROOT / path).read_text(encoding="utf-8"))
+    if rows:
+        key = header.index(match) if match else 0
+        wanted = rows.split(",")
+
+        def row_key(row: list[str]) -> str:
+            return f"{row[0]}/{row[1]}" if "/" in wanted[0] and not match else row[key]
+
+        by_key: dict[str, list[list[str]]] = {}
+        for row in body:
+            by_key.setdefault(row_key(row), []).append(row)
+        missing = [w for w in wanted if w not in by_key]
+        if missing:
+            raise ValueError(f"{path} has no row {', '.join(missing)}")
+        ambiguous = [w for w in wanted if len(by_key[w]) > 1]
+        if ambiguous:
+            raise ValueError(f"{path} has several rows {', '.join(ambiguous)}: name them A/B")
+        body = [by_key[w][0] for w in wanted]
+    if columns:
+        names = columns.split(",")
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise ValueError(f"{path} has no column {', '.join(missing)}")
+        indices = [header.index(n) for n in names]
+        header, body = names, [[row[i] for i in indices] for row in body]
+    return render(header, body)
+
+
+def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
+    methods_, labels_, tasks_ = methods.split(","), labels.split(","), tasks.split(",")
+    rows = []
+    for folder, task in zip(folders, tasks_, strict=True):
+        table = {r["method"]: r for r in json.loads((ROOT / folder / "comparison.json").read_text())["table"]}  # fmt: skip
+        cells = []
+        for method in methods_:
+            row = table.get(method)
+            if row is None:
+                cells.append("-")
+            elif method == "start":
+                cells.append(f"{row['accuracy_mean']:.3f}")
+            else:
+                cells.append(f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}")
+        rows.append([task, *cells])
+    return render(["task", *labels_], rows)
+
+
+def speed(path: str) -> str:
+    """The measured (last) iteration of `benchmarks/real_iteration.py`'s two cases."""
+    cases = json.loads((ROOT / path).read_text())["cases"]
+    old, new = (cases[name]["iterations"][-1] for name in ("old", "new"))
+    memory = {name: cases[name]["peak_rss_mib"] for name in ("old", "new")}
+    phases = ("sampling", "training", "eval", "total")
+    header = ["", "sampling s", "training s", "evaluation s", "whole iteration s", "peak RSS MiB"]
+    rows = [
+        ["before", *[f"{old[p]:.1f}" for p in phases], f"{memory['old']:,.0f}"],
+        ["now", *[f"{new[p]:.1f}" for p in phases], f"{memory['new']:,.0f}"],
+        ["ratio", *[f"{old[p] / new[p]:.2f}x" for p in phases], f"{memory['new'] / memory['old']:.2f}"],
+    ]  # fmt: skip
+    return render(header, rows)
+
+
+KINDS = {"include": include, "accuracy": accuracy, "speed": speed}
+
+
+def table_for(spec: str) -> str:
+    kind, *words = shlex.split(spec)
+    positional = [w for w in words if "=" not in w]
+    options = dict(w.split("=", 1) for w in words if "=" in w)
+    return KINDS[kind](*positional, **options)
+
+
+def regenerate(text: str) -> tuple[str, list[str]]:
+    """`text` with every marked table regenerated, and the specs of those that changed."""
+    changed = []
+
+    def replace(found: re.Match) -> str:
+        table = table_for(found["spec"])
+        if table != found["body"]:
+            changed.append(found["spec"])
+        return found.group(1) + table + found.group(4)
+
+    return MARKED.sub(replace, text), changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a table differs"
+    )
+    args = parser.parse_args()
+    stale = []
+    for name in DOCUMENTS:
+        path = ROOT / name
+        text, changed = regenerate(path.read_text(encoding="utf-8"))
+        stale += [f"{name}: {spec}" for spec in changed]
+        if changed and not args.check:
+            path.write_text(text, encoding="utf-8")
+    for line in stale:
+        print(("differs from its source: " if args.check else "rewrote: ") + line)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
