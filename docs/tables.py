@@ -19,6 +19,7 @@ Kinds:
   column per method, its final test accuracy "mean ± std" over seeds (the start: its mean),
   from each folder's comparison.json.
 - `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
+- `trl_grpo FILE`: `benchmarks/trl_grpo.py`'s JSON, TRL's trainer and hir side by side.
 """
 
 from __future__ import annotations
@@ -111,7 +112,21 @@ def speed(path: str) -> str:
     return render(header, rows)
 
 
-KINDS = {"include": include, "accuracy": accuracy, "speed": speed}
+def trl_grpo(path: str) -> str:
+    """`benchmarks/trl_grpo.py`'s JSON: each side's seconds and peak RSS, and hir's ratios."""
+    result = json.loads((ROOT / path).read_text())
+    sides = [*result["trl"].items(), ("hir", result["hir"])]
+    header = ["", "seconds", "peak RSS MiB", "optimizer steps", "mean completion tokens"]
+    rows = [[name, f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:,.0f}", str(r["optimizer_steps"]),
+             f"{r['mean_completion_tokens']:.1f}"] for name, r in sides]  # fmt: skip
+    rows.append(["TRL's faster / hir", f"{result['speedup']:.2f}x", f"{result['memory_ratio']:.2f}x", "", ""])  # fmt: skip
+    fastest, hir = result["trl"][result["against"]], result["hir"]
+    per_token = (fastest["seconds"] / fastest["mean_completion_tokens"]) / (hir["seconds"] / hir["mean_completion_tokens"])  # fmt: skip
+    rows.append(["the same, per completion token", f"{per_token:.2f}x", "", "", ""])
+    return render(header, rows)
+
+
+KINDS = {"include": include, "accuracy": accuracy, "speed": speed, "trl_grpo": trl_grpo}
 
 
 def table_for(spec: str) -> str:

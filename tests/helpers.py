@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SHARED_BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "bigbench"
+SHARED_IFEVAL = SHARED_BIGBENCH.parent / "ifeval"
 
 ITERATIONS = 3
 

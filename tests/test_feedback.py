@@ -138,7 +138,7 @@ def test_start_rows_equal_iteration_0_under_each_instruction(tiny_llama_chat_dir
 def test_a_tasks_trl_reward_scores_conversational_rows_as_plain_ones():
     """TRL passes a chat dataset's prompts and completions as lists of messages; hir's reward
     scores the last message's text, as it scores the plain text."""
-    task = load_task("synthetic/count", num_examples=20)
+    task = load_task("synthetic/count", num_examples=20).for_format(True)
     plain, chat = task.trl_rows(), task.trl_rows(conversational=True)
     assert [r["prompt"] for r in plain] == [r["prompt"][-1]["content"] for r in chat]
     assert all(r["prompt"][-1]["role"] == "user" for r in chat)

@@ -24,6 +24,8 @@ _LAZY = {
     "PPOTrainer": "hir.trainers.ppo", "PPOConfig": "hir.trainers.ppo",
     "GRPOTrainer": "hir.trainers.grpo", "GRPOConfig": "hir.trainers.grpo",
     "RLOOTrainer": "hir.trainers.rloo", "RLOOConfig": "hir.trainers.rloo",
+    "NFTTrainer": "hir.trainers.nft", "NFTConfig": "hir.trainers.nft",
+    "NSRTrainer": "hir.trainers.nsr", "NSRConfig": "hir.trainers.nsr",
     "Policy": "hir.models", "load_policy": "hir.models",
     "evaluate": "hir.online.evaluate", "get_method": "hir.trainers",
 }  # fmt: skip

@@ -245,12 +245,15 @@ class Task:
         self, split: str = "train", instruction: str | None = None, conversational: bool = False
     ) -> list[dict]:
         """The split as rows of a TRL dataset: `prompt` (the task's prompt under `instruction`;
-        `conversational`: as one user message, which TRL renders with the chat template as hir's
-        `--prompt_format chat` does) and `example_id`, which `trl_reward` reads to find each
+        `conversational`: the chat-formatted task's prompt as one user message, which TRL renders
+        with the chat template as hir's `--prompt_format chat` does; score them with the reward
+        of `task.for_format(True)`) and `example_id`, which `trl_reward` reads to find each
         completion's example."""
 
+        task = self.for_format(True) if conversational else self  # a chat model's prompts
+
         def prompt(example: Example):
-            text = self.prompt(example.query, instruction)
+            text = task.prompt(example.query, instruction)
             return [{"role": "user", "content": text}] if conversational else text
 
         return [{"prompt": prompt(e), "example_id": e.id} for e in self.split(split)]
