@@ -28,6 +28,7 @@ def test_methods_are_siblings_with_their_own_configs():
             "OnlineTrainer",
             "SupervisedTrainer",
             "GroupTrainer",
+            "ClippedTokenTrainer",
         )
         assert issubclass(trainer_class, OnlineTrainer) and trainer_class.method == name
         # What the loop reads of a method is declared, not probed from its config's type.

@@ -89,6 +89,26 @@ GOLDEN = {
         "reward": 0.234375,
         "sample_mean_score": 0.234375,
     },
+    "gpt2-nft": {
+        "loss": -0.009377929178299382,
+        "reward": 0.265625,
+        "sample_mean_score": 0.265625,
+    },
+    "gpt2-nsr": {
+        "loss": 0.7319523096084595,
+        "reward": 0.265625,
+        "sample_mean_score": 0.265625,
+    },
+    "t5-nft": {
+        "loss": -0.011447464697991627,
+        "reward": 0.234375,
+        "sample_mean_score": 0.234375,
+    },
+    "t5-nsr": {
+        "loss": 0.792497530579567,
+        "reward": 0.234375,
+        "sample_mean_score": 0.234375,
+    },
 }  # python tests/test_golden.py, torch 2.13.0 CPU
 
 

@@ -83,3 +83,20 @@ def test_bad_ifeval_files_are_one_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"key": 1, "prompt": "x"}) + "\n")
     with pytest.raises(HIRError, match="row 1 has no instruction_id_list, kwargs"):
         load_prompts(tmp_path / "bad.jsonl")
+
+
+def test_a_checker_that_draws_at_random_gives_one_verdict_and_leaves_the_callers_random():
+    """lm-eval's letter-frequency check, given a non-letter ("!"), counts a random letter; hir
+    scores with `random` seeded, so the verdict is the same on every call, and restores the
+    caller's random state."""
+    import random
+
+    check = prompt(
+        "keywords:letter_frequency", let_relation="at least", letter="!", let_frequency=2
+    )
+    random.seed(123)
+    expected_next = random.random()
+    random.seed(123)
+    verdicts = {score_response(check, "Banana bread, apple pie!! Cherry tart.") for _ in range(5)}
+    assert len(verdicts) == 1
+    assert random.random() == expected_next

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +106,29 @@ def _checkers():
         raise HIRError(f"scoring IFEval needs lm-eval's checkers: {INSTALL}") from error
     ensure_sentence_splitter()  # first: lm-eval tries a download on import when it finds none
     try:
+        import langdetect
         from lm_eval.tasks.ifeval import utils
     except ImportError as error:
         raise HIRError(f"scoring IFEval needs lm-eval's checkers: {INSTALL}") from error
+    # The response-language check calls langdetect, which samples: unseeded, the same response
+    # can be judged differently from one run to the next.
+    langdetect.DetectorFactory.seed = 0
     return utils
 
 
 def score_response(prompt: dict, response: str) -> IFEvalScore:
-    """`response` to one IFEval prompt (a row of `load_prompts`), scored by lm-eval's checkers."""
-    results = _checkers().process_results(prompt, [response])
+    """`response` to one IFEval prompt (a row of `load_prompts`), scored by lm-eval's checkers.
+    Some checkers draw from Python's `random` (a letter-frequency check given a non-letter,
+    such as "!", counts a random letter instead, as the reference code does): each response is
+    scored with `random` seeded 0, the caller's random state restored after, so a response
+    always gets the same verdicts."""
+    checkers = _checkers()
+    state = random.getstate()
+    try:
+        random.seed(0)
+        results = checkers.process_results(prompt, [response])
+    finally:
+        random.setstate(state)
     return IFEvalScore(
         prompt_strict=bool(results["prompt_level_strict_acc"]),
         instructions_strict=tuple(map(bool, results["inst_level_strict_acc"])),
@@ -140,3 +155,44 @@ def aggregate(scores: Sequence[IFEvalScore]) -> dict[str, float]:
     }
     result["strict_mean"] = (result["prompt_level_strict"] + result["inst_level_strict"]) / 2
     return result
+
+
+def followed_share(answer: str, example) -> float:
+    """The share of the example's instructions that `answer` follows, strictly: IFEval as
+    feedback (1.0: every instruction followed, what accuracy counts; a reward for GRPO and PPO)."""
+    score = score_response(_prompt_of(example), answer)
+    return sum(score.instructions_strict) / len(score.instructions_strict)
+
+
+def _prompt_of(example) -> dict:
+    return {"key": example.meta["key"], "prompt": example.query,
+            "instruction_id_list": list(example.meta["instruction_id_list"]),
+            "kwargs": [dict(k) for k in example.meta["kwargs"]]}  # fmt: skip
+
+
+def ifeval_metrics(examples: Sequence, outputs: Sequence[str]) -> dict[str, float]:
+    """IFEval's four accuracies (and their strict mean) of `outputs`, one per example."""
+    return aggregate([score_response(_prompt_of(e), o) for e, o in zip(examples, outputs, strict=True)])  # fmt: skip
+
+
+def load_ifeval_task(path: str | os.PathLike | None = None):
+    """IFEval as a hir task: every prompt a test example, asked as it is (no instruction
+    around it: the prompt holds its request and constraints), the whole output scored (no
+    answer extraction) by `followed_share`, and `ifeval_metrics` reported beside accuracy."""
+    from types import MappingProxyType
+
+    from hir.tasks.base import Task
+    from hir.tasks.example import Example
+
+    examples = [
+        Example(id=str(p["key"]), query=p["prompt"], target="",
+                meta=MappingProxyType({"key": p["key"], "instruction_id_list": tuple(p["instruction_id_list"]),
+                                       "kwargs": tuple(MappingProxyType(dict(k)) for k in p["kwargs"])}))
+        for p in load_prompts(path)
+    ]  # fmt: skip
+    return Task(
+        name="ifeval", examples=examples, feedback=followed_share, prompt_template="{query}",
+        correct_instruction="", wrong_instruction="", test_only=True, metrics=ifeval_metrics,
+        extraction="none", chat_extraction="none", answer_hint="", chat_answer_hint="",
+        description="IFEval: 541 prompts with verifiable instructions, scored by lm-eval's checkers",
+    )  # fmt: skip

@@ -1,12 +1,14 @@
 """What GRPO, RLOO, NFT and NSR share, and PPO does not: groups of completions per query, no
 value model, the sampling policy's (and, with a KL term, the start's) log-probabilities of each
 completion. `GroupTrainer` is their neutral base; each method is a sibling on it (`grpo.py`,
-`rloo.py`, `nft.py`), as in TRL, where `RLOOTrainer` is not a `GRPOTrainer`. NSR is GRPO with
-other advantages (`nsr.py`)."""
+`rloo.py`, `nft.py`), as in TRL, where `RLOOTrainer` is not a `GRPOTrainer`. GRPO and NSR
+train with the same clipped token loss on advantages each defines: their base,
+`ClippedTokenTrainer`, is here too."""
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,12 +16,15 @@ import torch
 
 from hir.errors import HIRError
 from hir.losses import token_logprobs
+from hir.losses.grpo import LOSS_TYPES, clipped_token_loss, k3_kl
 from hir.models import EncodedBatch, Policy, wrap_policy
 from hir.models.adapters import is_adapted, reference_context
 from hir.models.speed.sharding import full_weights
 from hir.online.sampling import Sample
 from hir.options import flag_help
+from hir.runs.crash_points import crash_point
 from hir.trainers.loop import OnlineTrainer
+from hir.trainers.optimization import optimizer_step
 from hir.trainers.ppo import disable_dropout
 from hir.trainers.run_config import SamplingConfig
 
@@ -58,6 +63,18 @@ class ClippingFields:
         return super().checks() + [  # type: ignore[misc]
             (0 < self.epsilon < 1, "epsilon must be in (0, 1)"),
             (self.epsilon_high is None or self.epsilon_high > 0, "epsilon_high must be > 0"),
+        ]  # fmt: skip
+
+
+@dataclass
+class TokenLossFields(ClippingFields):
+    """Mixed into the configs of the methods on `ClippedTokenTrainer` (GRPO, NSR)."""
+
+    loss_type: str = field(default="dapo", metadata=flag_help(f"how token losses are averaged: {', '.join(LOSS_TYPES)} (TRL's default dapo)"))  # fmt: skip
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {', '.join(LOSS_TYPES)}"),
         ]  # fmt: skip
 
 
@@ -154,3 +171,61 @@ class GroupTrainer(OnlineTrainer):
                 ref_logp, _ = self._logprobs(self.reference, batch)
         return {"batch": batch, "old_logp": old_logp, "ref_logp": ref_logp, "mask": mask.float(),
                 "rows": list(rows)}  # fmt: skip
+
+
+class ClippedTokenTrainer(GroupTrainer):
+    """A method that trains each completion's tokens with GRPO's clipped loss
+    (`hir.losses.grpo.clipped_token_loss`) on an advantage per completion, which the method
+    defines (`advantages`): GRPO against its group, NSR -1 for a wrong completion. Its config
+    declares `loss_type` and the clipping (`TokenLossFields`)."""
+
+    def advantages(self, items: Sequence[Sample], rewards: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, items: Sequence[Sample], iteration: int) -> dict:
+        config = self.config
+        if not items:
+            return {"train_steps": 0}
+        started = time.perf_counter()
+        group = config.num_samples
+        rewards = torch.tensor([s.score for s in items], dtype=torch.float)
+        advantages = self.advantages(items, rewards)
+        scored = self.scored_batches(items)
+        for item in scored:
+            item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
+        # "dapo": each step's token sum over the generation batch's tokens per optimizer step
+        # (TRL's num_items_in_batch, rescaled to one step), so the steps add up to its mean.
+        tokens_per_step = sum(float(s["mask"].sum()) for s in scored) / len(scored)
+        metrics = self.train_passes(scored, lambda item: self._step(item, tokens_per_step))
+        grouped = rewards.view(-1, group)
+        metrics.update({
+            "reward": float(rewards.mean()),
+            "reward_std": float(grouped.std(dim=1).mean()),
+            "groups_without_spread": float((grouped.std(dim=1) == 0).float().mean()),
+            "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
+        })  # fmt: skip
+        return metrics
+
+    def _step(self, item: dict, tokens_per_step: float) -> dict[str, float]:
+        config = self.config
+
+        def compute_loss():
+            logp, _ = self._logprobs(self.policy, item["batch"], self.model)
+            loss = clipped_token_loss(
+                logp, item["old_logp"], item["advantages"], item["mask"],
+                loss_type=config.loss_type, epsilon_low=config.epsilon,
+                epsilon_high=config.clip_high,
+                beta=config.beta, ref_logprobs=item["ref_logp"],
+                max_completion_length=config.max_new_tokens, num_tokens=tokens_per_step,
+            )  # fmt: skip
+            terms = {}
+            if item["ref_logp"] is not None:
+                kl = (k3_kl(logp, item["ref_logp"]) * item["mask"]).sum() / item["mask"].sum()
+                terms["kl"] = kl.item()
+            return loss, terms
+
+        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
+                                     [self.scheduler], compute_loss, config.max_grad_norm)  # fmt: skip
+        crash_point("training")
+        terms["loss"] = loss.item()
+        return terms
