@@ -100,3 +100,37 @@ def test_a_checker_that_draws_at_random_gives_one_verdict_and_leaves_the_callers
     verdicts = {score_response(check, "Banana bread, apple pie!! Cherry tart.") for _ in range(5)}
     assert len(verdicts) == 1
     assert random.random() == expected_next
+
+
+@pytest.mark.skipif(not SHARED_IFEVAL.is_dir(), reason="needs ../shared/ifeval")
+def test_the_ifeval_task_asks_each_prompt_as_it_is_and_is_test_only():
+    from hir.tasks import load_task
+
+    task = load_task(f"ifeval:{SHARED_IFEVAL / 'input_data.jsonl'}")
+    assert len(task.split("test")) == 541 and task.split("train") == task.split("validation") == []
+    first = task.split("test")[0]
+    for chat in (False, True):
+        assert task.for_format(chat).prompt(first.query) == first.query
+    # The feedback is the share of the prompt's instructions followed, strictly.
+    lowercase_no_comma = task.examples[0]  # no comma, 3 highlighted sections, >= 300 words
+    assert lowercase_no_comma.meta["instruction_id_list"][0] == "punctuation:no_comma"
+    assert task.score("A short answer without a comma.", lowercase_no_comma) == pytest.approx(1 / 3)
+
+
+@pytest.mark.skipif(not SHARED_IFEVAL.is_dir(), reason="needs ../shared/ifeval")
+def test_hir_eval_reports_ifevals_four_numbers(tiny_gpt2_dir, tmp_path, capsys):
+    from hir.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", tiny_gpt2_dir, "--task", f"ifeval:{SHARED_IFEVAL / 'input_data.jsonl'}",
+                 "--limit", "3", "--max_new_tokens", "8", "--output_dir", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    predictions = [
+        json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()
+    ]
+    prompts = load_prompts(SHARED_IFEVAL / "input_data.jsonl")[:3]
+    by_hand = aggregate([score_response(p, r["prediction"]) for p, r in zip(prompts, predictions)])
+    for name, value in by_hand.items():
+        assert summary[name] == pytest.approx(value)
+    assert summary["accuracy"] == pytest.approx(by_hand["prompt_level_strict"] / 100)
+    assert "prompt_level_strict" in capsys.readouterr().out

@@ -88,6 +88,8 @@ def run_eval(args: list[str]) -> None:
     summary = write_evaluation(result, eval_args.output_dir, config)
     print(f"{task.name} [{eval_args.split}] model={model_args.model}: accuracy {result.accuracy:.4f} "
           f"({result.num_examples} examples, {result.wall_seconds:.1f}s); wrote {summary}")  # fmt: skip
+    for name, value in result.task_metrics.items():
+        print(f"  {name}: {value:.2f}")
 
 
 def _write_premise(policy, task, eval_args, model_args) -> None:

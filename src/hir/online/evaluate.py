@@ -31,6 +31,8 @@ class EvalResult:
     # every query alike, whatever the query (a policy collapsed to one answer).
     commonest_answer: str | None = None
     commonest_answer_share: float | None = None
+    # The task's own measures (`Task.metrics`, e.g. IFEval's four accuracies); empty if none.
+    task_metrics: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict:
         """What a run logs of each evaluation."""
@@ -45,6 +47,7 @@ class EvalResult:
     def summary(self) -> dict:
         return {
             **self.metrics(),
+            **self.task_metrics,
             "num_examples": self.num_examples,
             "wall_seconds": round(self.wall_seconds, 3),
         }
@@ -77,6 +80,10 @@ def evaluate(
     scores = [r["score"] for r in records]
     count = max(len(scores), 1)
     answer, share = commonest(r["answer"] for r in records)
+    task_metrics = {}
+    if task.metrics is not None and records:
+        by_id = {e.id: e for e in task.examples}
+        task_metrics = task.metrics([by_id[r["id"]] for r in records], [r["prediction"] for r in records])  # fmt: skip
     return EvalResult(
         accuracy=sum(s >= success_threshold for s in scores) / count,
         mean_score=sum(scores) / count,
@@ -86,6 +93,7 @@ def evaluate(
         records=records,
         commonest_answer=answer,
         commonest_answer_share=share,
+        task_metrics=task_metrics,
     )
 
 

@@ -49,6 +49,8 @@ def list_tasks() -> dict[str, str]:
     tasks.update(
         {f"synthetic/{k}": f"synthetic: {s.description}" for k, s in SYNTHETIC_TASKS.items()}
     )
+    tasks["ifeval"] = ("IFEval: 541 prompts with verifiable instructions, test only, scored by "
+                       "lm-eval's checkers (google/IFEval, or ifeval:<input_data.jsonl>)")  # fmt: skip
     return tasks
 
 
@@ -75,7 +77,7 @@ def load_task(
     shuffle_options: int | None = None,
 ) -> Task:
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
-    path ending in .jsonl) or `hf:<dataset>`. `feedback` replaces the task's own verifier;
+    path ending in .jsonl), `hf:<dataset>`, or `ifeval` (`ifeval:<file>`: a local copy). `feedback` replaces the task's own verifier;
     `extract` and `answer_hint` replace how answers are taken from outputs and the format hint
     (`hir.tasks.extraction`; "auto": the task's own choice for chat models, none for plain ones).
     `shuffle_options` (a seed) permutes a BIG-bench multiple-choice example's options."""
@@ -88,6 +90,10 @@ def load_task(
         task = load_bigbench_task(name, bigbench_dir, download, shuffle_options)
     elif family == "synthetic" and name in SYNTHETIC_TASKS:
         task = load_synthetic_task(name, num_examples=num_examples, data_seed=data_seed)
+    elif spec == "ifeval" or spec.startswith("ifeval:"):
+        from hir.tasks.ifeval import load_ifeval_task
+
+        task = load_ifeval_task(spec.removeprefix("ifeval").removeprefix(":") or None)
     elif spec.startswith("jsonl:") or spec.endswith(".jsonl"):
         task = load_jsonl_task(spec.removeprefix("jsonl:"), query_field, answer_field)
     elif spec.startswith("hf:"):
@@ -95,7 +101,7 @@ def load_task(
     else:
         raise HIRError(
             f"unknown task {spec!r}: use a name from `hir tasks list` (e.g. synthetic/count, "
-            "bigbench/object_counting), jsonl:<file> or hf:<dataset>"
+            "bigbench/object_counting), jsonl:<file>, hf:<dataset>, or ifeval[:<file>]"
         )
     overrides = {
         "feedback": None if feedback is None else load_feedback(feedback),

@@ -132,6 +132,11 @@ class Task:
     feedback_timeout: float | None = None
     # "chat" or "plain" once `for_format` has settled the above for a model; None before.
     prompt_format: str | None = None
+    # Every example is a test example: a benchmark with no training data of its own (IFEval).
+    test_only: bool = False
+    # The task's own measures of a split's outputs, reported beside accuracy by evaluation:
+    # (examples, outputs) -> {name: value} (IFEval: its four accuracies).
+    metrics: Callable[[Sequence[Example], Sequence[str]], dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if not self.examples:
@@ -193,6 +198,9 @@ class Task:
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
             raise HIRError(f"unknown split {name!r}: choose one of {', '.join(SPLITS)}")
+        if self._split_cache is None and self.test_only:
+            everything = list(range(len(self.examples)))
+            self._split_cache = {"train": [], "validation": [], "test": everything}
         if self._split_cache is None:
             self._split_cache = split_indices(
                 len(self.examples), self.split_seed, self.train_fraction, self.validation_fraction
