@@ -108,7 +108,7 @@ def commonest(values: Iterable) -> tuple:
 
 
 def _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens) -> list[dict]:
-    prompts = [task.prompt(e.query, instruction) for e in examples]
+    prompts = [task.prompt(e.query, task.instruction_for(e, instruction)) for e in examples]
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     crash_point("evaluation")
     predictions = [prediction for (prediction,) in outputs]

@@ -162,3 +162,69 @@ class CallableRelabel:
             if instruction == self.target_instruction
             else self.target_instruction
         )
+
+
+@dataclass
+class OwnInstructionRelabel:
+    """Binary relabeling where each example has an instruction of its own (`Example.instruction`):
+    an output that reaches the threshold keeps the instruction it was sampled under, any other
+    gets that instruction's wrong-answer form (`wrong_template`, naming it "{instruction}")."""
+
+    wrong_template: str
+    threshold: float = 1.0
+    target_instruction: str = ""  # (each example's own is asked for)
+
+    def fit(self, scores: Sequence[float]) -> None:
+        """Nothing to fit."""
+
+    def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
+        if score >= self.threshold:
+            return instruction
+        return self.wrong_template.replace("{instruction}", instruction)
+
+    def opposite(self, instruction: str) -> str:
+        return self.wrong_template.replace("{instruction}", instruction)
+
+
+class ConstraintRelabel:
+    """Hindsight constraint relabeling (docs/method.md, "Constraint instructions"): each output
+    is relabeled with constraints it satisfies, those of its own that it met and others that
+    describe what it achieved (`hir.tasks.constraints.hindsight_constraints`), in IFEval's
+    words; an output that met all of its own keeps its instruction. Needs a task whose examples
+    name their constraints (`load_task("constraints")`). Reproducible: each output's draw is
+    seeded by `seed`, its query and the output."""
+
+    def __init__(self, task, seed: int = 0) -> None:
+        from hir.tasks.constraints import constraints_of
+
+        if not task.has_own_instructions or not all("instruction_id_list" in e.meta for e in task.examples):  # fmt: skip
+            raise HIRError(
+                f"--relabel constraints needs examples that name their constraints, and task "
+                f"{task.name!r} does not: use --task constraints (generated requests with "
+                "IFEval's constraints)"
+            )
+        self.seed = seed
+        self.target_instruction = task.correct_instruction
+        self.wrong_template = task.wrong_instruction
+        self._own = {(e.query, e.instruction): constraints_of(e) for e in task.examples}
+
+    def fit(self, scores: Sequence[float]) -> None:
+        """Nothing to fit."""
+
+    def __call__(self, instruction: str, query: str, output: str, score: float) -> str:
+        import random
+        import zlib
+
+        from hir.tasks.constraints import describe, hindsight_constraints
+
+        own = self._own.get((query, instruction))
+        if own is None:
+            raise HIRError(f"no example asks {query!r} under {instruction!r}: relabel the task's own samples")  # fmt: skip
+        rng = random.Random(zlib.crc32(f"{self.seed}\0{query}\0{output}".encode()))
+        achieved = hindsight_constraints(output, query, own, rng)
+        if achieved == own:
+            return instruction
+        return " ".join(describe(c, query) for c in achieved)
+
+    def opposite(self, instruction: str) -> str:
+        return self.wrong_template.replace("{instruction}", instruction)

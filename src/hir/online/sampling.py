@@ -97,7 +97,9 @@ def sample_outputs(
     samples, drawn by `is_scored` (the same whatever process samples a query); the others keep
     their extracted answer and score None."""
     task = task.for_format(policy.chat)
-    prompts = [task.prompt(example.query, instruction) for example in examples]
+    # Each example under its own instruction where it has one (Task.instruction_for).
+    asked = [task.instruction_for(example, instruction) for example in examples]
+    prompts = [task.prompt(example.query, own) for example, own in zip(examples, asked)]
     outputs = policy.generate(
         prompts,
         num_samples=num_samples,
@@ -110,6 +112,7 @@ def sample_outputs(
         progress=progress,
         return_token_ids=True,
     )
+    asked_by_id = {example.id: own for example, own in zip(examples, asked)}
     kept = []  # (prompt, example, output, token ids)
     for prompt, example, candidates in zip(prompts, examples, outputs):
         # Duplicates are judged by text; the first sampled token ids of each text are kept.
@@ -136,7 +139,8 @@ def sample_outputs(
     for i, (_, example, output, _) in enumerate(kept):  # the unscored: their answers only
         if answers[i] is None:
             answers[i] = task.extract(output, example)
-    return [Sample(iteration, example.id, instruction, output, score, token_ids, answer, task_score)
+    return [Sample(iteration, example.id, asked_by_id[example.id], output, score, token_ids, answer,
+                   task_score)
             for (_, example, output, token_ids), answer, score, task_score
             in zip(kept, answers, scores, task_scores)]  # fmt: skip
 

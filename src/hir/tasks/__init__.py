@@ -49,6 +49,8 @@ def list_tasks() -> dict[str, str]:
     tasks.update(
         {f"synthetic/{k}": f"synthetic: {s.description}" for k, s in SYNTHETIC_TASKS.items()}
     )
+    tasks["constraints"] = ("generated requests with 1-3 of IFEval's verifiable constraints, for "
+                            "training (never IFEval's prompts; --num_examples, --data_seed)")  # fmt: skip
     tasks["ifeval"] = ("IFEval: 541 prompts with verifiable instructions, test only, scored by "
                        "lm-eval's checkers (google/IFEval, or ifeval:<input_data.jsonl>)")  # fmt: skip
     return tasks
@@ -77,7 +79,8 @@ def load_task(
     shuffle_options: int | None = None,
 ) -> Task:
     """Load one task by name: `bigbench/<name>`, `synthetic/<kind>`, `jsonl:<file>` (or a
-    path ending in .jsonl), `hf:<dataset>`, or `ifeval` (`ifeval:<file>`: a local copy). `feedback` replaces the task's own verifier;
+    path ending in .jsonl), `hf:<dataset>`, `ifeval` (`ifeval:<file>`: a local copy), or
+    `constraints` (generated requests with IFEval's constraints, for training). `feedback` replaces the task's own verifier;
     `extract` and `answer_hint` replace how answers are taken from outputs and the format hint
     (`hir.tasks.extraction`; "auto": the task's own choice for chat models, none for plain ones).
     `shuffle_options` (a seed) permutes a BIG-bench multiple-choice example's options."""
@@ -90,6 +93,10 @@ def load_task(
         task = load_bigbench_task(name, bigbench_dir, download, shuffle_options)
     elif family == "synthetic" and name in SYNTHETIC_TASKS:
         task = load_synthetic_task(name, num_examples=num_examples, data_seed=data_seed)
+    elif spec == "constraints":
+        from hir.tasks.constraints import load_constraints_task
+
+        task = load_constraints_task(num_examples=num_examples, data_seed=data_seed)
     elif spec == "ifeval" or spec.startswith("ifeval:"):
         from hir.tasks.ifeval import load_ifeval_task
 

@@ -148,6 +148,7 @@ class Task:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise HIRError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         self._split_cache: dict[str, list[int]] | None = None
+        self._own_instructions = any(e.instruction is not None for e in self.examples)
         ids = [e.id for e in self.examples]
         if len(set(ids)) < len(ids):
             repeated = sorted({i for i in ids if ids.count(i) > 1})[:3]
@@ -226,6 +227,21 @@ class Task:
         return {"task_examples": sizes, "task_data_sha256": digest.hexdigest()[:16],
                 # (without the address in a repr, which differs from process to process)
                 "feedback": re.sub(r" at 0x[0-9a-fA-F]+", "", callable_name(self.feedback))}  # fmt: skip
+
+    @property
+    def has_own_instructions(self) -> bool:
+        """Whether its examples carry instructions of their own (`Example.instruction`)."""
+        return self._own_instructions
+
+    def wrong_for(self, instruction: str) -> str:
+        """The wrong-answer instruction; for a task whose examples have their own instructions,
+        its `wrong_instruction` names the one it negates as "{instruction}"."""
+        return self.wrong_instruction.replace("{instruction}", instruction)
+
+    def instruction_for(self, example: Example, instruction: str) -> str:
+        """What `example` is asked under when the method asks for `instruction`: the example's
+        own instruction if it has one (`Example.instruction`), else `instruction`."""
+        return instruction if example.instruction is None else example.instruction
 
     def prompt(self, query: str, instruction: str | None = None) -> str:
         instruction = self.correct_instruction if instruction is None else instruction

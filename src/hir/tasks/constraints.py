@@ -135,8 +135,7 @@ def draw_constraints(rng: random.Random, request: str, count: int) -> list[Const
         checker = registry.INSTRUCTION_DICT[kind](kind)
         with _seeded(rng):
             checker.build_description(**({"prompt_to_repeat": request} if kind == "combination:repeat_prompt" else {}))  # fmt: skip
-        arguments = {k: v for k, v in (checker.get_instruction_args() or {}).items() if k != "prompt_to_repeat"}  # fmt: skip
-        chosen.append(Constraint(kind, arguments))
+        chosen.append(Constraint(kind, dict(checker.get_instruction_args() or {})))
     return chosen
 
 
@@ -216,3 +215,43 @@ def hindsight_constraints(
         if not any(_conflict(candidate.instruction_id, c.instruction_id, registry) for c in kept):
             kept.append(candidate)
     return kept
+
+
+# The wrong-answer form of a constraint instruction (HIR's binary relabel and pairwise contrast).
+WRONG_TEMPLATE = "Answer without following these instructions: {instruction}"
+
+
+def load_constraints_task(num_examples: int = 1000, data_seed: int = 0):
+    """Training queries for IFEval-style instruction following, none of them IFEval's: each a
+    generated request (`generated_request`) with 1-3 constraints (`draw_constraints`), its
+    instruction the constraints' descriptions; the feedback is the share of its constraints an
+    output follows (lm-eval's checkers), the whole output scored."""
+    from types import MappingProxyType
+
+    from hir.tasks.base import Task
+    from hir.tasks.example import Example
+    from hir.tasks.ifeval import followed_share, ifeval_metrics
+
+    rng = random.Random(data_seed)
+    examples = []
+    for number in range(num_examples):
+        request = generated_request(rng)
+        constraints = draw_constraints(rng, request, count=rng.randint(1, 3))
+        meta = {"key": number, "instruction_id_list": tuple(c.instruction_id for c in constraints),
+                "kwargs": tuple(MappingProxyType(dict(c.kwargs)) for c in constraints)}  # fmt: skip
+        examples.append(Example(
+            id=f"constraints-{number}", query=request, target="", meta=MappingProxyType(meta),
+            instruction=" ".join(describe(c, request) for c in constraints),
+        ))  # fmt: skip
+    return Task(
+        name="constraints", examples=examples, feedback=followed_share,
+        prompt_template="{query} {instruction}", correct_instruction="",
+        wrong_instruction=WRONG_TEMPLATE, metrics=ifeval_metrics, extraction="none",
+        chat_extraction="none", answer_hint="", chat_answer_hint="",
+        description="generated requests with 1-3 of IFEval's verifiable constraints (training)",
+    )  # fmt: skip
+
+
+def constraints_of(example) -> list[Constraint]:
+    """The constraints an example (of `load_constraints_task` or IFEval) asks for."""
+    return [Constraint(i, dict(k)) for i, k in zip(example.meta["instruction_id_list"], example.meta["kwargs"])]  # fmt: skip

@@ -14,7 +14,9 @@ class Example:
 
     `target` is the canonical answer (what SFT trains on and what the default feedback checks);
     `accepted` lists other forms a lenient verifier may accept; `meta` carries any extra columns
-    of user data, for user feedback functions.
+    of user data, for user feedback functions. `instruction` is the example's own target
+    instruction, where each example asks something of its own (constraint instructions: the
+    constraints its request comes with); None: the task's, as in the paper's tasks.
     """
 
     id: str
@@ -22,3 +24,4 @@ class Example:
     target: str
     accepted: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    instruction: str | None = None

@@ -62,5 +62,7 @@ class FARLTrainer(SupervisedTrainer):
             kept = [self.is_success(s.score) for s in samples]
         else:
             kept = in_top_share([s.score for s in samples], share)
-        return [TrainItem(self.examples_by_id[s.query_id], target, s.output, answer=s.answer)
+        examples = self.examples_by_id
+        return [TrainItem(examples[s.query_id], self.task.instruction_for(examples[s.query_id], target),
+                          s.output, answer=s.answer)
                 for s, keep in zip(samples, kept) if keep]  # fmt: skip

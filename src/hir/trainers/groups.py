@@ -154,8 +154,9 @@ class GroupTrainer(OnlineTrainer):
         a KL term, the start's) token log-probabilities."""
         self.model.eval()
         chunk = [items[i] for i in rows]
-        target = self.target_instruction
-        prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, target) for s in chunk]
+        # Each completion under the instruction it was sampled under (the target, or its
+        # example's own).
+        prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, s.instruction) for s in chunk]  # fmt: skip
         # The tokens as sampled (re-encoding the text could segment it otherwise).
         output_ids = [s.token_ids if s.token_ids is not None else self.policy.format.output_ids([s.output])[0]
                       for s in chunk]  # fmt: skip

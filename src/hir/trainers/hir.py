@@ -32,7 +32,13 @@ from hir.losses import (
     sequence_scores,
 )
 from hir.online.learned_relabel import LearnedRelabel
-from hir.online.relabel import BinaryRelabel, CallableRelabel, QuantileRelabel
+from hir.online.relabel import (
+    BinaryRelabel,
+    CallableRelabel,
+    ConstraintRelabel,
+    OwnInstructionRelabel,
+    QuantileRelabel,
+)
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.tasks import Task
@@ -57,7 +63,9 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     relabel: str = field(
         default="binary",
         metadata=flag_help("binary | quantile | percentile (quantile buckets in the wording of "
-                           "the method's RLHF example; for a reward model) | module:function"),
+                           "the method's RLHF example; for a reward model) | constraints (the "
+                           "constraints an output satisfies, for --task constraints) | "
+                           "module:function"),
     )  # fmt: skip
     wrong_instruction: str | None = field(
         default=None, metadata=flag_help("default: the task's wrong-answer instruction")
@@ -131,6 +139,11 @@ class HIRConfig(SupervisedFields, SamplingConfig):
                 self.contrastive_form in ("pairwise", "in_batch"),
                 "contrastive_form must be pairwise or in_batch",
             ),
+            (
+                self.relabel != "constraints" or self.sub_output_prob == 0,
+                "--relabel constraints needs --sub_output_prob 0: a part of an output does not "
+                "meet the constraints the whole output met",
+            ),
         ]
 
 
@@ -179,8 +192,18 @@ class HIRTrainer(SupervisedTrainer):
         for s in samples:
             example = self.examples_by_id[s.query_id]
             instruction = self.relabeler(s.instruction, example.query, s.output, s.score)
-            items.append(TrainItem(example, instruction, s.output, answer=s.answer))
+            items.append(TrainItem(example, instruction, s.output, answer=s.answer,
+                                   opposite=self.opposite(s.instruction, instruction)))  # fmt: skip
         return items
+
+    def opposite(self, sampled_under: str, relabeled: str) -> str:
+        """What the pairwise contrastive term tells `relabeled` apart from: the relabeler's
+        opposite (the paper's tasks: the other instruction); where each example has its own
+        instruction, the one the sample was drawn under, or, for a sample that met it, that
+        instruction's wrong-answer form (`Task.wrong_for`)."""
+        if not self.task.has_own_instructions:
+            return self.relabeler.opposite(relabeled)
+        return sampled_under if relabeled != sampled_under else self.task.wrong_for(sampled_under)
 
     def weighted(self, items: Sequence[TrainItem]) -> list[TrainItem]:
         """The supervised weights, times instruction-balanced ones (`balance_instructions`)."""
@@ -212,7 +235,9 @@ class HIRTrainer(SupervisedTrainer):
             metrics = self.train_epochs(items, self.loss, epochs, iteration)
         target = self.target_instruction
         metrics["train_items"] = len(items)
-        metrics["relabeled_target_share"] = sum(i.instruction == target for i in items) / len(items)
+        metrics["relabeled_target_share"] = sum(
+            i.instruction == self.task.instruction_for(i.example, target) for i in items
+        ) / len(items)
         return {**metrics, **extra}
 
     # -- the loss ------------------------------------------------------------------------------
@@ -220,8 +245,7 @@ class HIRTrainer(SupervisedTrainer):
     def training_pairs(self, items: Sequence[TrainItem]) -> tuple[list[str], list[str]]:
         prompts, outputs = super().training_pairs(items)
         if self.config.contrastive_weight and self.config.contrastive_form == "pairwise":
-            opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
-                        for i in items]  # fmt: skip
+            opposite = [self.task.prompt(i.example.query, i.opposite) for i in items]
             return prompts + opposite, outputs * 2
         return prompts, outputs
 
@@ -237,8 +261,7 @@ class HIRTrainer(SupervisedTrainer):
         contexts, outputs = list(contexts), list(outputs)
         prompts = [self.task.prompt(i.example.query, i.instruction) for i in batch]
         if config.contrastive_weight and config.contrastive_form == "pairwise":
-            opposite = [self.task.prompt(i.example.query, self.relabeler.opposite(i.instruction))
-                        for i in batch]  # fmt: skip
+            opposite = [self.task.prompt(i.example.query, i.opposite) for i in batch]
             # Both instructions in one forward pass.
             both = self.policy.statistics_for(
                 prompts + opposite, outputs * 2, self.model, contexts * 2
@@ -311,6 +334,10 @@ class HIRTrainer(SupervisedTrainer):
 def make_relabeler(config: HIRConfig, task: Task):
     correct = config.correct_instruction or task.correct_instruction
     wrong = config.wrong_instruction or task.wrong_instruction
+    if config.relabel == "constraints":
+        return ConstraintRelabel(task, config.seed)
+    if config.relabel == "binary" and task.has_own_instructions:
+        return OwnInstructionRelabel(wrong, config.success_threshold)
     if config.relabel in SCRIPTED:
         if config.relabel == "binary":
             scripted = BinaryRelabel(correct, wrong, config.success_threshold)

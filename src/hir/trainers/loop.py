@@ -99,6 +99,8 @@ class TrainItem:
     weight: float = 1.0
     # The answer the feedback checked (extracted from the output); None: the output itself.
     answer: str | None = None
+    # HIR's pairwise contrast: the instruction this output is told apart from (None elsewhere).
+    opposite: str | None = None
 
 
 def item_weights(batch: Sequence[TrainItem], device) -> torch.Tensor | None:

@@ -226,8 +226,8 @@ class PPOTrainer(OnlineTrainer):
     def _score_rollout(self, chunk: Sequence[Sample]) -> dict:
         self.model.eval()
         self.value_model.eval()
-        target = self.target_instruction
-        prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, target) for s in chunk]
+        # Each rollout under the instruction it was sampled under (the target, or its example's own).
+        prompts = [self.task.prompt(self.examples_by_id[s.query_id].query, s.instruction) for s in chunk]  # fmt: skip
         # The feedback's score, or the reward's where one drives training (scored at sampling).
         scores = torch.tensor([s.score for s in chunk], dtype=torch.float)
         # The tokens as sampled: re-encoding the text can segment it into tokens the policy

@@ -39,4 +39,5 @@ class SFTTrainer(SupervisedTrainer):
     def training_items(self, iteration: int) -> list[TrainItem]:
         target = self.target_instruction
         examples = self.draw_train_examples(self.config.labels_per_iteration)
-        return [TrainItem(example, target, example.target) for example in examples]
+        return [TrainItem(example, self.task.instruction_for(example, target), example.target)
+                for example in examples]  # fmt: skip
