@@ -5,7 +5,8 @@ Methods: "start" (the untouched starting policy), "hir", "farl", "sft", "ppo", "
 plus gamma = 27.8 times the log-likelihood of the warm-up data, as InstructGPT), "grpo", "rloo",
 "nft", "nsr", "w-reinforce" (NSR with the right samples weighted 0.1), HIR ablations
 "hir-no-contrastive", "hir-no-entropy", "hir-no-sub-output", "hir-no-label-smoothing", variants
-"hir-sum-scores", "hir-balanced", "hir-contrast-first", and the InstructGPT pipeline ending in
+"hir-sum-scores", "hir-balanced", "hir-contrast-first", "hir-constraints" (hindsight constraint
+relabeling), and the InstructGPT pipeline ending in
 each method against the same SFT model and reward model: "instructgpt-ppo-ptx",
 "instructgpt-hir", "instructgpt-farl". Any of them takes settings of its own after "+":
 "hir+contrastive_weight=10+balance_instructions=true". Each run lives in
@@ -50,6 +51,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     # HIR with more of the update on its contrastive term (one option each).
     "hir-sum-scores": ("hir", {"contrastive_score": "sum"}),
     "hir-balanced": ("hir", {"balance_instructions": True}),
+    # Hindsight constraint relabeling (--task constraints; docs/method.md section 5).
+    "hir-constraints": ("hir", {"relabel": "constraints", "sub_output_prob": 0.0}),
     "hir-contrast-first": ("hir", {"contrast_first_epochs": 1}),
     # Each distinct answer's items weigh the same within an instruction (against learning the
     # answer most of the right samples give).

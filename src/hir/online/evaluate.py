@@ -42,12 +42,12 @@ class EvalResult:
             "well_formed": self.well_formed,
             "commonest_answer": self.commonest_answer,
             "commonest_answer_share": self.commonest_answer_share,
+            **self.task_metrics,
         }
 
     def summary(self) -> dict:
         return {
             **self.metrics(),
-            **self.task_metrics,
             "num_examples": self.num_examples,
             "wall_seconds": round(self.wall_seconds, 3),
         }
