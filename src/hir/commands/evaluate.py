@@ -78,7 +78,7 @@ def run_eval(args: list[str]) -> None:
         return _write_premise(policy, task, eval_args, model_args)
     result = evaluate(policy, task, split=eval_args.split, instruction=eval_args.instruction,
                       batch_size=eval_args.batch_size, max_new_tokens=eval_args.max_new_tokens,
-                      limit=eval_args.limit)  # fmt: skip
+                      limit=eval_args.limit, progress=f"{task.name}: answering")  # fmt: skip
     config = {
         **asdict(eval_args),
         **asdict(model_args),

@@ -64,6 +64,7 @@ def evaluate(
     limit: int | None = None,
     accelerator: Accelerator | None = None,
     success_threshold: float = 1.0,
+    progress: str | None = None,
 ) -> EvalResult:
     """Greedy-decode every example of `split` under `instruction` (default: the task's
     correct-answer instruction) and score the outputs with the task's feedback function;
@@ -75,7 +76,9 @@ def evaluate(
     records = on_shares(
         accelerator,
         examples,
-        lambda mine: _score_outputs(policy, task, mine, instruction, batch_size, max_new_tokens),
+        lambda mine: _score_outputs(
+            policy, task, mine, instruction, batch_size, max_new_tokens, progress
+        ),
     )
     scores = [r["score"] for r in records]
     count = max(len(scores), 1)
@@ -107,9 +110,12 @@ def commonest(values: Iterable) -> tuple:
     return value, count / counts.total()
 
 
-def _score_outputs(policy, task, examples, instruction, batch_size, max_new_tokens) -> list[dict]:
+def _score_outputs(
+    policy, task, examples, instruction, batch_size, max_new_tokens, progress=None
+) -> list[dict]:
     prompts = [task.prompt(e.query, task.instruction_for(e, instruction)) for e in examples]
-    outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              progress=progress)  # fmt: skip
     crash_point("evaluation")
     predictions = [prediction for (prediction,) in outputs]
     scored = task.score_outputs(prompts, predictions, examples)
