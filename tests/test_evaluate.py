@@ -17,7 +17,7 @@ class ScriptedPolicy:
         self.answers = {task.prompt(e.query): e.target for e in task.examples}
         self.calls = []
 
-    def generate(self, prompts, max_new_tokens, batch_size):
+    def generate(self, prompts, max_new_tokens, batch_size, progress=None):
         self.calls.append(len(prompts))
         return [[self.answers[p] if i % 2 == 0 else "wrong"] for i, p in enumerate(prompts)]
 
