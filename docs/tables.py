@@ -20,6 +20,7 @@ Kinds:
   from each folder's comparison.json.
 - `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
 - `trl_grpo FILE`: `benchmarks/trl_grpo.py`'s JSON, TRL's trainer and hir side by side.
+- `ifeval SOURCE... labels=A,B`: IFEval's four numbers per source (a JSON file, or FILE#KEY).
 """
 
 from __future__ import annotations
@@ -126,7 +127,31 @@ def trl_grpo(path: str) -> str:
     return render(header, rows)
 
 
-KINDS = {"include": include, "accuracy": accuracy, "speed": speed, "trl_grpo": trl_grpo}
+IFEVAL_COLUMNS = ("prompt_level_strict", "inst_level_strict", "prompt_level_loose", "inst_level_loose", "strict_mean")  # fmt: skip
+
+
+def ifeval(*sources: str, labels: str) -> str:
+    """IFEval's four numbers and their strict mean, one row per source: a JSON file of them (an
+    evaluation's summary.json, `python -m hir.tasks.ifeval`'s output), or FILE#KEY for one entry
+    of a file of several (results/ifeval-study/published.json); "-" where a source has none."""
+    rows = []
+    for source, label in zip(sources, labels.split(","), strict=True):
+        path, _, key = source.partition("#")
+        numbers = json.loads((ROOT / path).read_text())
+        numbers = numbers[key] if key else numbers
+        rows.append(
+            [label, *(f"{numbers[c]:.2f}" if c in numbers else "-" for c in IFEVAL_COLUMNS)]
+        )
+    return render(["", "prompt strict", "instruction strict", "prompt loose", "instruction loose", "strict mean"], rows)  # fmt: skip
+
+
+KINDS = {
+    "include": include,
+    "accuracy": accuracy,
+    "speed": speed,
+    "trl_grpo": trl_grpo,
+    "ifeval": ifeval,
+}
 
 
 def table_for(spec: str) -> str:

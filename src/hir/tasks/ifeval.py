@@ -196,3 +196,30 @@ def load_ifeval_task(path: str | os.PathLike | None = None):
         extraction="none", chat_extraction="none", answer_hint="", chat_answer_hint="",
         description="IFEval: 541 prompts with verifiable instructions, scored by lm-eval's checkers",
     )  # fmt: skip
+
+
+def score_files(prompts_path: str | os.PathLike, responses_path: str | os.PathLike) -> dict:
+    """IFEval's numbers for a file of responses (JSONL with `response`, one per prompt, in the
+    prompts' order), e.g. the IFEval paper's GPT-4 responses."""
+    prompts = load_prompts(prompts_path)
+    lines = Path(responses_path).read_text(encoding="utf-8").splitlines()
+    responses = [json.loads(line)["response"] for line in lines if line.strip()]
+    if len(responses) != len(prompts):
+        raise HIRError(f"{responses_path} has {len(responses)} responses for {len(prompts)} prompts: "
+                       "give one per prompt, in the prompts' order")  # fmt: skip
+    return aggregate([score_response(p, r) for p, r in zip(prompts, responses)])
+
+
+if __name__ == "__main__":  # python -m hir.tasks.ifeval PROMPTS RESPONSES [OUTPUT.json]
+    import sys
+
+    from hir.runs.fileio import atomic_write_json
+    from hir.runs.versions import library_versions
+
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m hir.tasks.ifeval PROMPTS.jsonl RESPONSES.jsonl [OUTPUT.json]")
+    numbers = score_files(sys.argv[1], sys.argv[2])
+    print(json.dumps(numbers, indent=2))
+    if len(sys.argv) == 4:
+        atomic_write_json(sys.argv[3], {**numbers, "prompts": sys.argv[1], "responses": sys.argv[2],
+                                        "versions": library_versions()})  # fmt: skip
