@@ -196,6 +196,11 @@ class HIRTrainer(SupervisedTrainer):
                                    opposite=self.opposite(s.instruction, instruction)))  # fmt: skip
         return items
 
+    def opposite_of(self, item: TrainItem) -> str:
+        """The item's opposite as relabeling set it, or, for an item made elsewhere, the
+        relabeler's opposite of its instruction."""
+        return self.relabeler.opposite(item.instruction) if item.opposite is None else item.opposite
+
     def opposite(self, sampled_under: str, relabeled: str) -> str:
         """What the pairwise contrastive term tells `relabeled` apart from: the relabeler's
         opposite (the paper's tasks: the other instruction); where each example has its own
@@ -245,7 +250,7 @@ class HIRTrainer(SupervisedTrainer):
     def training_pairs(self, items: Sequence[TrainItem]) -> tuple[list[str], list[str]]:
         prompts, outputs = super().training_pairs(items)
         if self.config.contrastive_weight and self.config.contrastive_form == "pairwise":
-            opposite = [self.task.prompt(i.example.query, i.opposite) for i in items]
+            opposite = [self.task.prompt(i.example.query, self.opposite_of(i)) for i in items]
             return prompts + opposite, outputs * 2
         return prompts, outputs
 
@@ -261,7 +266,7 @@ class HIRTrainer(SupervisedTrainer):
         contexts, outputs = list(contexts), list(outputs)
         prompts = [self.task.prompt(i.example.query, i.instruction) for i in batch]
         if config.contrastive_weight and config.contrastive_form == "pairwise":
-            opposite = [self.task.prompt(i.example.query, i.opposite) for i in batch]
+            opposite = [self.task.prompt(i.example.query, self.opposite_of(i)) for i in batch]
             # Both instructions in one forward pass.
             both = self.policy.statistics_for(
                 prompts + opposite, outputs * 2, self.model, contexts * 2
