@@ -119,6 +119,22 @@ class GroupTrainer(OnlineTrainer):
             self.reference = wrap_policy(reference_model, self.policy.tokenizer)
             self.reference.frozen_cache = self.policy.share_frozen_layers(reference_model)
 
+    def optimize(self, compute_loss: Callable[[], tuple[torch.Tensor, dict]]) -> dict[str, float]:
+        """One optimizer step on `compute_loss()` -> (loss, terms): the terms, and the loss."""
+        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
+                                     [self.scheduler], compute_loss, self.config.max_grad_norm)  # fmt: skip
+        crash_point("training")
+        return {**terms, "loss": loss.item()}
+
+    @staticmethod
+    def reference_kl(logp: torch.Tensor, item: dict) -> torch.Tensor:
+        """GRPO's k3 KL to the reference, averaged over the micro-batch's completion tokens."""
+        return (k3_kl(logp, item["ref_logp"]) * item["mask"]).sum() / item["mask"].sum()
+
+    def throughput(self, items: Sequence[Sample], started: float) -> float:
+        """Completions trained per second since `started`, every pass counted."""
+        return len(items) * self.config.num_iterations / max(time.perf_counter() - started, 1e-9)
+
     def training_items(self, iteration: int) -> list[Sample]:
         """This iteration's completions, each query's group together, in sampling order."""
         return [s for s in self.buffer.samples if s.iteration == iteration]
@@ -203,7 +219,7 @@ class ClippedTokenTrainer(GroupTrainer):
             "reward": float(rewards.mean()),
             "reward_std": float(grouped.std(dim=1).mean()),
             "groups_without_spread": float((grouped.std(dim=1) == 0).float().mean()),
-            "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
+            "train_examples_per_second": self.throughput(items, started),
         })  # fmt: skip
         return metrics
 
@@ -221,12 +237,7 @@ class ClippedTokenTrainer(GroupTrainer):
             )  # fmt: skip
             terms = {}
             if item["ref_logp"] is not None:
-                kl = (k3_kl(logp, item["ref_logp"]) * item["mask"]).sum() / item["mask"].sum()
-                terms["kl"] = kl.item()
+                terms["kl"] = self.reference_kl(logp, item).item()
             return loss, terms
 
-        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
-                                     [self.scheduler], compute_loss, config.max_grad_norm)  # fmt: skip
-        crash_point("training")
-        terms["loss"] = loss.item()
-        return terms
+        return self.optimize(compute_loss)

@@ -18,13 +18,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hir.losses.grpo import k3_kl
 from hir.losses.negative import nft_token_loss, right_shares
 from hir.online.sampling import Sample
 from hir.options import flag_help
-from hir.runs.crash_points import crash_point
 from hir.trainers.groups import GroupConfig, GroupTrainer
-from hir.trainers.optimization import optimizer_step
 
 
 @dataclass
@@ -63,7 +60,7 @@ class NFTTrainer(GroupTrainer):
         metrics.update({
             "reward": float(right.mean()),
             "groups_without_spread": float(((shares == 0) | (shares == 1)).float().mean()),
-            "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
+            "train_examples_per_second": self.throughput(items, started),
         })  # fmt: skip
         return metrics
 
@@ -78,13 +75,9 @@ class NFTTrainer(GroupTrainer):
             )  # fmt: skip
             terms = {}
             if item["ref_logp"] is not None:
-                kl = (k3_kl(logp, item["ref_logp"]) * item["mask"]).sum() / item["mask"].sum()
+                kl = self.reference_kl(logp, item)
                 loss = loss + config.beta * kl
                 terms["kl"] = kl.item()
             return loss, terms
 
-        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
-                                     [self.scheduler], compute_loss, config.max_grad_norm)  # fmt: skip
-        crash_point("training")
-        terms["loss"] = loss.item()
-        return terms
+        return self.optimize(compute_loss)

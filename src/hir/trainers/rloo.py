@@ -21,9 +21,7 @@ import torch
 from hir.losses.grpo import clipped_sequence_loss, leave_one_out_advantages, rewards_with_kl_penalty
 from hir.online.sampling import Sample
 from hir.options import flag_help
-from hir.runs.crash_points import crash_point
 from hir.trainers.groups import ClippingFields, GroupConfig, GroupTrainer
-from hir.trainers.optimization import optimizer_step
 
 
 @dataclass
@@ -66,7 +64,7 @@ class RLOOTrainer(GroupTrainer):
         metrics.update({
             "reward": float(scores.mean()),
             "kl": float(kl.mean()),  # each completion's summed first-order log-ratio to the start
-            "train_examples_per_second": len(items) * config.num_iterations / max(time.perf_counter() - started, 1e-9),
+            "train_examples_per_second": self.throughput(items, started),
         })  # fmt: skip
         return metrics
 
@@ -81,8 +79,4 @@ class RLOOTrainer(GroupTrainer):
             )  # fmt: skip
             return loss, {}
 
-        loss, terms = optimizer_step(self.accelerator, [self.model], [self.optimizer],
-                                     [self.scheduler], compute_loss, config.max_grad_norm)  # fmt: skip
-        crash_point("training")
-        terms["loss"] = loss.item()
-        return terms
+        return self.optimize(compute_loss)
