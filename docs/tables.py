@@ -18,6 +18,8 @@ Kinds:
 - `accuracy DIR... methods=M,N labels=L1,L2 tasks=T1,T2`: one row per comparison folder, one
   column per method, its final test accuracy "mean ± std" over seeds (the start: its mean),
   from each folder's comparison.json.
+- `runs DIR methods=M,N labels=L1,L2`: a comparison's methods from their runs' own files:
+  accuracy per seed, the commonest answer at the end, right and distinct samples, updates.
 - `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
 - `trl_grpo FILE`: `benchmarks/trl_grpo.py`'s JSON, TRL's trainer and hir side by side.
 - `ifeval SOURCE... labels=A,B`: IFEval's four numbers per source (a JSON file, or FILE#KEY).
@@ -127,6 +129,52 @@ def trl_grpo(path: str) -> str:
     return render(header, rows)
 
 
+def runs(folder: str, methods: str, labels: str) -> str:
+    """One row per method of a comparison folder, from its runs' own files: test accuracy
+    (mean ± std, as comparison.json), each seed's, the commonest answer's share at the end per
+    seed, the share of right samples and the distinct samples per query at the first and last
+    iteration (means over seeds), and the optimizer steps per run."""
+    root = ROOT / folder
+    table = {r["method"]: r for r in json.loads((root / "comparison.json").read_text())["table"]}
+    rows = []
+    for method, label in zip(methods.split(","), labels.split(","), strict=True):
+        seeds = sorted(root.glob(f"{method}/seed-*/compare_run.json"), key=lambda f: f.parent.name)
+        records = [json.loads(f.read_text()) for f in seeds]
+        histories = [_metrics(f.parent) for f in seeds]
+        sampled = [[r for r in h if "sample_accuracy" in r] for h in histories]
+
+        ends = [r["history"][-1] for r in records]
+        steps = [sum(r.get("train_steps", 0) for r in h) for h in histories]
+        rows.append([
+            label,
+            f"{table[method]['accuracy_mean']:.3f} ± {table[method]['accuracy_std']:.3f}",
+            ", ".join(f"{r['final_accuracy']:.3f}" for r in records),
+            ", ".join(f"{e['commonest_answer_share']:.2f} (\"{e['commonest_answer']}\")"
+                      if e.get("commonest_answer_share") is not None else "not logged" for e in ends),
+            _trend(sampled, "sample_accuracy", 3),
+            _trend(sampled, "unique_samples_per_query", 1),
+            ", ".join(map(str, steps)) if any(steps) else "-",
+        ])  # fmt: skip
+    header = ["method", "test accuracy (mean ± std)", "per seed", "commonest answer at the end, per seed",
+              "samples right (first → last iteration)", "distinct samples per query (first → last)",
+              "updates per run, per seed"]  # fmt: skip
+    return render(header, rows)
+
+
+def _trend(sampled: list[list[dict]], key: str, digits: int) -> str:
+    """`key` at the first and the last sampling iteration, each the mean over the runs."""
+    if not sampled or not all(sampled):
+        return "-"
+    first = sum(h[0][key] for h in sampled) / len(sampled)
+    last = sum(h[-1][key] for h in sampled) / len(sampled)
+    return f"{first:.{digits}f} → {last:.{digits}f}"
+
+
+def _metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 IFEVAL_COLUMNS = ("prompt_level_strict", "inst_level_strict", "prompt_level_loose", "inst_level_loose", "strict_mean")  # fmt: skip
 
 
@@ -148,6 +196,7 @@ def ifeval(*sources: str, labels: str) -> str:
 KINDS = {
     "include": include,
     "accuracy": accuracy,
+    "runs": runs,
     "speed": speed,
     "trl_grpo": trl_grpo,
     "ifeval": ifeval,
