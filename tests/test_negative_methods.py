@@ -55,3 +55,21 @@ def test_bad_settings_are_one_line():
         NSRConfig(positive_weight=-0.1)
     with pytest.raises(HIRError, match="epsilon must be in"):
         NSRConfig(epsilon=1.5)
+
+
+def test_compare_runs_the_group_methods_at_one_budget_with_paired_verdicts(tiny_gpt2_dir, tmp_path):
+    from hir.cli import main
+
+    out = tmp_path / "compare"
+    argv = ["compare", "--model", tiny_gpt2_dir, "--task", "synthetic/sort", "--num_examples", "40",
+            "--methods", "start,grpo,rloo,nft,nsr", "--num_samples", "2", "--seeds", "0,1",
+            "--iterations", "1", "--max_new_tokens", "4", "--batch_size", "16", "--eval_limit", "8",
+            "--report_to", "none", "--output_dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert [row["method"] for row in comparison["table"]] == ["start", "grpo", "rloo", "nft", "nsr"]
+    for method in ("grpo", "rloo", "nft", "nsr"):
+        config = json.loads((out / method / "seed-0" / "config.json").read_text())["config"]
+        assert config["num_samples"] == 2  # one budget for all
+    paired = (out / "paired.md").read_text()
+    assert "| grpo | nft |" in paired and "| rloo | nsr |" in paired
