@@ -73,3 +73,24 @@ def test_quantile_ties_take_their_mid_rank_not_the_target_bucket():
     assert phi.bucket(0.0) == 2  # mid-rank (1 + 9/2) / 10 = 0.55 -> the third bucket
     phi.fit([0.0] * 20)
     assert phi.bucket(0.0) == 2  # a buffer of ties is in the middle, not at the target
+
+
+def test_a_graded_instruction_keeps_the_tasks_instruction():
+    """A bucket's words alone name no task (a chat model asked only "Give an answer that scores
+    in the top 25%." answers that sentence): by default they follow the task's instruction."""
+    task = load_task("synthetic/sort", num_examples=12)
+    kept = make_relabeler(HIRConfig(relabel="quantile"), task)
+    assert kept.target_instruction == f"{task.correct_instruction} Give an answer that scores in the top 25%."  # fmt: skip
+    assert all(i.startswith(task.correct_instruction + " ") for i in kept.instructions)
+    alone = make_relabeler(HIRConfig(relabel="quantile", graded_keeps_instruction=False), task)
+    assert alone.target_instruction == "Give an answer that scores in the top 25%."
+    own = load_task("constraints", num_examples=12) if _has_lm_eval() else None
+    if own is not None:
+        with pytest.raises(HIRError, match="use --relabel constraints or binary"):
+            make_relabeler(HIRConfig(relabel="quantile"), own)
+
+
+def _has_lm_eval() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("lm_eval") is not None

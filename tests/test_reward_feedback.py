@@ -160,7 +160,8 @@ def test_hir_under_a_reward_relabels_by_its_percentiles(tiny_gpt2_dir, tmp_path)
     # The task's own feedback is kept beside the reward (the samples' accuracy reads it).
     assert all(s.task_score == task.for_format(False).score(s.output, trainer.examples_by_id[s.query_id])
                for s in samples)  # fmt: skip
-    relabel = QuantileRelabel(4, wording="percentile")
+    # The bucket's words follow the task's instruction, so the instruction still names the task.
+    relabel = QuantileRelabel(4, wording="percentile", request=task.correct_instruction)
     relabel.fit([s.score for s in samples])
     items = trainer.training_items(1)
     assert [i.instruction for i in items] == [relabel.instructions[relabel.bucket(s.score)] for s in samples]  # fmt: skip

@@ -52,7 +52,10 @@ WORDINGS = ("top", "percentile")
 class QuantileRelabel:
     """Graded feedback: an output's rank among the buffer's scores picks one of `num_buckets`
     instructions. Evaluation asks for the top bucket. Call `fit(scores)` on the buffer before
-    relabeling it. Two wordings of a bucket (4 buckets, the best one):
+    relabeling it. The bucket's words follow `request`, the task's own instruction, so that
+    the instruction still says what to do (the bucket's words alone name no task: a chat model
+    asked only "Give an answer that scores in the top 25%." answers that sentence). Two
+    wordings of a bucket (4 buckets, the best one):
 
     - "top": "Give an answer that scores in the top 25%.";
     - "percentile", the method's RLHF example: "Give an answer that ranks about 88% in the
@@ -60,6 +63,9 @@ class QuantileRelabel:
 
     num_buckets: int = 4
     wording: str = "top"
+    # What the bucket's words follow: the task's own instruction, so that a relabeled
+    # instruction still names the task (the bucket's words alone, "" : the paper's example).
+    request: str = ""
     _sorted_scores: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +83,9 @@ class QuantileRelabel:
         return self._instruction(0)
 
     def _instruction(self, bucket: int) -> str:
+        return f"{self.request} {self._words(bucket)}" if self.request else self._words(bucket)
+
+    def _words(self, bucket: int) -> str:
         if self.wording == "percentile":
             percentile = round(100 * (1 - (bucket + 0.5) / self.num_buckets))
             return f"Give an answer that ranks about {percentile}% in the training data."

@@ -73,6 +73,12 @@ class HIRConfig(SupervisedFields, SamplingConfig):
     num_buckets: int = field(
         default=4, metadata=flag_help("quantile relabel: number of score buckets")
     )
+    graded_keeps_instruction: bool = field(
+        default=True,
+        metadata=flag_help("quantile/percentile relabel: the bucket's words follow the task's "
+                           "instruction (false: the bucket's words alone, as the paper's example, "
+                           "which names no task)"),
+    )  # fmt: skip
     contrastive_weight: float = field(
         default=1.0, metadata=flag_help("alpha (paper: 1); 0 = no contrastive term")
     )
@@ -343,12 +349,18 @@ def make_relabeler(config: HIRConfig, task: Task):
         return ConstraintRelabel(task, config.seed)
     if config.relabel == "binary" and task.has_own_instructions:
         return OwnInstructionRelabel(wrong, config.success_threshold)
+    if task.has_own_instructions:
+        raise HIRError(
+            f"--relabel {config.relabel} needs one instruction for the whole task, and the examples "
+            f"of {task.name!r} have their own: use --relabel constraints or binary"
+        )
     if config.relabel in SCRIPTED:
         if config.relabel == "binary":
             scripted = BinaryRelabel(correct, wrong, config.success_threshold)
         else:
             wording = "top" if config.relabel == "quantile" else "percentile"
-            scripted = QuantileRelabel(config.num_buckets, wording)
+            request = correct if config.graded_keeps_instruction else ""
+            scripted = QuantileRelabel(config.num_buckets, wording, request)
         return scripted if config.feedback_budget == 1 else LearnedRelabel(scripted, config.seed)
     function = load_callable(config.relabel, "relabel")
     return CallableRelabel(function, target_instruction=correct, fallback_opposite=wrong)
