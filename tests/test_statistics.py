@@ -39,3 +39,32 @@ def test_pairs_are_taken_over_the_seeds_both_methods_ran():
         ("farl", "sft", 1),
     ]
     assert rows[0]["mean"] == pytest.approx(-0.25)
+
+
+def test_runs_are_paired_on_an_evaluation_made_after_the_comparison(tmp_path):
+    """IFEval scored after a comparison (RUN/ifeval/summary.json): the runs paired by seed on
+    one of its metrics, the first method named first; a missing metric is one line."""
+    import json
+
+    from hir.compare.statistics import main, write_paired_evaluation
+    from hir.errors import HIRError
+
+    table = [{"method": m} for m in ("start", "hir", "farl")]
+    (tmp_path / "comparison.json").write_text(json.dumps({"table": table, "runs": []}))
+    values = {"start": [20.0, 20.0, 20.0], "hir": [30.0, 32.0, 31.0], "farl": [25.0, 26.0, 24.0]}
+    for method, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            folder = tmp_path / method / f"seed-{seed}" / "ifeval"
+            folder.mkdir(parents=True)
+            (folder / "summary.json").write_text(
+                json.dumps({"strict_mean": value, "accuracy": 0.1})
+            )
+    path = write_paired_evaluation(tmp_path, "ifeval", "strict_mean")
+    text = path.read_text()
+    by_hand = paired_difference(values["hir"], values["farl"])  # +6, +6, +7
+    assert f"| hir | farl | {by_hand['mean']:+.3f} | [{by_hand['low']:+.3f}, {by_hand['high']:+.3f}] | 3 | better |" in text  # fmt: skip
+    assert path.name == "paired-ifeval-strict_mean.md" and text.startswith("ifeval strict_mean")
+    with pytest.raises(HIRError, match="has no 'pass_rate'"):
+        write_paired_evaluation(tmp_path, "ifeval", "pass_rate")
+    main([str(tmp_path), "--evaluation", "ifeval", "--metric", "accuracy"])
+    assert (tmp_path / "paired-ifeval-accuracy.md").is_file()

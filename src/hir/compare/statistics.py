@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
 from itertools import combinations
 from pathlib import Path
 
@@ -38,10 +37,10 @@ def paired_difference(first: list[float], second: list[float], confidence: float
     return {"mean": mean, "sd": sd, "low": low, "high": high, "seeds": n, "verdict": verdict}
 
 
-def paired_rows(runs: list[dict], methods: list[str]) -> list[dict]:
+def paired_rows(runs: list[dict], methods: list[str], key: str = "final_accuracy") -> list[dict]:
     """Every pair of `methods` (in table order, the first named first) over the seeds both ran:
-    the first's final accuracy minus the second's."""
-    accuracy = {(r["method"], r["seed"]): r["final_accuracy"] for r in runs}
+    the first's `key` (final accuracy) minus the second's."""
+    accuracy = {(r["method"], r["seed"]): r[key] for r in runs}
     rows = []
     for first, second in combinations(methods, 2):
         seeds = sorted(
@@ -78,6 +77,52 @@ def write_paired(output_dir: str | Path) -> Path:
     return files.paired
 
 
-if __name__ == "__main__":  # python -m hir.compare.statistics COMPARISON_DIR...
-    for folder in sys.argv[1:]:
-        print(f"wrote {write_paired(folder)}")
+def write_paired_evaluation(output_dir: str | Path, evaluation: str, metric: str) -> Path:
+    """`paired-EVALUATION-METRIC.md` for a comparison folder: the runs paired by seed on one
+    metric of an evaluation made after the comparison, METHOD/seed-N/EVALUATION/summary.json
+    (e.g. `hir eval --run RUN --task ifeval --output_dir RUN/ifeval`, and the start's folder
+    evaluated with `--model`), so a test set the runs were not tuned on gets its verdicts."""
+    from hir.errors import HIRError
+    from hir.runs.fileio import atomic_write_text
+    from hir.runs.folders import EVALUATION_SUMMARY, ComparisonFolder
+
+    files = ComparisonFolder(output_dir)
+    record = json.loads(files.record.read_text(encoding="utf-8"))
+    runs = []
+    for method in (r["method"] for r in record["table"]):
+        for summary in sorted(Path(output_dir).glob(f"{method}/seed-*/{evaluation}/{EVALUATION_SUMMARY}")):  # fmt: skip
+            values = json.loads(summary.read_text(encoding="utf-8"))
+            if metric not in values:
+                raise HIRError(f"{summary} has no {metric!r}: name one of {', '.join(sorted(values))}")  # fmt: skip
+            seed = int(summary.parent.parent.name.removeprefix("seed-"))
+            runs.append({"method": method, "seed": seed, metric: values[metric]})
+    if not runs:
+        raise HIRError(f"no run of {output_dir} has {evaluation}/{EVALUATION_SUMMARY}: evaluate them first "
+                       f"(hir eval --run RUN --output_dir RUN/{evaluation})")  # fmt: skip
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    path = Path(output_dir) / f"paired-{evaluation}-{metric}.md"
+    heading = f"{evaluation} {metric}, paired by seed:\n\n"
+    atomic_write_text(
+        path, heading + paired_markdown(paired_rows(runs, methods, key=metric)) + "\n"
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hir.compare.statistics",
+                                     description="paired.md for comparison folders")  # fmt: skip
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--evaluation", help="pair on RUN/EVALUATION/summary.json instead of final accuracy")  # fmt: skip
+    parser.add_argument("--metric", default="accuracy", help="the summary's key to pair on")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        if args.evaluation:
+            print(f"wrote {write_paired_evaluation(folder, args.evaluation, args.metric)}")
+        else:
+            print(f"wrote {write_paired(folder)}")
+
+
+if __name__ == "__main__":
+    main()
