@@ -9,6 +9,8 @@ pytest.importorskip(
     "lm_eval", reason="constraints are lm-eval's checkers (pip install -e '.[dev]')"
 )
 
+from helpers import SHARED_IFEVAL  # noqa: E402
+
 from hir.errors import HIRError  # noqa: E402
 from hir.tasks import load_task  # noqa: E402
 from hir.tasks.constraints import WRONG_TEMPLATE, constraints_of, satisfies  # noqa: E402
@@ -77,3 +79,42 @@ def test_constraint_relabeling_is_refused_where_it_cannot_apply(tiny_gpt2_dir, t
     )
     with pytest.raises(HIRError, match="use --task constraints"):
         HIRTrainer(tiny_gpt2_dir, sort, config)
+
+
+@pytest.mark.skipif(not SHARED_IFEVAL.is_dir(), reason="needs ../shared/ifeval")
+def test_compare_scores_every_run_on_a_final_task_with_paired_verdicts(tiny_gpt2_dir, tmp_path):
+    """Trained on constraint requests, reported on IFEval: each run's final model and the start
+    scored on IFEval's test split, paired by seed; a resumed comparison reads them back."""
+    import json
+
+    from hir.cli import main
+    from hir.tasks.ifeval import aggregate, load_prompts, score_response
+
+    out = tmp_path / "compare"
+    prompts = tmp_path / "ifeval-first-20.jsonl"  # (a share of the 541, for speed)
+    prompts.write_text(
+        "".join((SHARED_IFEVAL / "input_data.jsonl").read_text().splitlines(True)[:20])
+    )
+    argv = ["compare", "--model", tiny_gpt2_dir, "--task", "constraints", "--num_examples", "40",
+            "--methods", "start,hir-constraints,farl", "--seeds", "0,1", "--iterations", "1",
+            "--num_samples", "2", "--max_new_tokens", "6", "--batch_size", "16", "--eval_limit", "4",
+            "--epochs_per_iteration", "1", "--max_queries_per_iteration", "4", "--report_to", "none",
+            "--final_eval", f"ifeval:{prompts}", "--final_eval_metric", "strict_mean",
+            "--final_eval_max_new_tokens", "4", "--output_dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    for method in ("start", "hir-constraints", "farl"):
+        folder = out / method / "seed-1" / "final-eval"
+        summary = json.loads((folder / "summary.json").read_text())
+        predictions = [
+            json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()
+        ]
+        assert len(predictions) == 20
+        by_hand = aggregate(
+            [score_response(p, r["prediction"]) for p, r in zip(load_prompts(prompts), predictions)]
+        )
+        assert summary["strict_mean"] == pytest.approx(by_hand["strict_mean"])
+    paired = (out / "paired-final-eval-strict_mean.md").read_text()
+    assert "| hir-constraints | farl |" in paired and "| start | farl |" in paired
+    before = (out / "farl" / "seed-0" / "final-eval" / "summary.json").stat().st_mtime_ns
+    assert main([*argv, "--resume"]) == 0
+    assert (out / "farl" / "seed-0" / "final-eval" / "summary.json").stat().st_mtime_ns == before

@@ -58,6 +58,19 @@ class CompareArguments:
                           "as `hir screen` does, into METHOD/seed-N/screen.json and transfer.md: does "
                           "the instructions' separation transfer? 0 = off"},
     )  # fmt: skip
+    final_eval: str | None = field(
+        default=None,
+        metadata={"help": "score each finished run (and the start) on this task's test split into "
+                          "METHOD/seed-N/final-eval/, with paired verdicts on --final_eval_metric "
+                          "(e.g. ifeval, for a comparison trained on --task constraints)"},
+    )  # fmt: skip
+    final_eval_metric: str = field(
+        default="accuracy",
+        metadata={"help": "what the final evaluation's paired verdicts compare (IFEval: strict_mean)"},
+    )  # fmt: skip
+    final_eval_max_new_tokens: int = field(
+        default=512, metadata={"help": "the final evaluation's longest answer"}
+    )
 
 
 def run_compare(args: list[str]) -> None:
@@ -104,6 +117,14 @@ def run_compare(args: list[str]) -> None:
         )
     configs = _method_configs(methods, rest, given, compare_args)
     output_dir = Path(compare_args.output_dir)
+    final_eval = None
+    if compare_args.final_eval:  # loaded and checked before any run
+        from hir.compare.final_evaluation import FinalEvaluation
+
+        final_task = dataclasses.replace(task_args, task=compare_args.final_eval).load()
+        final_eval = FinalEvaluation(final_task, compare_args.final_eval,
+                                     compare_args.final_eval_max_new_tokens,
+                                     configs[methods[0]].eval_batch_size, compare_args.final_eval_metric)  # fmt: skip
 
     if compare_args.demo:
         from hir.recipes.demo import prepare_start_policy
@@ -139,6 +160,7 @@ def run_compare(args: list[str]) -> None:
         model_args,
         stages,
         screen_limit=compare_args.screen_trained,
+        final_eval=final_eval,
     )
 
 

@@ -22,7 +22,10 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from hir.arguments import ModelArguments
+from hir.compare.final_evaluation import FOLDER as FINAL_EVALUATION
+from hir.compare.final_evaluation import FinalEvaluation, final_evaluation
 from hir.compare.methods import method_variant, start_rows, variant_base
+from hir.compare.statistics import write_paired_evaluation
 from hir.compare.table import run_wall_seconds, summarize, write_comparison
 from hir.compare.transfer import screen_run, transfer_settings
 from hir.errors import HIRError
@@ -69,6 +72,7 @@ def run_comparison(
     model_options: ModelArguments | None = None,
     instructgpt_stages: InstructGPTStages | None = None,
     screen_limit: int = 0,
+    final_eval: FinalEvaluation | None = None,
 ) -> dict:
     """`configs`: each compared method's config, in table order ("start": the untouched
     starting policy, evaluated with its config's settings); `compare_configs` makes them from
@@ -77,7 +81,9 @@ def run_comparison(
     `instructgpt_stages`: the SFT and reward-model stages of the instructgpt-* methods, made once
     per seed in `output_dir/instructgpt-start/seed-N`. `screen_limit` > 0: each run's trained
     model (and the start) is screened on that many evaluated queries (`hir.compare.transfer`),
-    the instructgpt-* rows excepted (their relabeling is not correct / wrong).
+    the instructgpt-* rows excepted (their relabeling is not correct / wrong). `final_eval`:
+    each run's final model (and the start) scored on another task's test split, with paired
+    verdicts (`hir.compare.final_evaluation`).
 
     When the configs say `resume`, runs that finished are read back, not run again, and an
     interrupted run continues from its last checkpoint. The table is rewritten after every
@@ -114,7 +120,8 @@ def run_comparison(
             mark_folder(output_dir, "comparison", "hir compare")
         return _run_comparison(configs, seeds, start, output_dir, resume, launch,
                                model_options or ModelArguments(),
-                               instructgpt_stages or InstructGPTStages(), screen_limit)  # fmt: skip
+                               instructgpt_stages or InstructGPTStages(), screen_limit,
+                               final_eval)  # fmt: skip
 
 
 def _launch_of(configs: Mapping[str, RunConfig]) -> PartialState | None:
@@ -155,6 +162,7 @@ def _run_comparison(
     configs, seeds, start, output_dir: Path, resume: bool, launch: PartialState | None,
     model_options: ModelArguments,
     instructgpt_stages: InstructGPTStages, screen_limit: int,
+    final_eval: FinalEvaluation | None = None,
 ) -> dict:  # fmt: skip
     methods = list(configs)
     main = launch is None or launch.is_main_process
@@ -181,6 +189,17 @@ def _run_comparison(
                       trained=name != "start") is None:  # fmt: skip
             say(f"hir compare: {name}, seed {seed}: not screened (no intact checkpoint in "
                 f"{folder / 'checkpoints'})")  # fmt: skip
+
+    def evaluate_finally(name: str, seed: int, start_model: str) -> None:
+        """The run's final model (the start for start rows) on `final_eval`'s test split."""
+        if final_eval is None or not main or name.startswith(("instructgpt-", "start@")):
+            return  # (a start@ row's model is the start's, scored once)
+        folder = run_folder(output_dir, name, seed)
+        record = {"model": start_model, "model_arguments": dataclasses.asdict(model_options)}
+        if final_evaluation(folder, final_eval, lambda: load_start(start_model), record,
+                            trained=not name.startswith("start")) is None:  # fmt: skip
+            say(f"hir compare: {name}, seed {seed}: no final evaluation (no intact checkpoint "
+                f"in {folder / 'checkpoints'})")  # fmt: skip
 
     def screened(name: str, start_instruction: str | None) -> bool:
         """Rows screened under `screen_limit` (by the main process): the first start row and
@@ -261,6 +280,11 @@ def _run_comparison(
             finished = finished_runs(row_names)
             if finished:
                 write_comparison(output_dir, summarize(finished, row_names), finished, record)
+            if final_eval is not None and any(
+                (run_folder(output_dir, r["method"], r["seed"]) / FINAL_EVALUATION).is_dir()
+                for r in finished
+            ):
+                write_paired_evaluation(output_dir, FINAL_EVALUATION, final_eval.metric)
 
     for method in methods:  # every config is checked before anything runs
         run_config(method, seeds[0])
@@ -298,6 +322,7 @@ def _run_comparison(
                         say(f"hir compare: {name}, seed {seed}: finished before, kept")
                         if screened(name, start_instruction):
                             screen_trained(name, seed, task, start_model)
+                        evaluate_finally(name, seed, start_model)
                         table_is_current = False
                         continue
                     say(f"hir compare: {name}, seed {seed}")
@@ -313,6 +338,7 @@ def _run_comparison(
                     runs.append(run)
                 if screened(name, start_instruction):
                     screen_trained(name, seed, task, start_model)
+                evaluate_finally(name, seed, start_model)
             write_table(row_names)
             table_is_current = True
     if not table_is_current:

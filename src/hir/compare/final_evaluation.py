@@ -1,0 +1,70 @@
+"""`hir compare --final_eval TASK`: each finished run's model (and the start) scored on another
+task's test split once the run ends, so a comparison tuned on one task reports on another (the
+IFEval study: trained on generated constraint requests, reported on IFEval's 541 prompts), with
+its paired verdicts (`hir.compare.statistics.write_paired_evaluation`).
+
+Each evaluation lives in RUN/final-eval/ (summary.json, predictions.jsonl), as `hir eval --run
+RUN --output_dir RUN/final-eval` writes it; one that exists is read back, not made again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hir.errors import HIRError
+from hir.models import Policy
+from hir.online.evaluate import evaluate, write_evaluation
+from hir.recipes.export import checkpoint_of
+from hir.runs.folders import EVALUATION_SUMMARY, mark_folder
+from hir.tasks.base import Task
+
+FOLDER = "final-eval"
+
+
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """What every run is scored on at its end: `task`'s test split, greedy, up to
+    `max_new_tokens`, `batch_size` prompts per generate call; `metric` is what the paired
+    verdicts compare (IFEval: "strict_mean")."""
+
+    task: Task
+    spec: str
+    max_new_tokens: int = 512
+    batch_size: int = 16
+    metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        if not self.task.split("test"):
+            raise HIRError(f"--final_eval {self.spec} has no test examples to score the runs on")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise HIRError("--final_eval_max_new_tokens and the batch size must be >= 1")
+
+
+def final_evaluation(folder: Path, settings: FinalEvaluation, load_start: Callable[[], Policy],
+                     record: dict, trained: bool = True) -> dict | None:  # fmt: skip
+    """The final evaluation of the run in `folder`: read back when it was made before, else
+    made on the start (`load_start()`) with the run's final checkpoint loaded (`trained`).
+    None when the run's checkpoints are gone."""
+    summary = folder / FOLDER / EVALUATION_SUMMARY
+    if summary.is_file():
+        return json.loads(summary.read_text(encoding="utf-8"))
+    checkpoint = None
+    if trained:
+        try:
+            checkpoint = checkpoint_of(folder)
+        except HIRError:  # e.g. a run kept from a machine its checkpoints stayed on
+            return None
+    policy = load_start()
+    if checkpoint is not None:
+        policy.load_weights(checkpoint)
+    result = evaluate(policy, settings.task, split="test", batch_size=settings.batch_size,
+                      max_new_tokens=settings.max_new_tokens,
+                      progress=f"{folder.parent.name}/{folder.name}: {settings.spec}")  # fmt: skip
+    mark_folder(folder / FOLDER, "evaluation", "hir compare --final_eval")
+    config = {**record, "task": settings.spec, "split": "test", "max_new_tokens": settings.max_new_tokens,
+              "batch_size": settings.batch_size, "run": None if checkpoint is None else str(checkpoint)}  # fmt: skip
+    write_evaluation(result, folder / FOLDER, config)
+    return json.loads(summary.read_text(encoding="utf-8"))
