@@ -20,6 +20,7 @@ Kinds:
   from each folder's comparison.json.
 - `runs DIR methods=M,N labels=L1,L2`: a comparison's methods from their runs' own files:
   accuracy per seed, the commonest answer at the end, right and distinct samples, updates.
+- `curves DIR methods=M,N labels=L1,L2`: each seed's accuracy at every evaluated iteration.
 - `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
 - `trl_grpo FILE`: `benchmarks/trl_grpo.py`'s JSON, TRL's trainer and hir side by side.
 - `ifeval SOURCE... labels=A,B`: IFEval's four numbers per source (a JSON file, or FILE#KEY).
@@ -161,6 +162,28 @@ def runs(folder: str, methods: str, labels: str) -> str:
     return render(header, rows)
 
 
+def curves(folder: str, methods: str, labels: str) -> str:
+    """One row per method of a comparison folder: test accuracy (mean ± std, as comparison.json),
+    each seed's accuracy at every evaluated iteration (its compare_run.json), and the mean wall
+    time per run."""
+    root = ROOT / folder
+    table = {r["method"]: r for r in json.loads((root / "comparison.json").read_text())["table"]}
+    rows, iterations = [], None
+    for method, label in zip(methods.split(","), labels.split(","), strict=True):
+        seeds = sorted(root.glob(f"{method}/seed-*/compare_run.json"), key=lambda f: f.parent.name)
+        histories = [json.loads(f.read_text())["history"] for f in seeds]
+        if len(histories[0]) > 1:
+            iterations = [h["iteration"] for h in histories[0]]
+        rows.append([label, f"{table[method]['accuracy_mean']:.3f} ± {table[method]['accuracy_std']:.3f}",
+                     *(" ".join(f"{h['accuracy']:.3f}" for h in history) for history in histories),
+                     f"{table[method]['wall_seconds_mean']:.0f}"])  # fmt: skip
+    evaluated = ", ".join(map(str, iterations or [0]))
+    seeds = [f"seed {n} (iterations {evaluated})" if n == 0 else f"seed {n}" for n in range(len(rows[0]) - 3)]  # fmt: skip
+    return render(
+        ["method", "final test accuracy (mean ± std)", *seeds, "wall time (s, mean)"], rows
+    )
+
+
 def _trend(sampled: list[list[dict]], key: str, digits: int) -> str:
     """`key` at the first and the last sampling iteration, each the mean over the runs."""
     if not sampled or not all(sampled):
@@ -197,6 +220,7 @@ KINDS = {
     "include": include,
     "accuracy": accuracy,
     "runs": runs,
+    "curves": curves,
     "speed": speed,
     "trl_grpo": trl_grpo,
     "ifeval": ifeval,
