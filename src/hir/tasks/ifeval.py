@@ -198,28 +198,41 @@ def load_ifeval_task(path: str | os.PathLike | None = None):
     )  # fmt: skip
 
 
-def score_files(prompts_path: str | os.PathLike, responses_path: str | os.PathLike) -> dict:
-    """IFEval's numbers for a file of responses (JSONL with `response`, one per prompt, in the
-    prompts' order), e.g. the IFEval paper's GPT-4 responses."""
+def score_files(
+    prompts_path: str | os.PathLike, responses_path: str | os.PathLike, limit: int | None = None
+) -> dict:
+    """IFEval's numbers for a file of responses, one per prompt in the prompts' order: JSONL
+    with `response` (the IFEval paper's files) or `prediction` (`hir eval`'s predictions.jsonl);
+    `limit`: the first N prompts only."""
     prompts = load_prompts(prompts_path)
-    lines = Path(responses_path).read_text(encoding="utf-8").splitlines()
-    responses = [json.loads(line)["response"] for line in lines if line.strip()]
+    lines = [json.loads(line) for line in Path(responses_path).read_text(encoding="utf-8").splitlines() if line.strip()]  # fmt: skip
+    responses = [row["response"] if "response" in row else row["prediction"] for row in lines]
     if len(responses) != len(prompts):
         raise HIRError(f"{responses_path} has {len(responses)} responses for {len(prompts)} prompts: "
                        "give one per prompt, in the prompts' order")  # fmt: skip
-    return aggregate([score_response(p, r) for p, r in zip(prompts, responses)])
+    pairs = list(zip(prompts, responses))[:limit]
+    return aggregate([score_response(p, r) for p, r in pairs])
 
 
-if __name__ == "__main__":  # python -m hir.tasks.ifeval PROMPTS RESPONSES [OUTPUT.json]
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
     from hir.runs.fileio import atomic_write_json
     from hir.runs.versions import library_versions
 
-    if len(sys.argv) not in (3, 4):
-        sys.exit("usage: python -m hir.tasks.ifeval PROMPTS.jsonl RESPONSES.jsonl [OUTPUT.json]")
-    numbers = score_files(sys.argv[1], sys.argv[2])
+    parser = argparse.ArgumentParser(prog="python -m hir.tasks.ifeval",
+                                     description="IFEval's numbers for a file of responses")  # fmt: skip
+    parser.add_argument("prompts")
+    parser.add_argument("responses", help="JSONL with response (or prediction) per line, in the prompts' order")  # fmt: skip
+    parser.add_argument("output", nargs="?", help="where to write the numbers as JSON")
+    parser.add_argument("--limit", type=int, default=None, help="the first N prompts only")
+    args = parser.parse_args(argv)
+    numbers = score_files(args.prompts, args.responses, args.limit)
     print(json.dumps(numbers, indent=2))
-    if len(sys.argv) == 4:
-        atomic_write_json(sys.argv[3], {**numbers, "prompts": sys.argv[1], "responses": sys.argv[2],
-                                        "versions": library_versions()})  # fmt: skip
+    if args.output:
+        atomic_write_json(args.output, {**numbers, "prompts": args.prompts, "responses": args.responses,
+                                        "limit": args.limit, "versions": library_versions()})  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m hir.tasks.ifeval PROMPTS RESPONSES [OUTPUT.json] [--limit N]
+    main()
