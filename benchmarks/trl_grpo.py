@@ -82,14 +82,26 @@ def run_hir(args) -> dict:
             "query_ids": query_ids}  # fmt: skip
 
 
+def study_lora(model):
+    """The study's trained layers in peft's terms for TRL: LoRA r=8 (alpha 16) on every linear
+    layer of the last `TRAINED_LAYERS` of SmolLM2's `LAYERS`, as hir's --lora_r 8
+    --train_last_layers 4."""
+    from peft import LoraConfig
+
+    from hir.models.adapters import linear_layer_names, transformer_layers
+
+    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=linear_layer_names(transformer_layers(model)[1]),
+                      layers_to_transform=list(range(LAYERS - TRAINED_LAYERS, LAYERS)),
+                      layers_pattern="layers")  # fmt: skip
+
+
 def run_trl(args) -> dict:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from hir.models.adapters import linear_layer_names, transformer_layers
     from hir.models.sources import resolve_model
     from hir.tasks import load_task
 
@@ -101,10 +113,7 @@ def run_trl(args) -> dict:
     # hir's queries in hir's order; TRL's sampler repeats each `samples` times, unshuffled.
     dataset = Dataset.from_list([rows[i] for i in args.query_ids.split(",")])
     steps_per_generation = args.queries * args.samples // args.batch_size
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=linear_layer_names(transformer_layers(model)[1]),
-                      layers_to_transform=list(range(LAYERS - TRAINED_LAYERS, LAYERS)),
-                      layers_pattern="layers")  # fmt: skip
+    lora = study_lora(model)
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-grpo-"), use_cpu=True, bf16=False,
         report_to="none", save_strategy="no", seed=0, shuffle_dataset=False,

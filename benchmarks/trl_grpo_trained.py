@@ -23,7 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, TASK = "smollm2-135m-instruct", "synthetic/count"
-LAYERS, TRAINED_LAYERS = 30, 4
 ROUNDS, QUERIES, SAMPLES, BATCH = 10, 64, 4, 16
 
 
@@ -35,12 +34,11 @@ def main() -> None:
 
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
+    from trl_grpo import study_lora  # (benchmarks/, beside this script)
 
     from hir.models import load_policy
-    from hir.models.adapters import linear_layer_names, transformer_layers
     from hir.models.sources import resolve_model
     from hir.online.evaluate import evaluate
     from hir.runs.fileio import atomic_write_json
@@ -52,10 +50,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     task = load_task(TASK, validation_fraction=0.2).for_format(True)
     steps_per_round = QUERIES * SAMPLES // BATCH
-    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=linear_layer_names(transformer_layers(model)[1]),
-                      layers_to_transform=list(range(LAYERS - TRAINED_LAYERS, LAYERS)),
-                      layers_pattern="layers")  # fmt: skip
+    lora = study_lora(model)
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-grpo-count-"), use_cpu=True, bf16=False,
         report_to="none", save_strategy="no", seed=args.seed,

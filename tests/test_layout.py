@@ -8,7 +8,7 @@ import hir
 PACKAGE = Path(hir.__file__).parent
 # Floors from the bottom: a module may import its own floor and the floors below it only.
 FLOORS = [
-    {"errors", "callables", "options"},
+    {"errors", "callables", "options", "cache"},
     {"runs"},
     {"tasks"},
     {"losses"},

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hir.compare.transfer import final_policy
 from hir.errors import HIRError
 from hir.models import Policy
 from hir.online.evaluate import evaluate, write_evaluation
-from hir.recipes.export import checkpoint_of
 from hir.runs.folders import EVALUATION_SUMMARY, mark_folder
 from hir.tasks.base import Task
 
@@ -51,15 +51,10 @@ def final_evaluation(folder: Path, settings: FinalEvaluation, load_start: Callab
     summary = folder / FOLDER / EVALUATION_SUMMARY
     if summary.is_file():
         return json.loads(summary.read_text(encoding="utf-8"))
-    checkpoint = None
-    if trained:
-        try:
-            checkpoint = checkpoint_of(folder)
-        except HIRError:  # e.g. a run kept from a machine its checkpoints stayed on
-            return None
-    policy = load_start()
-    if checkpoint is not None:
-        policy.load_weights(checkpoint)
+    loaded = final_policy(folder, load_start, trained)
+    if loaded is None:
+        return None
+    policy, checkpoint = loaded
     result = evaluate(policy, settings.task, split="test", batch_size=settings.batch_size,
                       max_new_tokens=settings.max_new_tokens,
                       progress=f"{folder.parent.name}/{folder.name}: {settings.spec}")  # fmt: skip

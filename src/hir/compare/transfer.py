@@ -51,6 +51,23 @@ def screened_row(folder: Path) -> dict | None:
     return {**rows[0], "k": saved["settings"]["num_samples"]} if rows else None
 
 
+def final_policy(
+    folder: Path, load_start: Callable[[], Policy], trained: bool = True
+) -> tuple[Policy, Path | None] | None:
+    """(the start with the run's final checkpoint loaded, that checkpoint), or the start alone
+    (`trained` False: a start row); None when the run's checkpoints are gone."""
+    checkpoint = None
+    if trained:
+        try:
+            checkpoint = checkpoint_of(folder)
+        except HIRError:  # e.g. a run kept from a machine its checkpoints stayed on
+            return None
+    policy = load_start()
+    if checkpoint is not None:
+        policy.load_weights(checkpoint)
+    return policy, checkpoint
+
+
 def screen_run(
     folder: Path,
     task: Task,
@@ -65,15 +82,10 @@ def screen_run(
     kept = screened_row(folder)
     if kept is not None:
         return kept
-    checkpoint = None
-    if trained:
-        try:
-            checkpoint = checkpoint_of(folder)
-        except HIRError:  # e.g. a run kept from a machine its checkpoints stayed on
-            return None
-    policy = load_start()
-    if checkpoint is not None:
-        policy.load_weights(checkpoint)
+    loaded = final_policy(folder, load_start, trained)
+    if loaded is None:
+        return None
+    policy, checkpoint = loaded
     screen(policy, [(task.name, task)], settings, folder,
            {**record, "run": None if checkpoint is None else str(checkpoint)})  # fmt: skip
     return screened_row(folder)

@@ -24,6 +24,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hir.cache import hir_cache
 from hir.errors import HIRError
 from hir.runs.fileio import file_sha256
 from hir.runs.staging import staged_folder
@@ -52,8 +53,7 @@ BUILTIN_MODELS = {
 
 
 def cache_root() -> Path:
-    root = os.environ.get("HIR_CACHE_DIR") or Path.home() / ".cache" / "hir"
-    return Path(root) / "models"
+    return hir_cache() / "models"
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> str:

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import MappingProxyType
 
+from hir.cache import hir_cache
 from hir.errors import HIRError
 from hir.tasks.base import Example, Task, exact_match
 from hir.tasks.extraction import ANSWER_HINTS
@@ -55,8 +56,7 @@ def task_folder(short_name: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("HIR_CACHE_DIR") or Path.home() / ".cache" / "hir"
-    return Path(root) / "bigbench-1.0.0"
+    return hir_cache() / "bigbench-1.0.0"
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path, bool]:

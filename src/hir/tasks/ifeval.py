@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hir.cache import hir_cache
 from hir.errors import HIRError
 
 DATASET = "google/IFEval"
@@ -74,7 +75,7 @@ def ensure_sentence_splitter() -> None:
         return
     except LookupError:
         pass
-    folder = Path(os.environ.get("HIR_CACHE_DIR") or Path.home() / ".cache" / "hir") / "nltk_data"
+    folder = hir_cache() / "nltk_data"
     english = folder / "tokenizers" / "punkt_tab" / "english"
     if not (english / "ortho_context.tab").is_file():
         try:
