@@ -11,13 +11,23 @@ A table is marked by the source it is made from:
     <!-- /table -->
 
 Kinds:
-- `include FILE [rows=A,B] [columns=X,Y] [match=COLUMN]`: the markdown table in FILE (written by
+- `include FILE [rows=A,B] [columns=X,Y] [match=COLUMN] [table=N]`: the (N-th) markdown table in FILE (written by
   `hir compare`, `hir screen` or `python -m hir.compare.statistics`), its rows whose first column
   (or `match` column) is one of `rows`, its columns named in `columns`, both in the order given;
-  `rows` entries "A/B" match a paired table's row whose first two columns are A and B.
+  `rows` entries "A/B" match a paired table's row whose first two columns are A and B;
+  `add=FILE2#COLUMN` first appends COLUMN of FILE2's table, its rows matched by first cell.
 - `accuracy DIR... methods=M,N labels=L1,L2 tasks=T1,T2`: one row per comparison folder, one
   column per method, its final test accuracy "mean ± std" over seeds (the start: its mean),
   from each folder's comparison.json.
+- `comparison DIR... methods=M,N labels=L1,L2 [columns=accuracy,per_seed,wall,rss]`: one row
+  per method from the first folder's comparison.json (`M@DIR2` reads M from another folder):
+  final test accuracy "mean ± std", each seed's, the mean wall time and the peak RSS per run.
+- `gain DIR before=M after=N labels=L1,L2`: per seed, the final test accuracy of two methods of a
+  comparison and the paired difference, and their mean ± std.
+- `premise FILE... labels=L1,L2`: `hir eval --premise true`'s premise.json per model: accuracy
+  under the two instructions, the share of same answers, the commonest answers under each.
+- `warmup FILE... labels=L1,L2`: `hir warm-up`'s JSON per attempt: for each task, accuracy under
+  the correct / the wrong instruction / the share of same answers, before -> after.
 - `runs DIR methods=M,N labels=L1,L2`: a comparison's methods from their runs' own files:
   accuracy per seed, the commonest answer at the end, right and distinct samples, updates.
 - `curves DIR methods=M,N labels=L1,L2`: each seed's accuracy at every evaluated iteration.
@@ -40,9 +50,12 @@ DOCUMENTS = ("README.md", "docs/findings.md", "docs/performance.md")
 MARKED = re.compile(r"(<!-- table: (?P<spec>.+?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
-def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the first markdown table in `text`."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+def parse_table(text: str, number: int = 1) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the `number`-th markdown table in `text`."""
+    tables = re.findall(r"(?:^\|.*\n?)+", text, re.M)
+    if len(tables) < number:
+        raise ValueError(f"no markdown table number {number}")
+    lines = tables[number - 1].splitlines()
     if len(lines) < 2:
         raise ValueError("no markdown table")
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
@@ -54,8 +67,10 @@ def render(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def include(path: str, rows: str | None = None, columns: str | None = None, match: str | None = None) -> str:  # fmt: skip
-    header, body = parse_table((ROOT / path).read_text(encoding="utf-8"))
+def include(path: str, rows: str | None = None, columns: str | None = None, match: str | None = None, add: str | None = None, table: str = "1") -> str:  # fmt: skip
+    header, body = parse_table((ROOT / path).read_text(encoding="utf-8"), int(table))
+    if add:
+        header, body = _joined(header, body, *add.split("#"))
     if rows:
         key = header.index(match) if match else 0
         wanted = rows.split(",")
@@ -83,6 +98,16 @@ def include(path: str, rows: str | None = None, columns: str | None = None, matc
     return render(header, body)
 
 
+def _joined(header: list[str], body: list[list[str]], path: str, column: str) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+    """The table with `column` of the table in `path` appended, rows matched by first cell."""
+    other_header, other_body = parse_table((ROOT / path).read_text(encoding="utf-8"))
+    if column not in other_header:
+        raise ValueError(f"{path} has no column {column}")
+    index = other_header.index(column)
+    values = {row[0]: row[index] for row in other_body}
+    return [*header, column], [[*row, values.get(row[0], "-")] for row in body]
+
+
 def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
     methods_, labels_, tasks_ = methods.split(","), labels.split(","), tasks.split(",")
     rows = []
@@ -99,6 +124,98 @@ def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
                 cells.append(f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}")
         rows.append([task, *cells])
     return render(["task", *labels_], rows)
+
+
+COMPARISON_COLUMNS = {
+    "accuracy": "final accuracy (mean ± std, {seeds} seeds)",
+    "per_seed": "per seed",
+    "wall": "wall time per run (s)",
+    "rss": "peak RSS (MiB)",
+}
+
+
+def comparison(folder: str, methods: str, labels: str, columns: str = "accuracy,per_seed,wall") -> str:  # fmt: skip
+    """One row per method of a comparison, from its comparison.json; "M@DIR" takes method M
+    from the comparison in DIR (a rerun of one method in its own folder)."""
+    names = columns.split(",")
+    unknown = [n for n in names if n not in COMPARISON_COLUMNS]
+    if unknown:
+        raise ValueError(f"no column {', '.join(unknown)}; known: {', '.join(COMPARISON_COLUMNS)}")
+    rows, seed_counts = [], set()
+    for entry, label in zip(methods.split(","), labels.split(","), strict=True):
+        method, _, source = entry.partition("@")
+        result = json.loads((ROOT / (source or folder) / "comparison.json").read_text())
+        row = next((r for r in result["table"] if r["method"] == method), None)
+        if row is None:
+            raise ValueError(f"{source or folder} has no method {method}")
+        per_seed = sorted((r for r in result["runs"] if r["method"] == method), key=lambda r: r["seed"])
+        seed_counts.add(row["seeds"])
+        cells = {
+            "accuracy": f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
+            "per_seed": " / ".join(f"{r['final_accuracy']:.3f}" for r in per_seed),
+            "wall": f"{row['wall_seconds_mean']:.0f}",
+            "rss": f"{row['peak_rss_mib']:.0f}",
+        }
+        rows.append([label, *(cells[n] for n in names)])
+    seeds = "/".join(map(str, sorted(seed_counts)))
+    return render(["method", *(COMPARISON_COLUMNS[n].format(seeds=seeds) for n in names)], rows)
+
+
+def gain(folder: str, before: str, after: str, labels: str) -> str:
+    """Per seed: `before`'s and `after`'s final test accuracy and the difference; then mean ± std
+    (the sample std, as comparison.json's)."""
+    runs = json.loads((ROOT / folder / "comparison.json").read_text())["runs"]
+    by_seed: dict[int, dict[str, float]] = {}
+    for run in runs:
+        if run["method"] in (before, after):
+            by_seed.setdefault(run["seed"], {})[run["method"]] = run["final_accuracy"]
+    seeds = sorted(s for s, found in by_seed.items() if len(found) == 2)
+    if not seeds:
+        raise ValueError(f"{folder} has no seed with both {before} and {after}")
+    columns = [[by_seed[s][before] for s in seeds], [by_seed[s][after] for s in seeds]]
+    columns.append([b - a for a, b in zip(*columns)])
+    rows = [[str(s), f"{columns[0][i]:.3f}", f"{columns[1][i]:.3f}", f"{columns[2][i]:+.3f}"] for i, s in enumerate(seeds)]  # fmt: skip
+    rows.append(["mean ± std", *(_mean_std(c, sign=k == 2) for k, c in enumerate(columns))])
+    return render(["seed", *labels.split(","), "gain"], rows)
+
+
+def _mean_std(values: list[float], sign: bool = False) -> str:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0  # fmt: skip
+    return f"{mean:+.3f} ± {std:.3f}" if sign else f"{mean:.3f} ± {std:.3f}"
+
+
+def premise(*paths: str, labels: str) -> str:
+    rows = []
+    for path, label in zip(paths, labels.split(","), strict=True):
+        p = json.loads((ROOT / path).read_text())
+        answers = [", ".join(f"{a} {n}" for a, n in p[f"top_answers_{which}_instruction"].items())
+                   for which in ("correct", "wrong")]  # fmt: skip
+        rows.append([label, f"{p['accuracy_correct_instruction']:.3f} / {p['accuracy_wrong_instruction']:.3f}",
+                     f"{p['same_answer_share']:.2f}", *answers])  # fmt: skip
+    header = ["model", "accuracy, correct / wrong instruction", "same answer",
+              'answers under "correct"', 'answers under "wrong"']  # fmt: skip
+    return render(header, rows)
+
+
+def warmup(*paths: str, labels: str) -> str:
+    attempts = [json.loads((ROOT / path).read_text()) for path in paths]
+    tasks: list[str] = []
+    for attempt in attempts:
+        tasks += [t for t in attempt["tasks"] if t not in tasks]
+    targets = [t for t in attempts[0]["targets"] if t not in tasks]
+
+    def cell(attempt: dict, task: str) -> str:
+        before = {p["task"]: p for p in attempt["premise_before"]}.get(task)
+        after = {p["task"]: p for p in attempt["premise_after"]}.get(task)
+        if before is None or after is None:
+            return ""
+        keys = ("accuracy_correct_instruction", "accuracy_wrong_instruction", "same_answer_share")
+        return " / ".join(f"{before[k]:.2f}->{after[k]:.2f}" for k in keys)
+
+    rows = [[task, "warm-up" if task in tasks else "target, validation", *(cell(a, task) for a in attempts)]
+            for task in tasks + targets]  # fmt: skip
+    return render(["task", "role", *labels.split(",")], rows)
 
 
 def speed(path: str) -> str:
@@ -219,6 +336,10 @@ def ifeval(*sources: str, labels: str) -> str:
 KINDS = {
     "include": include,
     "accuracy": accuracy,
+    "comparison": comparison,
+    "gain": gain,
+    "premise": premise,
+    "warmup": warmup,
     "runs": runs,
     "curves": curves,
     "speed": speed,
