@@ -148,7 +148,9 @@ def comparison(folder: str, methods: str, labels: str, columns: str = "accuracy,
         row = next((r for r in result["table"] if r["method"] == method), None)
         if row is None:
             raise ValueError(f"{source or folder} has no method {method}")
-        per_seed = sorted((r for r in result["runs"] if r["method"] == method), key=lambda r: r["seed"])
+        per_seed = sorted(
+            (r for r in result["runs"] if r["method"] == method), key=lambda r: r["seed"]
+        )
         seed_counts.add(row["seeds"])
         cells = {
             "accuracy": f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
