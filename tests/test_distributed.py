@@ -178,15 +178,20 @@ def test_fsdp2_t5_with_lora(tiny_t5_dir, tmp_path):
     assert_same_run(sharded, launched("ddp", "hir", tiny_t5_dir, tmp_path / "ddp", lora_r=4))
 
 
-@pytest.mark.parametrize(("method", "model"), [("ppo", "t5")])
-def test_fsdp2_every_method_trains_as_data_parallel(method, model, request, tmp_path):
+@pytest.mark.parametrize(
+    ("engine", "method", "model"),
+    [("fsdp2", "ppo", "t5"), ("fsdp2", "rloo", "gpt2"), ("zero3", "grpo", "gpt2")],
+)
+def test_sharded_every_method_trains_as_data_parallel(engine, method, model, request, tmp_path):
     """PPO: its policy and value model sharded, its rollout scored with whole weights, on an
-    encoder-decoder model. (On a decoder-only one: the InstructGPT pipeline's last stage below,
-    PPO-ptx on GPT-2; SFT: its first stage; HIR: the tests above. FARL is HIR's loop and update
-    with other items: nothing of it is sharded differently. Their own rows were dropped to keep
-    the suite under 15 minutes.)"""
+    encoder-decoder model. RLOO: its completions scored with whole weights, its start a whole
+    copy, the shares' rewards gathered; GRPO under ZeRO-3. (On a decoder-only one: the
+    InstructGPT pipeline's last stage below, PPO-ptx on GPT-2; SFT: its first stage; HIR: the
+    tests above. FARL is HIR's loop and update with other items, GRPO's NFT and NSR the group
+    methods' scoring and steps: nothing of them is sharded differently. Their own rows were
+    dropped to keep the suite under 15 minutes.)"""
     model_dir = request.getfixturevalue(f"tiny_{model}_dir")
-    sharded = launched("fsdp2", method, model_dir, tmp_path / "fsdp2")
+    sharded = launched(engine, method, model_dir, tmp_path / engine)
     assert_sharded(sharded)
     if method == "ppo":
         assert (sharded / "checkpoints" / "iteration-0002" / "value_state.pt").is_file()
@@ -358,3 +363,41 @@ def test_steps_not_sharded_are_refused_in_one_line(tiny_gpt2_dir, monkeypatch):
     kind = DistributedType.DEEPSPEED
     with pytest.raises(HIRError, match="reward-model training does not run under DeepSpeed"):
         train_reward_model(policy, [object()], epochs=1, learning_rate=1e-4)
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo", "nft"])
+def test_group_methods_on_two_processes_make_one_process_update(method, tiny_gpt2_dir, tmp_path):
+    """Every process holds every completion and takes a share of each micro-batch; the loss of
+    each share is scaled so that data parallelism's average is one process's loss on the whole
+    micro-batch. So the update two processes make from an iteration's samples is the one a
+    single process makes from the same samples and the same weights. (Iteration 2: RLOO's KL to
+    the start, in the reward, is 0 in the first; every process needs it for every completion.)"""
+    sys.path.insert(0, str(RUNNER.parent))
+    from distributed_run import build_trainer
+
+    launched_run = launched("ddp", method, tiny_gpt2_dir, tmp_path / "ddp", iterations=2)
+    checkpoints = launched_run / "checkpoints"
+    alone = build_trainer(method, tiny_gpt2_dir, str(tmp_path / "alone"), 2, 0)
+    alone.restore(checkpoints / "iteration-0001")
+    alone.buffer.load(checkpoints / "iteration-0002" / "buffer.jsonl")
+    metrics = alone.update(alone.training_items(2), 2)
+    logged = records(launched_run / "metrics.jsonl")[2]
+    assert metrics["train_steps"] == logged["train_steps"] > 1
+    assert metrics["reward"] == pytest.approx(logged["reward"], abs=1e-6)
+    if method == "rloo":
+        assert logged["kl"] != 0 and metrics["kl"] == pytest.approx(logged["kl"], rel=1e-4)
+    if method == "nft":
+        assert logged["groups_without_spread"] < 1  # some groups teach something
+    trained = load_file(checkpoints / "iteration-0002" / "model.safetensors")
+    before = load_file(checkpoints / "iteration-0001" / "model.safetensors")
+    weights = alone.policy.model.state_dict()
+    tolerance = run_tolerance(launched_run)
+    apart, moved = 0.0, 0.0
+    for name, tensor in trained.items():
+        difference = (weights[name] - tensor).abs()
+        assert difference.median() <= tolerance, name
+        assert difference.max() <= adam_steps_bound(launched_run), name
+        apart += float(difference.square().sum())
+        moved += float((tensor - before[name]).square().sum())
+    # The two updates are one: they differ by far less than either moved the weights.
+    assert apart**0.5 < 0.01 * moved**0.5

@@ -23,6 +23,7 @@ from hir.models.speed.sharding import full_weights
 from hir.online.sampling import Sample
 from hir.options import flag_help
 from hir.runs.crash_points import crash_point
+from hir.trainers.epochs import process_share
 from hir.trainers.loop import OnlineTrainer
 from hir.trainers.optimization import optimizer_step
 from hir.trainers.ppo import disable_dropout
@@ -106,11 +107,6 @@ class GroupTrainer(OnlineTrainer):
         return torch.tensor([float(self.is_success(s.score)) for s in items])
 
     def before_prepare(self) -> None:
-        if self.accelerator.num_processes > 1:
-            raise HIRError(
-                f"{self.method} runs in one process for now (its groups are not yet shared out "
-                "between processes); launch it without accelerate, or use HIR, FARL, SFT or PPO"
-            )
         # Dropout off, as in PPO: the ratio to the sampling policy must be 1 before the first step.
         disable_dropout(self.policy.model)
         self.reference = None
@@ -140,10 +136,37 @@ class GroupTrainer(OnlineTrainer):
         return [s for s in self.buffer.samples if s.iteration == iteration]
 
     def scored_batches(self, items: Sequence[Sample]) -> list[dict]:
-        """`items` in micro-batches of `batch_size` completions, each scored (`_score`)."""
+        """`items` in micro-batches of `batch_size` completions, this process's share of each
+        scored (`_score`; every process holds every completion, and each optimizer step is one
+        micro-batch, its shares' gradients averaged by data parallelism). Each carries what
+        makes that average the one process's loss on the whole micro-batch (`data_parallel`):
+        its share of the micro-batch's completions and tokens, and the micro-batch's tokens."""
         size = self.config.batch_size
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        scored = []
         with full_weights(self.model):
-            return [self._score(items, range(b, min(b + size, len(items)))) for b in range(0, len(items), size)]  # fmt: skip
+            for begin in range(0, len(items), size):
+                rows = list(range(begin, min(begin + size, len(items))))
+                item = self._score(items, process_share(rows, rank, world))
+                # The shares' rows together: a micro-batch smaller than the processes repeats.
+                item["share_of_rows"] = len(item["rows"]) / max(len(rows), world)
+                scored.append(item)
+        local = torch.tensor([float(item["mask"].sum()) for item in scored])
+        tokens = self.accelerator.reduce(local.to(self.accelerator.device), reduction="sum").cpu()
+        for item, mine, total in zip(scored, local.tolist(), tokens.tolist(), strict=True):
+            item["share_of_tokens"], item["tokens"] = mine / max(total, 1.0), total
+        return scored
+
+    def data_parallel(self, loss: torch.Tensor, item: dict, normalized_by: str) -> torch.Tensor:
+        """`loss` on this process's share of `item`'s micro-batch, scaled so that the average
+        over the processes (data parallelism's, of the gradients) is the loss one process
+        computes on the whole micro-batch. `normalized_by`: what the loss divides by, "rows"
+        (a mean over completions, or a sum over B x a constant), "tokens" (the share's
+        tokens), or "constant" (the same number on every process). One process: 1 x loss."""
+        world = self.accelerator.num_processes
+        if normalized_by == "constant":
+            return loss * world
+        return loss * (world * item[f"share_of_{normalized_by}"])
 
     def train_passes(self, scored: list[dict], step: Callable[[dict], dict[str, float]]) -> dict:
         """`num_iterations` passes over the micro-batches in a seeded order, one optimizer step
@@ -165,7 +188,7 @@ class GroupTrainer(OnlineTrainer):
         return token_logprobs(logits / self.config.temperature, labels)
 
     @torch.no_grad()
-    def _score(self, items: Sequence[Sample], rows: range) -> dict:
+    def _score(self, items: Sequence[Sample], rows: list[int]) -> dict:
         """The micro-batch `rows` of `items`: its tensors, with the sampling policy's (and, with
         a KL term, the start's) token log-probabilities."""
         self.model.eval()
@@ -187,7 +210,11 @@ class GroupTrainer(OnlineTrainer):
             else:
                 ref_logp, _ = self._logprobs(self.reference, batch)
         return {"batch": batch, "old_logp": old_logp, "ref_logp": ref_logp, "mask": mask.float(),
-                "rows": list(rows)}  # fmt: skip
+                "rows": rows}  # fmt: skip
+
+
+# What each GRPO loss type divides its token sum by (`clipped_token_loss`).
+NORMALIZED_BY = {"grpo": "rows", "bnpo": "tokens", "dr_grpo": "rows", "dapo": "constant"}
 
 
 class ClippedTokenTrainer(GroupTrainer):
@@ -212,7 +239,7 @@ class ClippedTokenTrainer(GroupTrainer):
             item["advantages"] = advantages[item["rows"]].to(item["old_logp"].device)
         # "dapo": each step's token sum over the generation batch's tokens per optimizer step
         # (TRL's num_items_in_batch, rescaled to one step), so the steps add up to its mean.
-        tokens_per_step = sum(float(s["mask"].sum()) for s in scored) / len(scored)
+        tokens_per_step = sum(s["tokens"] for s in scored) / len(scored)
         metrics = self.train_passes(scored, lambda item: self._step(item, tokens_per_step))
         grouped = rewards.view(-1, group)
         metrics.update({
@@ -235,6 +262,7 @@ class ClippedTokenTrainer(GroupTrainer):
                 beta=config.beta, ref_logprobs=item["ref_logp"],
                 max_completion_length=config.max_new_tokens, num_tokens=tokens_per_step,
             )  # fmt: skip
+            loss = self.data_parallel(loss, item, NORMALIZED_BY[config.loss_type])
             terms = {}
             if item["ref_logp"] is not None:
                 terms["kl"] = self.reference_kl(logp, item).item()

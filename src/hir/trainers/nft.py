@@ -73,10 +73,11 @@ class NFTTrainer(GroupTrainer):
                 logp, item["old_logp"], item["right"], item["share"], item["mask"],
                 max_completion_length=config.max_new_tokens, clamp_negative=config.clamp_negative,
             )  # fmt: skip
+            loss = self.data_parallel(loss, item, "rows")
             terms = {}
             if item["ref_logp"] is not None:
                 kl = self.reference_kl(logp, item)
-                loss = loss + config.beta * kl
+                loss = loss + config.beta * self.data_parallel(kl, item, "tokens")
                 terms["kl"] = kl.item()
             return loss, terms
 

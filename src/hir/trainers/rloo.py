@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.utils import gather_object
 
 from hir.losses.grpo import clipped_sequence_loss, leave_one_out_advantages, rewards_with_kl_penalty
 from hir.online.sampling import Sample
@@ -47,14 +48,21 @@ class RLOOTrainer(GroupTrainer):
         scored = self.scored_batches(items)
         scores = torch.tensor([s.score for s in items], dtype=torch.float)
         rewards, kl = scores.clone(), torch.zeros(len(items))
+        penalized = []  # (row, reward less its KL) of the completions this process scored
         for item in scored:
             # Each completion's summed log-probability under the sampling policy: the ratio's base.
             item["old_sum"] = (item["old_logp"] * item["mask"]).sum(-1)
             if item["ref_logp"] is not None:
-                penalized = rewards_with_kl_penalty(scores[item["rows"]], item["old_logp"].cpu(),
-                                                    item["ref_logp"].cpu(), item["mask"].cpu(), config.beta)  # fmt: skip
-                rewards[item["rows"]] = penalized
-                kl[item["rows"]] = (scores[item["rows"]] - penalized) / config.beta
+                values = rewards_with_kl_penalty(scores[item["rows"]], item["old_logp"].cpu(),
+                                                 item["ref_logp"].cpu(), item["mask"].cpu(), config.beta)  # fmt: skip
+                penalized += zip(item["rows"], values.tolist(), strict=True)
+        if config.beta:
+            # Every process needs every completion's reward: the baseline leaves one out of its group.
+            if self.accelerator.num_processes > 1:
+                penalized = gather_object(penalized)
+            rows, values = zip(*penalized, strict=True)
+            rewards[list(rows)] = torch.tensor(values)
+            kl = (scores - rewards) / config.beta
         advantages = leave_one_out_advantages(
             rewards, config.num_samples, config.normalize_advantages
         )
@@ -77,6 +85,6 @@ class RLOOTrainer(GroupTrainer):
                 logp, item["old_sum"], item["advantages"], item["mask"], epsilon_low=config.epsilon,
                 epsilon_high=config.clip_high,
             )  # fmt: skip
-            return loss, {}
+            return self.data_parallel(loss, item, "rows"), {}
 
         return self.optimize(compute_loss)
