@@ -33,6 +33,7 @@ Kinds:
 - `curves DIR methods=M,N labels=L1,L2`: each seed's accuracy at every evaluated iteration.
 - `speed FILE`: the real-iteration benchmark's JSON as a table of seconds, peak RSS and ratios.
 - `trl_grpo FILE`: `benchmarks/trl_grpo.py`'s JSON, TRL's trainer and hir side by side.
+- `greedy_segments FILE`: `benchmarks/greedy_segments.py`'s JSON, one row per case.
 - `ifeval SOURCE... labels=A,B`: IFEval's four numbers per source (a JSON file, or FILE#KEY).
 """
 
@@ -249,6 +250,15 @@ def trl_grpo(path: str) -> str:
     return render(header, rows)
 
 
+def greedy_segments(path: str) -> str:
+    result = json.loads((ROOT / path).read_text())
+    prompts = result["settings"]["prompts"]
+    header = ["", "batch", "seconds", "answer tokens / s", "baseline s / case s", "answers as the baseline's"]  # fmt: skip
+    rows = [[c["case"], str(c["batch_size"]), f"{c['seconds']:.1f}", f"{c['answer_tokens'] / c['seconds']:.1f}",
+             f"{c['speedup']:.2f}x", f"{c['same_answers']} of {prompts}"] for c in result["cases"]]  # fmt: skip
+    return render(header, rows)
+
+
 def runs(folder: str, methods: str, labels: str) -> str:
     """One row per method of a comparison folder, from its runs' own files: test accuracy
     (mean ± std, as comparison.json), each seed's, the commonest answer's share at the end per
@@ -346,6 +356,7 @@ KINDS = {
     "curves": curves,
     "speed": speed,
     "trl_grpo": trl_grpo,
+    "greedy_segments": greedy_segments,
     "ifeval": ifeval,
 }
 

@@ -53,6 +53,46 @@ def test_the_shared_prompt_prefill_computes_no_logits_of_prompt_positions(tiny_g
     assert inputs["input_ids"].shape[1] > 2 and positions and max(positions) == 1
 
 
+def test_greedy_decoding_in_segments_gives_one_calls_tokens(tiny_gpt2_dir, monkeypatch):
+    """Rows that ended leave the batch between segments; the others continue from the cache,
+    and every row's tokens up to its end are the ones a single `generate` call gives."""
+    import hir.models.causal as causal
+
+    policy = load_policy(tiny_gpt2_dir)
+    prompts = [f"Sort: {words}" for words in ("b a c", "zz y", "q w e r t y", "x y", "m", "k j")]
+    inputs = policy.pad_prompts(policy.format.prompt_ids(prompts))
+    options = {"do_sample": False, "max_new_tokens": 30, "pad_token_id": 0}
+    never = policy.model.config.vocab_size - 1
+    plain = policy.model.generate(**inputs, **options, eos_token_id=never)
+    plain = plain[:, inputs["input_ids"].shape[1] :].tolist()
+    # End tokens that some rows reach after a few steps and others never: rows of every length.
+    firsts: dict[int, dict[int, int]] = {}  # token: {row: its first step there}
+    for number, row in enumerate(plain):
+        for step, token in enumerate(row):
+            firsts.setdefault(token, {}).setdefault(number, step)
+    ends = [t for t, rows in firsts.items() if min(rows.values()) >= 2 and len(rows) < len(plain)]
+    ends = ends[:3]
+    ended_at = [min((r.index(t) for t in ends if t in r), default=None) for r in plain]
+    assert any(step is not None for step in ended_at) and None in ended_at
+    options["eos_token_id"] = ends
+    whole = policy.model.generate(**inputs, **options)
+    monkeypatch.setattr(causal, "SEGMENT_TOKENS", 4)
+    calls = []
+    generate = policy.model.generate
+    monkeypatch.setattr(policy.model, "generate", lambda **kw: calls.append(len(kw["input_ids"])) or generate(**kw))  # fmt: skip
+    segmented = policy._generate_batch(inputs, 1, options)
+    width = inputs["input_ids"].shape[1]
+
+    def until_end(row):
+        tokens = row[width:].tolist()
+        stop = min((tokens.index(t) for t in ends if t in tokens), default=len(tokens) - 1)
+        return tokens[: stop + 1]
+
+    assert [until_end(r) for r in segmented] == [until_end(r) for r in whole]
+    assert calls[0] == len(prompts) and calls[-1] < len(prompts)  # ended rows left the batch
+    assert len(calls) == 30 // 4 + 1
+
+
 def test_grouped_greedy_decoding_equals_one_query_per_call(tiny_model_dir):
     policy = load_policy(tiny_model_dir)
     _, prompts = _prompts(6)

@@ -23,6 +23,9 @@ from hir.models.policy import (
 from hir.models.speed.blocks import BLOCK_TOKENS
 from hir.models.speed.kv_cache import cache_argument, cache_of, layer_tensors, returned_cache
 
+# Greedy answers longer than this are decoded in segments of it (`_greedy_in_segments`).
+SEGMENT_TOKENS = 64
+
 
 class CausalPolicy(Policy):
     """Decoder-only (GPT-2, Llama, Qwen): prompt and output are one sequence; the loss covers
@@ -214,7 +217,9 @@ class CausalPolicy(Policy):
         prompt (all but its last token) is run once, its KV cache copied n times, and generation
         continues from it: the same tokens for the same seed, with 1/n of the prompt compute."""
         if num_samples == 1:
-            return self.model.generate(**inputs, **options)
+            if options["do_sample"] or options["max_new_tokens"] <= SEGMENT_TOKENS:
+                return self.model.generate(**inputs, **options)
+            return self._greedy_in_segments(inputs, options)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         positions = position_ids(mask)
         # Only its KV cache is read: the logits of every prompt position (rows x length x
@@ -236,6 +241,42 @@ class CausalPolicy(Policy):
             **{cache_argument(self.model): cache},
             **options,
         )
+
+    def _greedy_in_segments(self, inputs: dict[str, torch.Tensor], options: dict) -> torch.Tensor:
+        """Greedy decoding, `SEGMENT_TOKENS` new tokens per `generate` call; between calls the
+        rows that ended leave the batch, their rows of the KV cache dropped. One call keeps
+        every row computing until the longest answer ends: on IFEval's prompts (answers of a
+        few to 512 tokens) about half of that work is on rows already ended. Each call
+        continues from the cache (the last token only runs), so the tokens are one call's."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        ends = torch.tensor(options["eos_token_id"], device=ids.device).reshape(-1)
+        segment_options = {k: v for k, v in options.items() if k != "max_new_tokens"}
+        rows = list(range(len(ids)))  # the original row of each row still decoding
+        pieces: list[list[torch.Tensor]] = [[] for _ in rows]
+        sequences, cache, left = ids, None, options["max_new_tokens"]
+        while rows and left > 0:
+            step = min(SEGMENT_TOKENS, left)
+            cached = {} if cache is None else {cache_argument(self.model): cache}
+            out = self.model.generate(input_ids=sequences, attention_mask=mask, max_new_tokens=step,
+                                      return_dict_in_generate=True, **cached, **segment_options)  # fmt: skip
+            new = out.sequences[:, sequences.shape[1] :]
+            left -= new.shape[1]
+            for row, tokens in zip(rows, new, strict=True):
+                pieces[row].append(tokens)
+            going = (~torch.isin(new, ends).any(1)).nonzero().squeeze(1)
+            if len(going) == 0:
+                break
+            cache = returned_cache(out)
+            cache.batch_select_indices(going)
+            mask = torch.cat([mask, torch.ones_like(new)], 1)[going]
+            sequences = out.sequences[going]
+            rows = [rows[i] for i in going.tolist()]
+        outputs = [torch.cat(piece) for piece in pieces]
+        width = max(len(o) for o in outputs)
+        padded = torch.full((len(outputs), width), options["pad_token_id"], dtype=ids.dtype, device=ids.device)  # fmt: skip
+        for row, output in enumerate(outputs):
+            padded[row, : len(output)] = output
+        return torch.cat([ids, padded], 1)
 
     def new_tokens(self, generated: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return generated[:, inputs["input_ids"].shape[1] :]
