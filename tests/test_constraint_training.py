@@ -82,12 +82,18 @@ def test_constraint_relabeling_is_refused_where_it_cannot_apply(tiny_gpt2_dir, t
 
 
 @pytest.mark.skipif(not SHARED_IFEVAL.is_dir(), reason="needs ../shared/ifeval")
-def test_compare_scores_every_run_on_a_final_task_with_paired_verdicts(tiny_gpt2_dir, tmp_path):
+def test_compare_scores_every_run_on_a_final_task_with_paired_verdicts(tiny_gpt2_dir, tmp_path, monkeypatch):  # fmt: skip
     """Trained on constraint requests, reported on IFEval: each run's final model and the start
-    scored on IFEval's test split, paired by seed; a resumed comparison reads them back."""
+    scored on IFEval's test split, paired by seed (the start once: its second seed, the same
+    weights, takes a copy); a resumed comparison reads them back."""
     import json
 
+    import hir.compare.final_evaluation as final_evaluation
     from hir.cli import main
+
+    made = []
+    evaluate = final_evaluation.evaluate
+    monkeypatch.setattr(final_evaluation, "evaluate", lambda *a, **k: made.append(1) or evaluate(*a, **k))  # fmt: skip
     from hir.tasks.ifeval import aggregate, load_prompts, score_response
 
     out = tmp_path / "compare"
@@ -113,6 +119,16 @@ def test_compare_scores_every_run_on_a_final_task_with_paired_verdicts(tiny_gpt2
             [score_response(p, r["prediction"]) for p, r in zip(load_prompts(prompts), predictions)]
         )
         assert summary["strict_mean"] == pytest.approx(by_hand["strict_mean"])
+    assert len(made) == 5  # 2 seeds x 2 trained methods, and the start once
+    starts = [out / "start" / f"seed-{seed}" / "final-eval" for seed in (0, 1)]
+    assert [(f / "predictions.jsonl").read_text() for f in starts].count(
+        (starts[0] / "predictions.jsonl").read_text()
+    ) == 2
+    trained = json.loads(
+        (out / "hir-constraints" / "seed-0" / "final-eval" / "summary.json").read_text()
+    )
+    start = json.loads((starts[1] / "summary.json").read_text())
+    assert trained["config"]["weights_sha256"] != start["config"]["weights_sha256"]
     paired = (out / "paired-final-eval-strict_mean.md").read_text()
     assert "| hir-constraints | farl |" in paired and "| start | farl |" in paired
     before = (out / "farl" / "seed-0" / "final-eval" / "summary.json").stat().st_mtime_ns

@@ -196,8 +196,11 @@ def _run_comparison(
             return  # (a start@ row's model is the start's, scored once)
         folder = run_folder(output_dir, name, seed)
         record = {"model": start_model, "model_arguments": dataclasses.asdict(model_options)}
+        # A start row may take another seed's evaluation of the same start (same weights).
+        starts = sorted(folder.parent.glob("seed-*")) if name == "start" else []
         if final_evaluation(folder, final_eval, lambda: load_start(start_model), record,
-                            trained=not name.startswith("start")) is None:  # fmt: skip
+                            trained=not name.startswith("start"),
+                            same_as=[f for f in starts if f != folder]) is None:  # fmt: skip
             say(f"hir compare: {name}, seed {seed}: no final evaluation (no intact checkpoint "
                 f"in {folder / 'checkpoints'})")  # fmt: skip
 
