@@ -17,8 +17,9 @@ Kinds:
   `rows` entries "A/B" match a paired table's row whose first two columns are A and B;
   `add=FILE2#COLUMN` first appends COLUMN of FILE2's table, its rows matched by first cell.
 - `accuracy DIR... methods=M,N labels=L1,L2 tasks=T1,T2`: one row per comparison folder, one
-  column per method, its final test accuracy "mean ± std" over seeds (the start: its mean),
-  from each folder's comparison.json.
+  column per method, its final test accuracy "mean ± std" over seeds (the start: its mean; a
+  method with fewer seeds done than the comparison's: its mean and "k of n seeds"), from each
+  folder's comparison.json.
 - `comparison DIR... methods=M,N labels=L1,L2 [columns=accuracy,per_seed,wall,rss]`: one row
   per method from the first folder's comparison.json (`M@DIR2` reads M from another folder):
   final test accuracy "mean ± std", each seed's, the mean wall time and the peak RSS per run.
@@ -113,7 +114,9 @@ def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
     methods_, labels_, tasks_ = methods.split(","), labels.split(","), tasks.split(",")
     rows = []
     for folder, task in zip(folders, tasks_, strict=True):
-        table = {r["method"]: r for r in json.loads((ROOT / folder / "comparison.json").read_text())["table"]}  # fmt: skip
+        comparison = json.loads((ROOT / folder / "comparison.json").read_text())
+        table = {r["method"]: r for r in comparison["table"]}
+        seeds = comparison["seeds"]
         cells = []
         for method in methods_:
             row = table.get(method)
@@ -121,6 +124,8 @@ def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
                 cells.append("-")
             elif method == "start":
                 cells.append(f"{row['accuracy_mean']:.3f}")
+            elif row["seeds"] < len(seeds):  # a method whose seeds are not all done
+                cells.append(f"{row['accuracy_mean']:.3f} ({row['seeds']} of {len(seeds)} seeds)")
             else:
                 cells.append(f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}")
         rows.append([task, *cells])

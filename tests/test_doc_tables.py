@@ -67,10 +67,11 @@ def _comparison(folder: Path, runs: list[tuple[str, int, float]]) -> None:
     for method in methods:
         values = [a for m, _, a in runs if m == method]
         mean = sum(values) / len(values)
-        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
         table.append({"method": method, "seeds": len(values), "accuracy_mean": mean,
                       "accuracy_std": std, "wall_seconds_mean": 10.4, "peak_rss_mib": 99.6})  # fmt: skip
-    record = {"table": table, "runs": [{"method": m, "seed": s, "final_accuracy": a} for m, s, a in runs]}  # fmt: skip
+    record = {"table": table, "seeds": sorted({s for _, s, _ in runs}),
+              "runs": [{"method": m, "seed": s, "final_accuracy": a} for m, s, a in runs]}  # fmt: skip
     (folder / "comparison.json").write_text(json.dumps(record))
 
 
@@ -100,3 +101,10 @@ def test_include_takes_the_nth_table_and_joins_a_column(tmp_path, monkeypatch):
         tables.include("t.md", table="3")
     with pytest.raises(ValueError, match="u.md has no column e"):
         tables.include("t.md", add="u.md#e")
+
+
+def test_accuracy_says_when_a_method_has_not_all_its_seeds(tmp_path, monkeypatch):
+    _comparison(tmp_path / "a", [("start", 0, 0.1), ("start", 1, 0.1), ("hir", 0, 0.4), ("hir", 1, 0.8), ("grpo", 0, 0.5)])  # fmt: skip
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    made = tables.accuracy("a", methods="start,hir,grpo,nft", labels="s,h,g,n", tasks="t")
+    assert made.splitlines()[2] == "| t | 0.100 | 0.600 ± 0.283 | 0.500 (1 of 2 seeds) | - |"
