@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -8,18 +9,25 @@ from hir.online.evaluate import commonest, evaluate
 from hir.tasks import load_task
 
 
+END = 0
+
+
 class ScriptedPolicy:
-    """Answers correctly for every other example: a stand-in whose accuracy we know."""
+    """Answers correctly for every other example, in two tokens and its end token; the others
+    "wrong", cut at max_new_tokens: a stand-in whose accuracy we know."""
 
     chat = False  # the plain prompt format
+    format = SimpleNamespace(end_token_id=END)
 
     def __init__(self, task):
         self.answers = {task.prompt(e.query): e.target for e in task.examples}
         self.calls = []
 
-    def generate(self, prompts, max_new_tokens, batch_size, progress=None):
+    def generate(self, prompts, max_new_tokens, batch_size, progress=None, return_token_ids=False):
         self.calls.append(len(prompts))
-        return [[self.answers[p] if i % 2 == 0 else "wrong"] for i, p in enumerate(prompts)]
+        outputs = [(self.answers[p], (7, 8, END)) if i % 2 == 0 else ("wrong", (9,) * max_new_tokens)
+                   for i, p in enumerate(prompts)]  # fmt: skip
+        return [[o if return_token_ids else o[0]] for o in outputs]
 
 
 def test_accuracy_counts_correct_outputs_on_the_test_split():
@@ -32,6 +40,9 @@ def test_accuracy_counts_correct_outputs_on_the_test_split():
     # Half the outputs are "wrong": the commonest answer, given to half the queries.
     assert (result.commonest_answer, result.commonest_answer_share) == ("wrong", 0.5)
     assert result.summary()["commonest_answer_share"] == 0.5
+    # The "wrong" half ran to max_new_tokens without the model's end token: cut.
+    assert [r["new_tokens"] for r in result.records[:2]] == [3, 32]
+    assert result.summary()["cut_at_max_new_tokens"] == 0.5
 
 
 def test_commonest_is_the_most_frequent_value_and_its_share_first_seen_on_ties():
@@ -87,6 +98,8 @@ def test_hir_eval_with_a_built_saved_and_reloaded_model(arch, tmp_path, capsys):
         "prediction",
         "answer",
         "target",
+        "new_tokens",
+        "cut",
         "score",
     }
     assert "accuracy" in capsys.readouterr().out

@@ -33,6 +33,8 @@ class EvalResult:
     commonest_answer_share: float | None = None
     # The task's own measures (`Task.metrics`, e.g. IFEval's four accuracies); empty if none.
     task_metrics: dict[str, float] = field(default_factory=dict)
+    # The share of outputs cut at max_new_tokens, before the model ended them.
+    cut_share: float = 0.0
 
     def metrics(self) -> dict:
         """What a run logs of each evaluation."""
@@ -49,6 +51,7 @@ class EvalResult:
         return {
             **self.metrics(),
             "num_examples": self.num_examples,
+            "cut_at_max_new_tokens": self.cut_share,
             "wall_seconds": round(self.wall_seconds, 3),
         }
 
@@ -97,6 +100,7 @@ def evaluate(
         commonest_answer=answer,
         commonest_answer_share=share,
         task_metrics=task_metrics,
+        cut_share=sum(r["cut"] for r in records) / count,
     )
 
 
@@ -115,9 +119,11 @@ def _score_outputs(
 ) -> list[dict]:
     prompts = [task.prompt(e.query, task.instruction_for(e, instruction)) for e in examples]
     outputs = policy.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              progress=progress)  # fmt: skip
+                              progress=progress, return_token_ids=True)  # fmt: skip
     crash_point("evaluation")
-    predictions = [prediction for (prediction,) in outputs]
+    predictions = [prediction for ((prediction, _),) in outputs]
+    end = policy.format.end_token_id
+    tokens = [ids for ((_, ids),) in outputs]
     scored = task.score_outputs(prompts, predictions, examples)
     return [
         {
@@ -127,9 +133,11 @@ def _score_outputs(
             "answer": answer,  # what the feedback function scored
             "target": example.target,
             "score": score,
+            "new_tokens": len(ids),
+            "cut": end not in ids and len(ids) >= max_new_tokens,  # not ended by the model
         }
-        for example, prompt, prediction, (answer, score) in zip(
-            examples, prompts, predictions, scored
+        for example, prompt, prediction, (answer, score), ids in zip(
+            examples, prompts, predictions, scored, tokens, strict=True
         )
     ]
 
