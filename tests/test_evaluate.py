@@ -8,7 +8,6 @@ from hir.cli import main
 from hir.online.evaluate import commonest, evaluate
 from hir.tasks import load_task
 
-
 END = 0
 
 
