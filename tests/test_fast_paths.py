@@ -91,6 +91,13 @@ def test_greedy_decoding_in_segments_gives_one_calls_tokens(tiny_gpt2_dir, monke
     assert [until_end(r) for r in segmented] == [until_end(r) for r in whole]
     assert calls[0] == len(prompts) and calls[-1] < len(prompts)  # ended rows left the batch
     assert len(calls) == 30 // 4 + 1
+    # A cache whose rows cannot be dropped: one call, after the first segment, gives the tokens.
+    from transformers.cache_utils import Cache
+
+    monkeypatch.delattr(Cache, "batch_select_indices")
+    calls.clear()
+    assert torch.equal(policy._generate_batch(inputs, 1, options), whole)
+    assert calls == [len(prompts), len(prompts)]
 
 
 def test_grouped_greedy_decoding_equals_one_query_per_call(tiny_model_dir):

@@ -267,6 +267,8 @@ class CausalPolicy(Policy):
             if len(going) == 0:
                 break
             cache = returned_cache(out)
+            if not hasattr(cache, "batch_select_indices"):  # a cache whose rows cannot be dropped
+                return self.model.generate(**inputs, **options)
             cache.batch_select_indices(going)
             mask = torch.cat([mask, torch.ones_like(new)], 1)[going]
             sequences = out.sequences[going]
