@@ -44,6 +44,7 @@ import argparse
 import json
 import re
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -100,6 +101,12 @@ def include(path: str, rows: str | None = None, columns: str | None = None, matc
     return render(header, body)
 
 
+def _comparison(folder: str | Path) -> tuple[dict, dict[str, dict]]:
+    """A comparison folder's comparison.json, and its table's rows by method."""
+    record = json.loads((ROOT / folder / "comparison.json").read_text())
+    return record, {row["method"]: row for row in record["table"]}
+
+
 def _joined(header: list[str], body: list[list[str]], path: str, column: str) -> tuple[list[str], list[list[str]]]:  # fmt: skip
     """The table with `column` of the table in `path` appended, rows matched by first cell."""
     other_header, other_body = parse_table((ROOT / path).read_text(encoding="utf-8"))
@@ -114,8 +121,7 @@ def accuracy(*folders: str, methods: str, labels: str, tasks: str) -> str:
     methods_, labels_, tasks_ = methods.split(","), labels.split(","), tasks.split(",")
     rows = []
     for folder, task in zip(folders, tasks_, strict=True):
-        comparison = json.loads((ROOT / folder / "comparison.json").read_text())
-        table = {r["method"]: r for r in comparison["table"]}
+        comparison, table = _comparison(folder)
         seeds = comparison["seeds"]
         cells = []
         for method in methods_:
@@ -150,8 +156,8 @@ def comparison(folder: str, methods: str, labels: str, columns: str = "accuracy,
     rows, seed_counts = [], set()
     for entry, label in zip(methods.split(","), labels.split(","), strict=True):
         method, _, source = entry.partition("@")
-        result = json.loads((ROOT / (source or folder) / "comparison.json").read_text())
-        row = next((r for r in result["table"] if r["method"] == method), None)
+        result, table = _comparison(source or folder)
+        row = table.get(method)
         if row is None:
             raise ValueError(f"{source or folder} has no method {method}")
         per_seed = sorted(
@@ -172,7 +178,7 @@ def comparison(folder: str, methods: str, labels: str, columns: str = "accuracy,
 def gain(folder: str, before: str, after: str, labels: str) -> str:
     """Per seed: `before`'s and `after`'s final test accuracy and the difference; then mean ± std
     (the sample std, as comparison.json's)."""
-    runs = json.loads((ROOT / folder / "comparison.json").read_text())["runs"]
+    runs = _comparison(folder)[0]["runs"]
     by_seed: dict[int, dict[str, float]] = {}
     for run in runs:
         if run["method"] in (before, after):
@@ -188,8 +194,7 @@ def gain(folder: str, before: str, after: str, labels: str) -> str:
 
 
 def _mean_std(values: list[float], sign: bool = False) -> str:
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0  # fmt: skip
+    mean, std = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{mean:+.3f} ± {std:.3f}" if sign else f"{mean:.3f} ± {std:.3f}"
 
 
@@ -270,7 +275,7 @@ def runs(folder: str, methods: str, labels: str) -> str:
     seed, the share of right samples and the distinct samples per query at the first and last
     iteration (means over seeds), and the optimizer steps per run."""
     root = ROOT / folder
-    table = {r["method"]: r for r in json.loads((root / "comparison.json").read_text())["table"]}
+    table = _comparison(folder)[1]
     rows = []
     for method, label in zip(methods.split(","), labels.split(","), strict=True):
         seeds = sorted(root.glob(f"{method}/seed-*/compare_run.json"), key=lambda f: f.parent.name)
@@ -301,7 +306,7 @@ def curves(folder: str, methods: str, labels: str) -> str:
     each seed's accuracy at every evaluated iteration (its compare_run.json), and the mean wall
     time per run."""
     root = ROOT / folder
-    table = {r["method"]: r for r in json.loads((root / "comparison.json").read_text())["table"]}
+    table = _comparison(folder)[1]
     rows, iterations = [], None
     for method, label in zip(methods.split(","), labels.split(","), strict=True):
         seeds = sorted(root.glob(f"{method}/seed-*/compare_run.json"), key=lambda f: f.parent.name)
